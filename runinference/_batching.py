@@ -1,0 +1,228 @@
+"""Cutting a stream of elements into batches: size, weight, length buckets,
+adaptive sizing and ragged (mixed-shape) grouping. Knows nothing of models."""
+from __future__ import annotations
+
+import bisect
+import dataclasses
+from typing import Any, Callable, Hashable, Mapping, Optional, Sequence
+
+DEFAULT_MAX_BATCH_SIZE = 10000
+DEFAULT_BUCKET_BOUNDARIES = (16, 32, 64, 128, 256, 512)
+# BatchElements tuning knobs we accept (and honour where they make sense) so
+# that handlers written for the reference keep working.
+_PASSTHROUGH_KEYS = frozenset({
+    'target_batch_overhead', 'target_batch_duration_secs',
+    'target_batch_duration_secs_including_fixed_cost', 'variance', 'clock',
+    'record_metrics'
+})
+
+
+@dataclasses.dataclass
+class BatchConfig:
+  """Validated batching settings (from ``ModelHandler.batch_elements_kwargs``)."""
+  min_batch_size: int = 1
+  max_batch_size: int = DEFAULT_MAX_BATCH_SIZE
+  max_batch_duration_secs: Optional[float] = None
+  max_batch_weight: Optional[int] = None
+  element_size_fn: Optional[Callable[[Any], int]] = None
+  length_fn: Optional[Callable[[Any], int]] = None
+  bucket_boundaries: Optional[Sequence[int]] = None
+  target_batch_duration_secs: float = 1.0
+  extra: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+  @classmethod
+  def from_kwargs(cls, kwargs: Mapping[str, Any]) -> 'BatchConfig':
+    kwargs = dict(kwargs or {})
+    extra = {k: kwargs.pop(k) for k in list(kwargs) if k in _PASSTHROUGH_KEYS}
+    # The reference's ModelHandler spells these batch_length_fn /
+    # batch_bucket_boundaries in __init__ but length_fn / bucket_boundaries in
+    # batch_elements_kwargs; accept both.
+    for alias, name in (('batch_length_fn', 'length_fn'),
+                        ('batch_bucket_boundaries', 'bucket_boundaries')):
+      if alias in kwargs:
+        kwargs[name] = kwargs.pop(alias)
+    known = {f.name for f in dataclasses.fields(cls)} - {'extra'}
+    unknown = sorted(set(kwargs) - known)
+    if unknown:
+      raise ValueError(
+          f'Unknown batching option(s) {unknown} in batch_elements_kwargs(). '
+          f'Valid options: {sorted(known | _PASSTHROUGH_KEYS)}.')
+    cfg = cls(**{k: v for k, v in kwargs.items() if v is not None}, extra=extra)
+    if 'target_batch_duration_secs' in extra:
+      cfg.target_batch_duration_secs = float(
+          extra['target_batch_duration_secs'])
+    cfg.validate()
+    return cfg
+
+  def validate(self) -> None:
+    def positive_int(name):
+      value = getattr(self, name)
+      if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(
+            f'{name} must be a positive integer, got {value!r}. '
+            f'Set it in the model handler, e.g. {name}=32.')
+
+    positive_int('min_batch_size')
+    positive_int('max_batch_size')
+    if self.min_batch_size > self.max_batch_size:
+      raise ValueError(
+          f'min_batch_size ({self.min_batch_size}) is larger than '
+          f'max_batch_size ({self.max_batch_size}); lower min_batch_size or '
+          'raise max_batch_size.')
+    if self.max_batch_duration_secs is not None and not (
+        self.max_batch_duration_secs > 0):
+      raise ValueError(
+          'max_batch_duration_secs must be > 0 seconds, got '
+          f'{self.max_batch_duration_secs!r}.')
+    if self.max_batch_weight is not None:
+      positive_int('max_batch_weight')
+      if self.element_size_fn is None:
+        raise ValueError(
+            'max_batch_weight needs element_size_fn, the function that gives '
+            'each element its weight (e.g. element_size_fn=len).')
+    for name in ('element_size_fn', 'length_fn'):
+      fn = getattr(self, name)
+      if fn is not None and not callable(fn):
+        raise ValueError(f'{name} must be callable, got {fn!r}.')
+    if self.bucket_boundaries is not None:
+      if self.length_fn is None:
+        raise ValueError(
+            'batch_bucket_boundaries needs batch_length_fn, the function '
+            'that gives each element its length (e.g. batch_length_fn=len).')
+      b = list(self.bucket_boundaries)
+      if not b or any(x <= 0 for x in b) or b != sorted(b):
+        raise ValueError(
+            'batch_bucket_boundaries must be a non-empty sorted list of '
+            f'positive numbers, got {self.bucket_boundaries!r}.')
+    elif self.length_fn is not None:
+      self.bucket_boundaries = DEFAULT_BUCKET_BOUNDARIES
+
+  @property
+  def fixed_size(self) -> bool:
+    return self.min_batch_size == self.max_batch_size
+
+  def batch_elements_kwargs(self) -> dict:
+    """Arguments for ``beam.BatchElements`` (the cross-bundle streaming path)."""
+    kw = dict(
+        min_batch_size=self.min_batch_size,
+        max_batch_size=self.max_batch_size,
+        max_batch_duration_secs=self.max_batch_duration_secs)
+    if self.length_fn is not None:
+      kw.update(
+          length_fn=self.length_fn,
+          bucket_boundaries=list(self.bucket_boundaries))
+    kw.update({k: v for k, v in self.extra.items()})
+    return kw
+
+
+class SizeEstimator:
+  """Adapts the batch size between min and max: doubles while a batch runs
+  faster than the target duration, halves when it runs over twice that."""
+  def __init__(self, cfg: BatchConfig):
+    self._min = cfg.min_batch_size
+    self._max = cfg.max_batch_size
+    self._target_secs = cfg.target_batch_duration_secs
+    self._adaptive = not cfg.fixed_size
+    self.size = self._max if not self._adaptive else max(self._min, 1)
+
+  def observe(self, batch_len: int, seconds: float) -> None:
+    if not self._adaptive or batch_len < self.size:
+      if self._adaptive and seconds > 2 * self._target_secs:
+        self.size = max(self._min, self.size // 2)
+      return
+    if seconds < self._target_secs:
+      self.size = min(self._max, self.size * 2)
+    elif seconds > 2 * self._target_secs:
+      self.size = max(self._min, self.size // 2)
+
+
+class Batcher:
+  """Buffers items and hands out batches.
+
+  ``add(item, value)`` stores ``item`` (whatever the caller needs back) and
+  uses ``value`` (the model input) for weight and length; it returns a batch
+  when one is complete. Items with different length buckets never share a
+  batch. ``drain()`` returns what is left.
+  """
+  def __init__(self, cfg: BatchConfig):
+    self.cfg = cfg
+    self.sizer = SizeEstimator(cfg)
+    self._size_fn = cfg.element_size_fn if cfg.max_batch_weight else None
+    self._max_weight = cfg.max_batch_weight
+    self._length_fn = cfg.length_fn
+    self._bounds = list(cfg.bucket_boundaries or ())
+    self._buffers: dict[Hashable, list] = {}
+    self._weights: dict[Hashable, int] = {}
+
+  def __len__(self) -> int:
+    return sum(len(b) for b in self._buffers.values())
+
+  def _bucket(self, value) -> Hashable:
+    if self._length_fn is None:
+      return None
+    return bisect.bisect_right(self._bounds, self._length_fn(value))
+
+  def add(self, item, value) -> Optional[list]:
+    key = self._bucket(value)
+    buf = self._buffers.get(key)
+    if buf is None:
+      buf = self._buffers[key] = []
+      self._weights[key] = 0
+    if self._size_fn is not None:
+      weight = self._size_fn(value)
+      if buf and self._weights[key] + weight > self._max_weight:
+        full = buf
+        self._buffers[key] = [item]
+        self._weights[key] = weight
+        return full
+      self._weights[key] += weight
+    buf.append(item)
+    if len(buf) >= self.sizer.size:
+      del self._buffers[key]
+      return buf
+    return None
+
+  def drain(self) -> list[list]:
+    batches = [b for b in self._buffers.values() if b]
+    self._buffers.clear()
+    self._weights.clear()
+    return batches
+
+
+def split_by_weight(items: list, values: Sequence, cfg: BatchConfig) -> list:
+  """Splits one pre-made batch so no part weighs over ``max_batch_weight``."""
+  if not cfg.max_batch_weight or not items:
+    return [items]
+  parts, part, weight = [], [], 0
+  for item, value in zip(items, values):
+    w = cfg.element_size_fn(value)
+    if part and weight + w > cfg.max_batch_weight:
+      parts.append(part)
+      part, weight = [], 0
+    part.append(item)
+    weight += w
+  parts.append(part)
+  return parts
+
+
+def shape_key(x) -> Hashable:
+  """What must match for two model inputs to stack into one batch."""
+  shape = getattr(x, 'shape', None)
+  if shape is not None:
+    try:
+      return (type(x).__name__, tuple(shape))
+    except TypeError:
+      return (type(x).__name__, None)
+  if isinstance(x, dict):
+    return tuple((k, shape_key(v)) for k, v in sorted(x.items(), key=str))
+  if isinstance(x, (tuple, list)):
+    return (type(x).__name__, len(x), tuple(shape_key(v) for v in x[:64]))
+  return type(x).__name__
+
+
+def group_by_shape(values: Sequence) -> list[list[int]]:
+  """Indices of ``values`` grouped by shape, groups in first-seen order."""
+  groups: dict[Hashable, list[int]] = {}
+  for i, v in enumerate(values):
+    groups.setdefault(shape_key(v), []).append(i)
+  return list(groups.values())

@@ -1,0 +1,119 @@
+"""Beam shells around ``InferenceEngine``.
+
+``GlobalBatchDoFn`` is the fast path (batch pipelines in the global window):
+its ``process`` takes only the element, so Beam calls it through its cheapest
+invoker. ``WindowedBatchDoFn`` carries each element's own timestamp and
+window to its result (and reads the model-metadata side input)."""
+from __future__ import annotations
+
+import apache_beam as beam
+from apache_beam.pvalue import TaggedOutput
+from apache_beam.transforms.window import GlobalWindows
+
+from ._engine import InferenceEngine, _Failed
+
+_global_wv = GlobalWindows.windowed_value
+
+
+def _failed(value) -> bool:
+  return type(value) is tuple and len(value) == 3 and value[0] is _Failed
+
+
+class _EngineDoFn(beam.DoFn):
+  def __init__(self, engine: InferenceEngine):
+    self._engine = engine
+
+  def setup(self):
+    self._engine.setup()
+
+  def finish_bundle(self):
+    outputs = []
+    for batch in self._engine.batcher.drain():
+      outputs.extend(self._finish_outputs(batch))
+    self._engine.check_threshold()
+    return outputs
+
+
+class GlobalBatchDoFn(_EngineDoFn):
+  """Batches within a bundle; results keep the global window."""
+  def process(self, element):
+    engine = self._engine
+    if engine.preprocess_fns:
+      element = engine.preprocess(element)
+      if _failed(element):
+        return [TaggedOutput(element[1], element[2])]
+    if engine.prebatched:
+      batch = [element]
+    else:
+      batch = engine.batcher.add(element, element)
+      if batch is None:
+        return None
+    _, outputs, dead = engine.run(batch)
+    if dead:
+      outputs = outputs + [TaggedOutput(tag, rec) for _, tag, rec in dead]
+    return outputs
+
+  def _finish_outputs(self, batch):
+    _, outputs, dead = self._engine.run(batch)
+    out = [_global_wv(o) for o in outputs]
+    out.extend(TaggedOutput(tag, _global_wv(rec)) for _, tag, rec in dead)
+    return out
+
+
+def _value(wv):
+  return wv.value
+
+
+class WindowedBatchDoFn(_EngineDoFn):
+  """Batches within a bundle across windows; each result keeps the
+  timestamp, window and pane of its own input element."""
+  def process(
+      self, element, window=beam.DoFn.WindowParam,
+      wv=beam.DoFn.WindowedValueParam):
+    return self._handle(element, wv)
+
+  def _handle(self, element, wv):
+    engine = self._engine
+    if engine.preprocess_fns:
+      element = engine.preprocess(element)
+      if _failed(element):
+        return [TaggedOutput(element[1], wv.with_value(element[2]))]
+      wv = wv.with_value(element)
+    if engine.prebatched:
+      batch = [wv]
+    else:
+      batch = engine.batcher.add(wv, element)
+      if batch is None:
+        return None
+    return self._finish_outputs(batch)
+
+  def _finish_outputs(self, batch):
+    items, outputs, dead = self._engine.run(batch, _value)
+    out = [item.with_value(o) for item, o in zip(items, outputs)]
+    out.extend(TaggedOutput(tag, item.with_value(rec)) for item, tag, rec in dead)
+    return out
+
+
+class SideInputRefreshDoFn(WindowedBatchDoFn):
+  """Reads ``ModelMetadata`` from a side input and switches models on it."""
+  def process(
+      self,
+      element,
+      model_metadata=beam.DoFn.SideInputParam,
+      window=beam.DoFn.WindowParam,
+      wv=beam.DoFn.WindowedValueParam):
+    self._engine.refresh(model_metadata)
+    return self._handle(element, wv)
+
+
+class PreprocessDoFn(beam.DoFn):
+  """Preprocessing as its own step, for when batching happens in
+  ``beam.BatchElements`` between it and inference."""
+  def __init__(self, engine: InferenceEngine):
+    self._engine = engine
+
+  def process(self, element):
+    element = self._engine.preprocess(element)
+    if _failed(element):
+      return [TaggedOutput(element[1], element[2])]
+    return [element]

@@ -1,0 +1,280 @@
+"""The inference step as a plain object: batching, model holding, failure
+isolation and metrics composed; the DoFns in ``_dofn`` are thin shells."""
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any, Callable, Optional
+
+from ._batching import Batcher, BatchConfig, group_by_shape, split_by_weight
+from ._errors import (FAILED_INFERENCES, ErrorPolicy, TimeoutRunner, describe,
+                      postprocess_tag, preprocess_tag)
+from ._metrics import MetricsCollector
+from ._model_holder import ModelHolder
+from ._types import ModelMetadata
+
+_LOGGER = logging.getLogger(__name__)
+
+
+class _Failed(Exception):
+  """Marks an element that failed a pre/postprocessing step."""
+
+
+class InferenceEngine:
+  """Runs a model handler over batches of items.
+
+  ``items`` are whatever the caller carries (plain values, or Beam
+  WindowedValues); ``value_of`` gives the model input of an item. Every call
+  returns ``(main, dead)``: ``main`` a list of ``(item, output)``-aligned
+  pairs as two lists, ``dead`` a list of ``(item, tag, record)``.
+  """
+  def __init__(
+      self,
+      handler,
+      *,
+      namespace: Optional[str],
+      inference_args: Optional[dict],
+      policy: ErrorPolicy,
+      batch_config: BatchConfig,
+      prebatched: bool,
+      tag: str,
+      load_eagerly: bool):
+    self.handler = handler
+    self.preprocess_fns = list(handler.get_preprocess_fns())
+    self.postprocess_fns = list(handler.get_postprocess_fns())
+    self.namespace = namespace or handler.get_metrics_namespace()
+    self.inference_args = inference_args
+    self.policy = policy
+    self.batch_config = batch_config
+    self.prebatched = prebatched
+    self.load_eagerly = load_eagerly
+    self.holder = ModelHolder(handler, tag)
+    self._init_runtime()
+
+  def __getstate__(self):
+    state = self.__dict__.copy()
+    for k in ('metrics', 'batcher', 'timeout_runner', 'counts', 'model_name'):
+      state.pop(k, None)
+    return state
+
+  def __setstate__(self, state):
+    self.__dict__.update(state)
+    self._init_runtime()
+
+  def _init_runtime(self):
+    self.batcher = Batcher(self.batch_config)
+    self.timeout_runner = TimeoutRunner(self.policy.timeout)
+    self.metrics: Optional[MetricsCollector] = None
+    self.model_name = ''
+    self.counts = [0, 0]  # elements seen, elements dead-lettered
+
+  # -- lifecycle -------------------------------------------------------------
+  def setup(self) -> None:
+    self.holder.handler.set_environment_vars()
+    if self.holder.handler.override_metrics(self.namespace):
+      self.metrics = None
+    else:
+      self.metrics = MetricsCollector(self.namespace)
+    if self.load_eagerly:
+      loaded = self.holder.get()
+      if self.metrics is not None:
+        self.metrics.cache_load_model_metrics(loaded.load_ms, loaded.byte_size)
+
+  def _loaded_model(self):
+    fresh = self.holder.loaded is None
+    loaded = self.holder.get()
+    if fresh and self.metrics is not None:
+      self.metrics.update_load_model_metrics(loaded.load_ms, loaded.byte_size)
+    return loaded
+
+  def check_threshold(self) -> None:
+    seen, dead = self.counts
+    if seen and self.policy.threshold < 1 and dead / seen > self.policy.threshold:
+      raise RuntimeError(
+          f'{dead} of {seen} elements failed in RunInference, over the '
+          f'threshold of {self.policy.threshold:.0%} set in '
+          'with_exception_handling(threshold=...).')
+
+  # -- refresh ---------------------------------------------------------------
+  def refresh(self, metadata) -> None:
+    """Switch to the model in ``metadata`` (load first, then swap). A model
+    that fails to load is logged and counted; the current one keeps serving."""
+    if metadata is None:
+      return
+    if isinstance(metadata, ModelMetadata) or (
+        hasattr(metadata, 'model_id') and hasattr(metadata, 'model_name')):
+      path, model_id, name = metadata.model_id, metadata.model_id, metadata.model_name
+    else:  # a list of KeyModelPathMapping
+      path, model_id, name = metadata, repr(metadata), ''
+    if not path or model_id == getattr(self, '_current_model_id', None):
+      return
+    self._current_model_id = model_id
+    try:
+      self.holder.swap(path, model_id)
+    except Exception:  # pylint: disable=broad-except
+      _LOGGER.exception(
+          'Model refresh to %r failed; the current model keeps serving.',
+          model_id)
+      if self.metrics is not None:
+        self.metrics.model_load_failures.inc()
+      return
+    if name and self.metrics is not None:
+      self.model_name = name
+      self.metrics = MetricsCollector(self.namespace, f'{name}-')
+    if self.metrics is not None:
+      self.metrics.model_swaps.inc()
+      loaded = self.holder.loaded
+      if loaded is not None:
+        self.metrics.update_load_model_metrics(loaded.load_ms, loaded.byte_size)
+
+  # -- per element -------------------------------------------------------------
+  def preprocess(self, value):
+    """Runs the preprocessing fns; returns the value, or ``(_Failed, tag,
+    record)`` when one of them fails and exception handling is on."""
+    fns = self.preprocess_fns
+    n = len(fns)
+    for i in range(n - 1, -1, -1):
+      original = value
+      try:
+        value = fns[i](value)
+      except Exception as exc:  # pylint: disable=broad-except
+        if not self.policy.catches(exc):
+          raise
+        self.counts[1] += 1
+        return (_Failed, preprocess_tag(n - 1 - i), (original, describe(exc)))
+    return value
+
+  # -- per batch ---------------------------------------------------------------
+  def run(self, items: list, value_of: Optional[Callable[[Any], Any]] = None):
+    """Runs one batch. Returns ``(main_items, outputs, dead)``."""
+    if self.metrics is not None:
+      self.metrics.flush_cached()
+    values = items if value_of is None else [value_of(x) for x in items]
+    if self.prebatched:
+      return self._run_prebatched(items, values)
+    self.counts[0] += len(items)
+    results, failures = self._infer(values)
+    dead = []
+    if failures:
+      ok = set(range(len(items))) - {i for i, _ in failures}
+      for i, exc in failures:
+        dead.append((items[i], FAILED_INFERENCES, ([values[i]], describe(exc))))
+      self.counts[1] += len(failures)
+      keep = sorted(ok)
+      items = [items[i] for i in keep]
+      results = [results[i] for i in keep]
+    if self.postprocess_fns:
+      items, results = self._postprocess(items, results, dead)
+    return items, results, dead
+
+  def _run_prebatched(self, items, batches):
+    # Each item is a whole batch (with_no_batching, or BatchElements upstream).
+    out_items, outputs, dead = [], [], []
+    for item, batch in zip(items, batches):
+      batch = list(batch)
+      for part in split_by_weight(batch, batch, self.batch_config):
+        self.counts[0] += len(part)
+        results, failures = self._infer(part)
+        bad = {i for i, _ in failures}
+        for i, exc in failures:
+          dead.append((item, FAILED_INFERENCES, ([part[i]], describe(exc))))
+        self.counts[1] += len(failures)
+        good = [results[i] for i in range(len(part)) if i not in bad]
+        good_items = [item] * len(good)
+        if self.postprocess_fns:
+          good_items, good = self._postprocess(good_items, good, dead)
+        out_items.extend(good_items)
+        outputs.extend(good)
+    return out_items, outputs, dead
+
+  def _postprocess(self, items, results, dead):
+    fns = self.postprocess_fns
+    out_items, out = [], []
+    for item, result in zip(items, results):
+      for i, fn in enumerate(fns):
+        try:
+          result = fn(result)
+        except Exception as exc:  # pylint: disable=broad-except
+          if not self.policy.catches(exc):
+            raise
+          dead.append((item, postprocess_tag(i), (result, describe(exc))))
+          self.counts[1] += 1
+          break
+      else:
+        out_items.append(item)
+        out.append(result)
+    return out_items, out
+
+  def _call(self, values: list) -> list:
+    """One model call on a batch, with metrics; raises on failure."""
+    handler = self.holder.handler
+
+    def call():
+      loaded = self._loaded_model()
+      start = time.perf_counter()
+      results = handler.run_inference(values, loaded.model, self.inference_args)
+      if not isinstance(results, list):
+        results = list(results)
+      return results, time.perf_counter() - start
+
+    results, seconds = self.timeout_runner(call)
+    n = len(values)
+    if len(results) != n:
+      raise ValueError(
+          f'{type(handler).__name__}.run_inference returned {len(results)} '
+          f'results for a batch of {n}; it must return one per example.')
+    self.batcher.sizer.observe(n, seconds)
+    if self.metrics is not None:
+      self.metrics.update(
+          n, handler.get_num_bytes(values), int(seconds * 1e6))
+    return results
+
+  def _infer(self, values: list):
+    """Results aligned with ``values`` (None where failed) and the failures
+    ``[(index, exception)]``. Ragged batches are split by shape; with
+    exception handling a failing batch is bisected down to its bad rows."""
+    try:
+      return self._call(values), []
+    except BaseException as exc:  # pylint: disable=broad-except
+      first = exc
+    results: list = [None] * len(values)
+    failures: list = []
+    groups = group_by_shape(values) if len(values) > 1 else [[0]]
+    if len(groups) > 1:
+      for idx in groups:
+        sub, sub_fail = self._infer([values[i] for i in idx])
+        for j, i in enumerate(idx):
+          results[i] = sub[j]
+        failures.extend((idx[j], e) for j, e in sub_fail)
+      return results, failures
+    if self.metrics is not None:
+      self.metrics.failed_batches_counter.inc()
+    if not self.policy.catches(first):
+      raise first
+    if isinstance(first, TimeoutError):
+      self.holder.drop()
+      return results, [(i, first) for i in range(len(values))]
+    self._bisect(values, list(range(len(values))), first, results, failures)
+    if self.metrics is not None:
+      self.metrics.failed_elements.inc(len(failures))
+    return results, failures
+
+  def _bisect(self, values, idx, exc, results, failures):
+    if len(idx) == 1 or not self.policy.bisect:
+      failures.extend((i, exc) for i in idx)
+      return
+    mid = len(idx) // 2
+    for half in (idx[:mid], idx[mid:]):
+      try:
+        sub = self._call([values[i] for i in half])
+      except BaseException as e:  # pylint: disable=broad-except
+        if not self.policy.catches(e):
+          raise
+        if isinstance(e, TimeoutError):
+          self.holder.drop()
+          failures.extend((i, e) for i in half)
+          continue
+        self._bisect(values, half, e, results, failures)
+      else:
+        for i, r in zip(half, sub):
+          results[i] = r

@@ -1,0 +1,251 @@
+"""The ModelHandler contract and the wrappers that add pre/post-processing or
+turn batching off. Knows nothing of Beam."""
+from __future__ import annotations
+
+import os
+import pickle
+from types import MappingProxyType
+from typing import (Any, Callable, Generic, Iterable, Mapping, Optional,
+                    Sequence, TypeVar, Union)
+
+from ._types import KeyModelPathMapping
+
+ExampleT = TypeVar('ExampleT')
+PredictionT = TypeVar('PredictionT')
+ModelT = TypeVar('ModelT')
+PreProcessT = TypeVar('PreProcessT')
+PostProcessT = TypeVar('PostProcessT')
+
+_EMPTY: Mapping = MappingProxyType({})
+
+
+class ModelHandler(Generic[ExampleT, PredictionT, ModelT]):
+  """Loads a model and runs it on a batch of examples.
+
+  Subclasses implement ``load_model`` and ``run_inference``; everything else
+  has a working default. Subclasses that never call ``super().__init__()``
+  still work: every attribute read below has a class-level default.
+  """
+  # Class-level defaults so handlers that skip __init__ behave as configured
+  # with no options.
+  _env_vars: Mapping[str, str] = _EMPTY
+  _batching_kwargs: Mapping[str, Any] = _EMPTY
+  _large_model: bool = False
+  _model_copies: Optional[int] = None
+  _share_across_processes: bool = False
+
+  def __init__(
+      self,
+      *,
+      min_batch_size: Optional[int] = None,
+      max_batch_size: Optional[int] = None,
+      max_batch_duration_secs: Optional[float] = None,
+      max_batch_weight: Optional[int] = None,
+      element_size_fn: Optional[Callable[[Any], int]] = None,
+      batch_length_fn: Optional[Callable[[Any], int]] = None,
+      batch_bucket_boundaries: Optional[list[int]] = None,
+      large_model: bool = False,
+      model_copies: Optional[int] = None,
+      **kwargs):
+    """
+    Args:
+      min_batch_size: smallest batch to run (batches grow adaptively from it).
+      max_batch_size: largest batch to run.
+      max_batch_duration_secs: longest an element waits for its batch; with
+        it, batches span bundles (a streaming pipeline's small bundles).
+      max_batch_weight: most total weight in one batch (needs
+        ``element_size_fn``), e.g. a token budget.
+      element_size_fn: weight of one element, e.g. its number of tokens.
+      batch_length_fn: length of one element; elements of similar length
+        (see ``batch_bucket_boundaries``) are batched together.
+      batch_bucket_boundaries: sorted length boundaries of the buckets,
+        default ``[16, 32, 64, 128, 256, 512]``.
+      large_model: hold one copy of the model per machine, shared by the
+        worker processes, instead of one per process.
+      model_copies: exactly how many copies to hold per machine.
+      env_vars: environment variables set before the model loads.
+    """
+    self._env_vars = dict(kwargs.pop('env_vars', None) or {})
+    batching = {
+        'min_batch_size': min_batch_size,
+        'max_batch_size': max_batch_size,
+        'max_batch_duration_secs': max_batch_duration_secs,
+        'max_batch_weight': max_batch_weight,
+        'element_size_fn': element_size_fn,
+        'length_fn': batch_length_fn,
+        'bucket_boundaries': batch_bucket_boundaries,
+    }
+    self._batching_kwargs = {k: v for k, v in batching.items() if v is not None}
+    self._large_model = large_model
+    self._model_copies = model_copies
+    self._share_across_processes = large_model or (model_copies is not None)
+
+  def load_model(self) -> ModelT:
+    """Loads and returns the model."""
+    raise NotImplementedError(type(self))
+
+  def run_inference(
+      self,
+      batch: Sequence[ExampleT],
+      model: ModelT,
+      inference_args: Optional[dict[str, Any]] = None) -> Iterable[PredictionT]:
+    """Runs the model on a batch; returns one prediction per example."""
+    raise NotImplementedError(type(self))
+
+  def get_num_bytes(self, batch: Sequence[ExampleT]) -> int:
+    """Size of a batch in bytes (for the batch byte-size metric)."""
+    return len(pickle.dumps(batch))
+
+  def get_metrics_namespace(self) -> str:
+    return 'RunInference'
+
+  def get_resource_hints(self) -> dict:
+    return {}
+
+  def batch_elements_kwargs(self) -> Mapping[str, Any]:
+    return self._batching_kwargs
+
+  def validate_inference_args(self, inference_args: Optional[dict[str, Any]]):
+    """Raise here to reject ``inference_args`` at pipeline construction."""
+
+  def update_model_path(self, model_path: Optional[str] = None):
+    """Point the handler at a new model; the next ``load_model`` loads it."""
+
+  def update_model_paths(
+      self,
+      model: ModelT,
+      model_paths: Optional[Union[str, list[KeyModelPathMapping]]] = None):
+    """Like ``update_model_path`` for handlers that hold many models."""
+
+  def get_preprocess_fns(self) -> list[Callable[[Any], Any]]:
+    """Functions run on each element before batching, in application order."""
+    return []
+
+  def get_postprocess_fns(self) -> list[Callable[[Any], Any]]:
+    """Functions run on each prediction, in application order."""
+    return []
+
+  def should_skip_batching(self) -> bool:
+    return False
+
+  def set_environment_vars(self):
+    for name, value in self._env_vars.items():
+      os.environ[name] = value
+
+  def with_preprocess_fn(
+      self, fn: Callable[[PreProcessT], ExampleT]
+  ) -> 'ModelHandler[PreProcessT, PredictionT, ModelT]':
+    """A handler that runs ``fn`` on each element first. Several run from
+    the last applied to the first applied."""
+    return _PreProcessingModelHandler(self, fn)
+
+  def with_postprocess_fn(
+      self, fn: Callable[[PredictionT], PostProcessT]
+  ) -> 'ModelHandler[ExampleT, PostProcessT, ModelT]':
+    """A handler that runs ``fn`` on each prediction. Several run in the
+    order applied."""
+    return _PostProcessingModelHandler(self, fn)
+
+  def with_no_batching(self) -> 'ModelHandler':
+    """A handler whose input elements are already batches."""
+    return _PrebatchedModelHandler(self)
+
+  def share_model_across_processes(self) -> bool:
+    return self._share_across_processes
+
+  def model_copies(self) -> int:
+    return self._model_copies or 1
+
+  def override_metrics(self, metrics_namespace: str = '') -> bool:
+    """Return True if the handler reports its own metrics."""
+    return False
+
+  def should_garbage_collect_on_timeout(self) -> bool:
+    return self.share_model_across_processes()
+
+
+class _DelegatingModelHandler(ModelHandler):
+  """Forwards the whole contract to ``base``; wrappers override a part."""
+  def __init__(self, base: ModelHandler):
+    self._base = base
+    self._env_vars = base._env_vars
+
+  def load_model(self):
+    return self._base.load_model()
+
+  def run_inference(self, batch, model, inference_args=None):
+    return self._base.run_inference(batch, model, inference_args)
+
+  def get_num_bytes(self, batch):
+    return self._base.get_num_bytes(batch)
+
+  def get_metrics_namespace(self):
+    return self._base.get_metrics_namespace()
+
+  def get_resource_hints(self):
+    return self._base.get_resource_hints()
+
+  def batch_elements_kwargs(self):
+    return self._base.batch_elements_kwargs()
+
+  def validate_inference_args(self, inference_args):
+    return self._base.validate_inference_args(inference_args)
+
+  def update_model_path(self, model_path=None):
+    return self._base.update_model_path(model_path=model_path)
+
+  def update_model_paths(self, model, model_paths=None):
+    return self._base.update_model_paths(model, model_paths)
+
+  def get_preprocess_fns(self):
+    return self._base.get_preprocess_fns()
+
+  def get_postprocess_fns(self):
+    return self._base.get_postprocess_fns()
+
+  def should_skip_batching(self):
+    return self._base.should_skip_batching()
+
+  def set_environment_vars(self):
+    return self._base.set_environment_vars()
+
+  def share_model_across_processes(self):
+    return self._base.share_model_across_processes()
+
+  def model_copies(self):
+    return self._base.model_copies()
+
+  def override_metrics(self, metrics_namespace=''):
+    return self._base.override_metrics(metrics_namespace)
+
+  def should_garbage_collect_on_timeout(self):
+    return self._base.should_garbage_collect_on_timeout()
+
+  def __getattr__(self, name):
+    # Framework-specific attributes (e.g. _model_uri) of the wrapped handler.
+    if name.startswith('__') or name == '_base':
+      raise AttributeError(name)
+    return getattr(self._base, name)
+
+
+class _PreProcessingModelHandler(_DelegatingModelHandler):
+  def __init__(self, base: ModelHandler, fn: Callable[[Any], Any]):
+    super().__init__(base)
+    self._fn = fn
+
+  def get_preprocess_fns(self):
+    return [self._fn] + list(self._base.get_preprocess_fns())
+
+
+class _PostProcessingModelHandler(_DelegatingModelHandler):
+  def __init__(self, base: ModelHandler, fn: Callable[[Any], Any]):
+    super().__init__(base)
+    self._fn = fn
+
+  def get_postprocess_fns(self):
+    return list(self._base.get_postprocess_fns()) + [self._fn]
+
+
+class _PrebatchedModelHandler(_DelegatingModelHandler):
+  def should_skip_batching(self):
+    return True

@@ -1,0 +1,57 @@
+"""RunInference metrics: the reference's names, under the handler's namespace."""
+from __future__ import annotations
+
+from typing import Optional
+
+from apache_beam.metrics.metric import Metrics
+
+
+class MetricsCollector:
+  """Counters and distributions for one model (or one key cohort).
+
+  ``prefix`` is the model name after a refresh (``'<name>-'``) or the cohort
+  key of a multi-model KeyedModelHandler; the names after it never change.
+  """
+  def __init__(self, namespace: str, prefix: str = ''):
+    self.namespace = namespace
+    self.prefix = prefix
+
+    def counter(name):
+      return Metrics.counter(namespace, prefix + name)
+
+    def dist(name):
+      return Metrics.distribution(namespace, prefix + name)
+
+    self.num_inferences = counter('num_inferences')
+    self.failed_batches_counter = counter('failed_batches_counter')
+    self.failed_elements = counter('failed_inferences')
+    self.inference_request_batch_size = dist('inference_request_batch_size')
+    self.inference_request_batch_byte_size = dist(
+        'inference_request_batch_byte_size')
+    self.inference_batch_latency_micro_secs = dist(
+        'inference_batch_latency_micro_secs')
+    self.model_byte_size = dist('model_byte_size')
+    self.load_model_latency_milli_secs = dist('load_model_latency_milli_secs')
+    self.model_load_failures = counter('model_load_failures')
+    self.model_swaps = counter('model_swaps')
+    self._pending_load: Optional[tuple[int, int]] = None
+
+  def update(self, num_elements: int, num_bytes: int, latency_us: int) -> None:
+    self.num_inferences.inc(num_elements)
+    self.inference_request_batch_size.update(num_elements)
+    self.inference_request_batch_byte_size.update(num_bytes)
+    self.inference_batch_latency_micro_secs.update(latency_us)
+
+  def cache_load_model_metrics(self, latency_ms: int, byte_size: int) -> None:
+    # Metrics recorded in DoFn.setup are dropped by some runners, so loads
+    # done there are reported with the first batch.
+    self._pending_load = (latency_ms, byte_size)
+
+  def update_load_model_metrics(self, latency_ms: int, byte_size: int) -> None:
+    self.load_model_latency_milli_secs.update(latency_ms)
+    self.model_byte_size.update(byte_size)
+
+  def flush_cached(self) -> None:
+    if self._pending_load is not None:
+      self.update_load_model_metrics(*self._pending_load)
+      self._pending_load = None

@@ -1,0 +1,220 @@
+"""The RunInference PTransform: a short ``expand`` of named steps."""
+from __future__ import annotations
+
+import copy
+import time
+import uuid
+from typing import Any, Optional
+
+import apache_beam as beam
+from apache_beam.options.pipeline_options import StandardOptions
+from apache_beam.transforms import window as beam_window
+
+from ._batching import BatchConfig
+from ._dofn import (GlobalBatchDoFn, PreprocessDoFn, SideInputRefreshDoFn,
+                    WindowedBatchDoFn)
+from ._engine import InferenceEngine
+from ._errors import (FAILED_INFERENCES, ErrorPolicy, postprocess_tag,
+                      preprocess_tag)
+from ._handler import ModelHandler
+from ._types import ModelMetadata, RunInferenceDLQ
+
+_MAIN = 'main'
+
+
+def _is_streaming(pipeline) -> bool:
+  try:
+    return bool(pipeline.options.view_as(StandardOptions).streaming)
+  except Exception:  # pylint: disable=broad-except
+    return False
+
+
+class RunInference(beam.PTransform):
+  """Runs a model over a PCollection of examples.
+
+  Output: one prediction (by default a ``PredictionResult``) per input
+  element. Batching, model sharing and failure handling come from the
+  ``model_handler``; see ``with_exception_handling`` for the dead-letter
+  outputs.
+  """
+  def __init__(
+      self,
+      model_handler: ModelHandler,
+      clock=time,
+      inference_args: Optional[dict[str, Any]] = None,
+      metrics_namespace: Optional[str] = None,
+      *,
+      model_metadata_pcoll: Optional[beam.PCollection] = None,
+      watch_model_pattern: Optional[str] = None,
+      model_identifier: Optional[str] = None,
+      **kwargs):
+    """
+    Args:
+      model_handler: how to load and run the model.
+      inference_args: extra keyword arguments for every model call.
+      metrics_namespace: namespace of the metrics (default: the handler's).
+      model_metadata_pcoll: a PCollection of ``ModelMetadata`` (read as a
+        singleton side input) that switches the model while the pipeline runs.
+      watch_model_pattern: a file glob; the newest matching file becomes the
+        model (shorthand for ``model_metadata_pcoll=WatchFilePattern(...)``).
+      model_identifier: share one loaded model between RunInference steps
+        that name the same identifier.
+    """
+    super().__init__()
+    if not isinstance(model_handler, ModelHandler) and not all(
+        hasattr(model_handler, m) for m in ('load_model', 'run_inference')):
+      raise TypeError(
+          'RunInference needs a ModelHandler (with load_model and '
+          f'run_inference), got {type(model_handler).__name__}.')
+    if inference_args is not None and not isinstance(inference_args, dict):
+      raise TypeError(
+          'inference_args must be a dict of keyword arguments for the model '
+          f'call, got {type(inference_args).__name__}.')
+    self._model_handler = model_handler
+    self._inference_args = inference_args
+    self._clock = clock
+    self._metrics_namespace = metrics_namespace
+    self._model_metadata_pcoll = model_metadata_pcoll
+    self._watch_model_pattern = watch_model_pattern
+    self._kwargs = kwargs
+    self._model_tag = model_identifier or uuid.uuid4().hex
+    self._policy = ErrorPolicy()
+
+  @classmethod
+  def from_callable(cls, model_handler_provider, **kwargs):
+    """Builds the transform from a callable returning the ModelHandler
+    (for cross-language pipelines)."""
+    return cls(model_handler_provider(**kwargs))
+
+  def annotations(self):
+    return {
+        'model_handler': str(self._model_handler),
+        'model_handler_type': (
+            f'{type(self._model_handler).__module__}.'
+            f'{type(self._model_handler).__qualname__}'),
+        'model_identifier': self._model_tag,
+        **super().annotations()
+    }
+
+  def with_exception_handling(
+      self,
+      *,
+      exc_class=Exception,
+      use_subprocess: bool = False,
+      threshold: float = 1,
+      timeout: Optional[float] = None,
+      bisect: bool = True):
+    """Send failures to dead-letter outputs instead of failing the pipeline.
+
+    The transform then returns ``(main, RunInferenceDLQ)``. A failing batch is
+    bisected so only the rows that fail reach ``failed_inferences`` (each as
+    ``([row], (exc_type, repr, traceback))``); the rest of the batch still
+    reaches ``main``.
+
+    Args:
+      exc_class: exception class(es) to catch; others fail the pipeline.
+      use_subprocess: not supported (accepted for compatibility; raises).
+      threshold: fail the pipeline when more than this share of elements fail.
+      timeout: seconds a model load plus one batch may take; a batch that
+        runs longer is dead-lettered and the model is reloaded.
+      bisect: split failing batches to isolate the bad rows (default True).
+    """
+    if use_subprocess:
+      raise NotImplementedError(
+          'with_exception_handling(use_subprocess=True) is not supported by '
+          'runinference; use timeout= to guard against hung models.')
+    if not 0 <= threshold <= 1:
+      raise ValueError(f'threshold must be between 0 and 1, got {threshold}.')
+    if timeout is not None and not timeout > 0:
+      raise ValueError(f'timeout must be > 0 seconds, got {timeout!r}.')
+    self._policy = ErrorPolicy(
+        enabled=True,
+        exc_class=exc_class,
+        threshold=threshold,
+        timeout=timeout,
+        bisect=bisect)
+    return self
+
+  # -- expand ---------------------------------------------------------------
+  def _metadata_pcoll(self, pipeline):
+    if self._watch_model_pattern:
+      from .utils import WatchFilePattern
+      extra = {
+          k: self._kwargs[k]
+          for k in ('interval', 'stop_timestamp') if k in self._kwargs
+      }
+      return pipeline | 'WatchModelPattern' >> WatchFilePattern(
+          file_pattern=self._watch_model_pattern, **extra)
+    return self._model_metadata_pcoll
+
+  def _engine(self, batch_config, prebatched, load_eagerly):
+    return InferenceEngine(
+        self._model_handler,
+        namespace=self._metrics_namespace,
+        inference_args=self._inference_args,
+        policy=self._policy,
+        batch_config=batch_config,
+        prebatched=prebatched,
+        tag=self._model_tag,
+        load_eagerly=load_eagerly)
+
+  def expand(self, pcoll):
+    handler = self._model_handler
+    handler.validate_inference_args(self._inference_args)
+    batch_config = BatchConfig.from_kwargs(handler.batch_elements_kwargs())
+    metadata = self._metadata_pcoll(pcoll.pipeline)
+    skip_batching = handler.should_skip_batching()
+    cross_bundle = (
+        not skip_batching and batch_config.max_batch_duration_secs is not None)
+    engine = self._engine(
+        batch_config,
+        prebatched=skip_batching or cross_bundle,
+        load_eagerly=metadata is None and self._policy.timeout is None)
+
+    dead_tags = [FAILED_INFERENCES]
+    dead_tags += [preprocess_tag(i) for i in range(len(engine.preprocess_fns))]
+    dead_tags += [
+        postprocess_tag(i) for i in range(len(engine.postprocess_fns))
+    ]
+    pre_dead = {}
+    if cross_bundle:
+      # Batches that span bundles need state and timers: Beam's BatchElements.
+      if engine.preprocess_fns:
+        pre = pcoll | 'BeamML_RunInference_Preprocess' >> beam.ParDo(
+            PreprocessDoFn(engine)).with_outputs(*dead_tags[1:], main=_MAIN)
+        pcoll = pre[_MAIN]
+        pre_dead = {t: pre[t] for t in dead_tags[1:] if 'preprocessing' in t}
+        engine = copy.copy(engine)
+        engine.preprocess_fns = []
+      pcoll = pcoll | 'BeamML_BatchElements' >> beam.BatchElements(
+          **batch_config.batch_elements_kwargs())
+
+    side = [beam.pvalue.AsSingleton(metadata)] if metadata is not None else []
+    windowed = bool(side) or cross_bundle or _is_streaming(
+        pcoll.pipeline) or not pcoll.windowing.is_default()
+    if side:
+      dofn = SideInputRefreshDoFn(engine)
+    elif windowed:
+      dofn = WindowedBatchDoFn(engine)
+    else:
+      dofn = GlobalBatchDoFn(engine)
+    pardo = beam.ParDo(dofn, *side).with_resource_hints(
+        **handler.get_resource_hints())
+    if not self._policy.enabled:
+      return pcoll | 'BeamML_RunInference' >> pardo
+    outputs = pcoll | 'BeamML_RunInference' >> pardo.with_outputs(
+        *dead_tags, main=_MAIN)
+    n_pre = len(engine.preprocess_fns) or len(pre_dead)
+    return outputs[_MAIN], RunInferenceDLQ(
+        failed_inferences=outputs[FAILED_INFERENCES],
+        failed_preprocessing=[
+            pre_dead.get(preprocess_tag(i)) or outputs[preprocess_tag(i)]
+            for i in range(n_pre)
+        ],
+        failed_postprocessing=[
+            outputs[postprocess_tag(i)]
+            for i in range(len(engine.postprocess_fns))
+        ])
+
+
+__all__ = ['RunInference', 'ModelMetadata']
