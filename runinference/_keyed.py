@@ -26,18 +26,14 @@ class KeyModelMapping(Generic[KeyT]):
 
 
 def _split_keys(batch: Sequence, handler_name: str):
-  try:
-    keys = [k for k, _ in batch]
-  except (TypeError, ValueError):
-    bad = next(
-        (x for x in batch if not (isinstance(x, tuple) and len(x) == 2)),
-        batch[0] if batch else None)
-    raise TypeError(
-        f'{handler_name} expects (key, example) tuples, but got '
-        f'{type(bad).__name__}: {bad!r:.200}. Key your data first (e.g. '
-        'beam.Map(lambda x: (key_of(x), x))), or use MaybeKeyedModelHandler '
-        'if some elements are unkeyed.') from None
-  return keys, [v for _, v in batch]
+  for x in batch:
+    if not (isinstance(x, (tuple, list)) and len(x) == 2):
+      raise TypeError(
+          f'{handler_name} expects (key, example) tuples, but got '
+          f'{type(x).__name__}: {x!r:.200}. Key your data first (e.g. '
+          'beam.Map(lambda x: (key_of(x), x))), or use MaybeKeyedModelHandler '
+          'if some elements are unkeyed.')
+  return [x[0] for x in batch], [x[1] for x in batch]
 
 
 class KeyedModelHandler(ModelHandler):

@@ -224,6 +224,8 @@ class _PytorchHandler(ModelHandler):
       model: torch.nn.Module,
       inference_args: Optional[dict[str, Any]] = None
   ) -> Iterable[PredictionResult]:
+    if not batch:
+      return []
     return self._inference_fn(
         batch, model, self._device, inference_args or {}, self._model_id)
 

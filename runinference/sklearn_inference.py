@@ -136,6 +136,8 @@ class SklearnModelHandlerNumpy(_SklearnHandler):
       model: Any,
       inference_args: Optional[dict[str, Any]] = None
   ) -> Iterable[PredictionResult]:
+    if not batch:
+      return []
     predictions = self._model_inference_fn(model, batch, inference_args)
     return to_results(batch, predictions, self._model_uri)
 
@@ -172,8 +174,10 @@ class SklearnModelHandlerPandas(_SklearnHandler):
             'SklearnModelHandlerPandas takes one-row DataFrames, got one with '
             f'{shape[0]} rows; split it first (e.g. beam.FlatMap over '
             'df.iloc[[i]]).')
-    predictions, splits = self._model_inference_fn(model, batch, inference_args)
-    return to_results(splits, predictions, self._model_uri)
+    if not batch:
+      return []
+    predictions, _ = self._model_inference_fn(model, batch, inference_args)
+    return to_results(batch, predictions, self._model_uri)
 
   def get_num_bytes(self, batch: Sequence[Any]) -> int:
     return sum(int(df.memory_usage(deep=True).sum()) for df in batch)
