@@ -93,9 +93,9 @@ def test_bad_input_goes_to_dead_letter(case, handler):
     data = p | beam.Create([0, 1, 2]) | beam.Map(
         lambda i, xs=examples, bad=case.bad_example: bad if i == 1 else xs[i])
     main, dlq = data | RunInference(handler).with_exception_handling()
-    assert_that(main | beam.combiners.Count.Globally(), equal_to([2]),
-                label='good rows')
-    assert_that(dlq.failed_inferences | beam.combiners.Count.Globally(),
+    assert_that(main | 'CountGood' >> beam.combiners.Count.Globally(),
+                equal_to([2]), label='good rows')
+    assert_that(dlq.failed_inferences | 'CountBad' >> beam.combiners.Count.Globally(),
                 equal_to([1]), label='bad row')
 
 
