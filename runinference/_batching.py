@@ -153,9 +153,13 @@ class Batcher:
     self._bounds = list(cfg.bucket_boundaries or ())
     self._buffers: dict[Hashable, list] = {}
     self._weights: dict[Hashable, int] = {}
+    # Plain size-only batching: callers may append to ``buffer`` directly and
+    # cut a batch when ``len(buffer) >= sizer.size`` (the hot path).
+    self.simple = self._size_fn is None and self._length_fn is None
+    self.buffer: list = []
 
   def __len__(self) -> int:
-    return sum(len(b) for b in self._buffers.values())
+    return len(self.buffer) + sum(len(b) for b in self._buffers.values())
 
   def _bucket(self, value) -> Hashable:
     if self._length_fn is None:
@@ -163,6 +167,13 @@ class Batcher:
     return bisect.bisect_right(self._bounds, self._length_fn(value))
 
   def add(self, item, value) -> Optional[list]:
+    if self.simple:
+      buf = self.buffer
+      buf.append(item)
+      if len(buf) >= self.sizer.size:
+        self.buffer = []
+        return buf
+      return None
     key = self._bucket(value)
     buf = self._buffers.get(key)
     if buf is None:
@@ -184,6 +195,9 @@ class Batcher:
 
   def drain(self) -> list[list]:
     batches = [b for b in self._buffers.values() if b]
+    if self.buffer:
+      batches.append(self.buffer)
+      self.buffer = []
     self._buffers.clear()
     self._weights.clear()
     return batches

@@ -36,7 +36,22 @@ class _EngineDoFn(beam.DoFn):
 
 class GlobalBatchDoFn(_EngineDoFn):
   """Batches within a bundle; results keep the global window."""
+  def setup(self):
+    super().setup()
+    engine = self._engine
+    self._plain = (
+        engine.batcher.simple and not engine.preprocess_fns and
+        not engine.prebatched)
+
   def process(self, element):
+    if self._plain:
+      batcher = self._engine.batcher
+      buf = batcher.buffer
+      buf.append(element)
+      if len(buf) < batcher.sizer.size:
+        return None
+      batcher.buffer = []
+      return self._outputs(buf)
     engine = self._engine
     if engine.preprocess_fns:
       element = engine.preprocess(element)
@@ -48,7 +63,10 @@ class GlobalBatchDoFn(_EngineDoFn):
       batch = engine.batcher.add(element, element)
       if batch is None:
         return None
-    _, outputs, dead = engine.run(batch)
+    return self._outputs(batch)
+
+  def _outputs(self, batch):
+    _, outputs, dead = self._engine.run(batch)
     if dead:
       outputs = outputs + [TaggedOutput(tag, rec) for _, tag, rec in dead]
     return outputs

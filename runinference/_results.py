@@ -6,6 +6,8 @@ from typing import Any, Iterable, Optional
 
 from ._types import PredictionResult
 
+_tuple_new = tuple.__new__
+
 
 def to_results(
     batch: Iterable, predictions: Any, model_id: Optional[str] = None
@@ -14,9 +16,12 @@ def to_results(
   dict of per-output sequences, which becomes one dict per example."""
   if isinstance(predictions, dict):
     names = list(predictions)
-    rows = [dict(zip(names, row)) for row in zip(*predictions.values())]
-    return list(map(PredictionResult, batch, rows, repeat(model_id)))
-  return list(map(PredictionResult, batch, predictions, repeat(model_id)))
+    predictions = [dict(zip(names, row)) for row in zip(*predictions.values())]
+  # tuple.__new__ over zip builds the NamedTuples without a Python-level call
+  # per example (about twice as fast as calling PredictionResult).
+  return list(
+      map(_tuple_new, repeat(PredictionResult),
+          zip(batch, predictions, repeat(model_id))))
 
 
 def check_file(path: str, what: str) -> None:
