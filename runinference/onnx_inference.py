@@ -6,8 +6,9 @@ itself is not needed to run models.
 """
 from __future__ import annotations
 
+import functools
 import logging
-from typing import Any, Callable, Iterable, Optional, Sequence
+from typing import Any, Callable, Iterable, NamedTuple, Optional, Sequence
 
 import numpy
 
@@ -129,6 +130,35 @@ def all_outputs_inference_fn(
   return dict(zip(names, _run(inference_session, feed)))
 
 
+class NodeInfo(NamedTuple):
+  """A model input/output as ``get_inputs()`` describes it (picklable, unlike
+  onnxruntime's NodeArg, so it crosses process boundaries)."""
+  name: str
+  type: str
+  shape: list
+
+
+@functools.lru_cache(maxsize=None)
+def _session_class():
+  ort = require('onnxruntime', _WHO)
+
+  class InferenceSession(ort.InferenceSession):
+    """An ``onnxruntime.InferenceSession`` whose input/output descriptions
+    are picklable, so the session also works when shared across processes
+    (``large_model=True``/``model_copies``)."""
+    def get_inputs(self):
+      return [NodeInfo(i.name, i.type, list(i.shape))
+              for i in super().get_inputs()]
+
+    def get_outputs(self):
+      return [NodeInfo(o.name, o.type, list(o.shape))
+              for o in super().get_outputs()]
+
+  InferenceSession.__module__ = __name__
+  InferenceSession.__qualname__ = 'InferenceSession'
+  return InferenceSession
+
+
 def _choose_providers(requested, provider_options):
   """Keeps the requested providers this onnxruntime build has; falls back
   to the CPU (with a log line) when none is available."""
@@ -223,12 +253,12 @@ class OnnxModelHandlerNumpy(ModelHandler):
 
   def load_model(self):
     """Reads the model (remote paths too) and opens an InferenceSession."""
-    ort = require('onnxruntime', _WHO)
+    session_class = _session_class()
     data = read_model_bytes(self._model_uri, 'ONNX model', _HOW_TO_SAVE)
     providers, options = _choose_providers(
         self._providers, self._provider_options)
     try:
-      return ort.InferenceSession(
+      return session_class(
           data,
           sess_options=self._session_options,
           providers=providers,
