@@ -1,0 +1,170 @@
+"""Batching: size, weight, length buckets, ragged inputs, config errors."""
+import apache_beam as beam
+import numpy as np
+import pytest
+import torch
+from apache_beam.testing.util import assert_that, equal_to
+
+from runinference._batching import Batcher, BatchConfig, group_by_shape
+from runinference.base import RunInference
+from runinference.pytorch_inference import PytorchModelHandlerTensor
+from runinference.sklearn_inference import SklearnModelHandlerNumpy
+from tests.helpers import EchoBatchHandler, MultiplierHandler, metric, run_pipeline
+
+
+def _batches(handler, data, **kw):
+  """Runs data through RunInference(handler); returns the batches seen."""
+  import os
+  import pickle
+  import tempfile
+  out = tempfile.mktemp(suffix='.pkl')
+
+  def save(batches):
+    with open(out, 'wb') as f:
+      pickle.dump(list(batches), f)
+
+  def build(p):
+    res = (p | beam.Create(data) | RunInference(handler, **kw)
+           | beam.Map(lambda r: r.inference) | beam.Distinct())
+    assert_that(res, save)
+
+  run_pipeline(build)
+  with open(out, 'rb') as f:
+    batches = pickle.load(f)
+  os.unlink(out)
+  return batches
+
+
+def test_max_batch_size_is_respected():
+  handler = EchoBatchHandler(min_batch_size=2, max_batch_size=5)
+  batches = _batches(handler, list(range(23)))
+  assert sorted(x for b in batches for x in b) == list(range(23))
+  assert max(len(b) for b in batches) <= 5
+
+
+def test_fixed_batch_size():
+  handler = EchoBatchHandler(min_batch_size=4, max_batch_size=4)
+  batches = _batches(handler, list(range(12)))
+  assert sorted(len(b) for b in batches) == [4, 4, 4]
+
+
+def test_max_batch_weight_with_element_size_fn():
+  words = ['a' * n for n in (1, 9, 3, 3, 3, 8, 2, 2, 1, 10, 4)]
+  handler = EchoBatchHandler(
+      max_batch_size=100, max_batch_weight=10, element_size_fn=len)
+  batches = _batches(handler, words)
+  assert sorted(w for b in batches for w in b) == sorted(words)
+  assert all(sum(map(len, b)) <= 10 for b in batches)
+
+
+def test_length_buckets_keep_similar_lengths_together():
+  texts = ['x' * n for n in (3, 40, 5, 45, 7, 41, 2)]
+  handler = EchoBatchHandler(
+      max_batch_size=100,
+      batch_length_fn=len,
+      batch_bucket_boundaries=[10, 30])
+  batches = _batches(handler, texts)
+  for b in batches:
+    assert len({len(t) >= 10 for t in b}) == 1
+  assert sorted(t for b in batches for t in b) == sorted(texts)
+
+
+def test_max_batch_duration_batch_mode():
+  handler = MultiplierHandler(max_batch_size=4, max_batch_duration_secs=1)
+  with beam.Pipeline() as p:
+    out = (p | beam.Create(list(range(10))) | RunInference(handler)
+           | beam.Map(lambda r: r.inference))
+    assert_that(out, equal_to([2 * x for x in range(10)]))
+
+
+def test_ragged_numpy_batches_do_not_crash(tmp_path):
+  import pickle
+
+  from tests.helpers import SumModel
+  path = tmp_path / 'sum.pkl'
+  path.write_bytes(pickle.dumps(SumModel()))
+  data = [np.ones(n % 3 + 1) * n for n in range(9)]
+  expected = [float((n % 3 + 1) * n) for n in range(9)]
+  with beam.Pipeline() as p:
+    out = (p | beam.Create(data)
+           | RunInference(SklearnModelHandlerNumpy(str(path), max_batch_size=9,
+                                                   min_batch_size=9))
+           | beam.Map(lambda r: float(r.inference)))
+    assert_that(out, equal_to(expected))
+
+
+class _Sum(torch.nn.Module):
+  def forward(self, x):
+    return x.sum(dim=1)
+
+
+def test_ragged_torch_tensors_do_not_crash(tmp_path):
+  path = str(tmp_path / 'sum.pt')
+  torch.jit.save(torch.jit.script(_Sum()), path)
+  handler = PytorchModelHandlerTensor(
+      torch_script_model_path=path, min_batch_size=12, max_batch_size=12)
+  data = [torch.ones(12 - i % 5) for i in range(12)]
+  with beam.Pipeline() as p:
+    out = (p | beam.Create(data) | RunInference(handler)
+           | beam.Map(lambda r: int(r.inference)))
+    assert_that(out, equal_to([12 - i % 5 for i in range(12)]))
+
+
+def test_batch_size_metrics():
+  handler = MultiplierHandler(min_batch_size=3, max_batch_size=3)
+  result = run_pipeline(
+      lambda p: p | beam.Create(list(range(9))) | RunInference(handler))
+  dist = metric(result, 'Test_Multiplier', 'inference_request_batch_size')
+  assert dist.max == 3 and dist.sum == 9
+  assert metric(result, 'Test_Multiplier', 'num_inferences') == 9
+
+
+@pytest.mark.parametrize(
+    'kwargs, message',
+    [
+        (dict(min_batch_size=10, max_batch_size=2), 'min_batch_size'),
+        (dict(max_batch_size=0), 'max_batch_size'),
+        (dict(max_batch_weight=10), 'element_size_fn'),
+        (dict(batch_bucket_boundaries=[5, 10]), 'batch_length_fn'),
+        (dict(batch_length_fn=len, batch_bucket_boundaries=[10, 5]), 'sorted'),
+        (dict(max_batch_duration_secs=-1), 'max_batch_duration_secs'),
+    ])
+def test_bad_batching_config_is_a_clear_error(kwargs, message):
+  with pytest.raises(ValueError, match=message):
+    BatchConfig.from_kwargs(EchoBatchHandler(**kwargs).batch_elements_kwargs())
+  p = beam.Pipeline()
+  with pytest.raises(ValueError, match=message):
+    _ = p | beam.Create([1]) | RunInference(EchoBatchHandler(**kwargs))
+
+
+def test_unknown_batching_option():
+  class Custom(EchoBatchHandler):
+    def batch_elements_kwargs(self):
+      return {'max_batch_sise': 3}
+
+  with pytest.raises(ValueError, match='max_batch_sise'):
+    BatchConfig.from_kwargs(Custom().batch_elements_kwargs())
+
+
+def test_batcher_unit_weight_and_drain():
+  cfg = BatchConfig.from_kwargs(
+      dict(min_batch_size=100, max_batch_size=100, max_batch_weight=5,
+           element_size_fn=int))
+  b = Batcher(cfg)
+  full = [b.add(x, x) for x in (2, 2, 2, 4, 1)]
+  assert full[2] == [2, 2]  # the third 2 would exceed 5
+  assert full[3] == [2]
+  assert b.drain() == [[4, 1]]
+  assert len(b) == 0
+
+
+def test_group_by_shape():
+  values = [np.zeros(2), np.zeros(3), np.zeros(2), ('k', np.zeros(3))]
+  assert group_by_shape(values) == [[0, 2], [1], [3]]
+
+
+def test_adaptive_batches_grow():
+  handler = EchoBatchHandler()
+  batches = _batches(handler, list(range(300)))
+  sizes = sorted(len(b) for b in batches)
+  assert sizes[0] == 1 and sizes[-1] >= 64
