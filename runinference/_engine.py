@@ -132,17 +132,17 @@ class InferenceEngine:
   def preprocess(self, value):
     """Runs the preprocessing fns; returns the value, or ``(_Failed, tag,
     record)`` when one of them fails and exception handling is on."""
-    fns = self.preprocess_fns
-    n = len(fns)
-    for i in range(n - 1, -1, -1):
+    # get_preprocess_fns() lists them in the order they run (the last
+    # applied first); dead-letter indices follow that order.
+    for i, fn in enumerate(self.preprocess_fns):
       original = value
       try:
-        value = fns[i](value)
+        value = fn(value)
       except Exception as exc:  # pylint: disable=broad-except
         if not self.policy.catches(exc):
           raise
         self.counts[1] += 1
-        return (_Failed, preprocess_tag(n - 1 - i), (original, describe(exc)))
+        return (_Failed, preprocess_tag(i), (original, describe(exc)))
     return value
 
   # -- per batch ---------------------------------------------------------------

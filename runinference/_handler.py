@@ -118,7 +118,8 @@ class ModelHandler(Generic[ExampleT, PredictionT, ModelT]):
     """Like ``update_model_path`` for handlers that hold many models."""
 
   def get_preprocess_fns(self) -> list[Callable[[Any], Any]]:
-    """Functions run on each element before batching, in application order."""
+    """Functions run on each element before batching, in the order they run
+    (the last applied runs first)."""
     return []
 
   def get_postprocess_fns(self) -> list[Callable[[Any], Any]]:
