@@ -47,6 +47,20 @@ def timed_load(load: Callable[[], Any], model_id: Optional[str]) -> LoadedModel:
   return LoadedModel(model, model_id, load_ms, max(0, current_rss_bytes() - before))
 
 
+_SHARED: dict[str, shared.Shared] = {}
+_SHARED_LOCK = threading.Lock()
+
+
+def _shared_for(tag: str) -> shared.Shared:
+  """One ``Shared`` per model tag per process, so every DoFn instance and
+  every RunInference step naming the same ``model_identifier`` share it."""
+  with _SHARED_LOCK:
+    handle = _SHARED.get(tag)
+    if handle is None:
+      handle = _SHARED[tag] = shared.Shared()
+    return handle
+
+
 class ModelHolder:
   """The model one DoFn instance serves with.
 
@@ -58,7 +72,6 @@ class ModelHolder:
   def __init__(self, handler, tag: str):
     self._handler = handler
     self._tag = tag
-    self._shared = shared.Shared()
     self._loaded: Optional[LoadedModel] = None
     self._mps = None
 
@@ -99,9 +112,8 @@ class ModelHolder:
         self._release_mps()
       self._mps = (mps, proxy)
       return loaded
-    return self._shared.acquire(
-        lambda: timed_load(handler.load_model, model_id),
-        tag=f'{self._tag}-{version}')
+    return _shared_for(self._tag).acquire(
+        lambda: timed_load(handler.load_model, model_id), tag=version)
 
   def _release_mps(self):
     mps, proxy = self._mps
