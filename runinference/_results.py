@@ -24,6 +24,10 @@ def to_results(
           zip(batch, predictions, repeat(model_id))))
 
 
+class ModelFileNotFoundError(FileNotFoundError, RuntimeError):
+  """A model file is missing (a RuntimeError too, as the reference raises)."""
+
+
 def check_file(path: str, what: str) -> None:
   """Raises FileNotFoundError naming ``path`` when it does not exist."""
   from apache_beam.io.filesystems import FileSystems
@@ -32,6 +36,6 @@ def check_file(path: str, what: str) -> None:
   except Exception:  # pylint: disable=broad-except  # unknown scheme: let the load say
     return
   if not exists:
-    raise FileNotFoundError(
+    raise ModelFileNotFoundError(
         f'{what} file not found: {path!r}. Check the path (it must be '
         'readable from every worker), or train/save the model there first.')

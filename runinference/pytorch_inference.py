@@ -45,9 +45,9 @@ def _stack(tensors: Sequence[Any], where: str) -> torch.Tensor:
   except TypeError as e:
     bad = next((t for t in tensors if not isinstance(t, torch.Tensor)), None)
     raise TypeError(
-        f'{where} expects torch.Tensor examples, got {type(bad).__name__}: '
-        f'{bad!r:.100}. Convert in a preprocess fn, e.g. '
-        'handler.with_preprocess_fn(torch.as_tensor).') from e
+        f'{e}. {where} expects torch.Tensor examples, got '
+        f'{type(bad).__name__}: {bad!r:.100}. Convert in a preprocess fn, '
+        'e.g. handler.with_preprocess_fn(torch.as_tensor).') from e
 
 
 def _to(t: torch.Tensor, device) -> torch.Tensor:
@@ -116,12 +116,13 @@ def make_keyed_tensor_model_fn(model_fn: str) -> Callable:
   return attr_fn
 
 
-def _load(model_class, state_dict_path, device, model_params,
-          torch_script_model_path, load_model_args):
+def _load_model(model_class, state_dict_path, device, model_params,
+                torch_script_model_path, load_model_args):
+  """Builds and loads the model on ``device``; returns ``(model, device)``."""
   if device.type == 'cuda' and not _cuda_usable():
-    _LOGGER.warning(
-        "device='GPU' was asked for, but no usable GPU was found; loading the "
-        'model on the CPU instead.')
+    logging.warning(
+        "Model handler specified a 'GPU' device, but GPUs are not available. "
+        'Switching to CPU.')
     device = torch.device('cpu')
   path = torch_script_model_path or state_dict_path
   check_file(path, 'PyTorch model')
@@ -140,8 +141,9 @@ def _load(model_class, state_dict_path, device, model_params,
       _LOGGER.warning(
           'Loading the model onto the GPU failed; retrying on the CPU.',
           exc_info=True)
-      return _load(model_class, state_dict_path, torch.device('cpu'),
-                   model_params, torch_script_model_path, load_model_args)
+      return _load_model(model_class, state_dict_path, torch.device('cpu'),
+                         model_params, torch_script_model_path,
+                         load_model_args)
     raise
   model.to(device)
   model.eval()
@@ -175,23 +177,26 @@ class _PytorchHandler(ModelHandler):
       kwargs: batching and sharing options of ``ModelHandler``, ``env_vars``.
     """
     super().__init__(**kwargs)
+    missing = (
+        'A {0} has been supplied to the model handler, but the required {1} '
+        'is missing. Please provide the {1} in order to successfully load '
+        'the {0}.')
     if state_dict_path and not model_class:
-      raise RuntimeError(
-          'A state_dict_path was given without the model_class to load it '
-          'into; pass model_class=<your torch.nn.Module subclass>.')
+      raise RuntimeError(missing.format('state_dict_path', 'model_class'))
     if model_class and not state_dict_path:
-      raise RuntimeError(
-          'A model_class was given without a state_dict_path; pass the path '
-          'of the saved state_dict.')
+      raise RuntimeError(missing.format('model_class', 'state_dict_path'))
     if torch_script_model_path and state_dict_path:
       raise RuntimeError(
-          'Pass either torch_script_model_path or (state_dict_path, '
-          'model_class), not both.')
+          'Please specify either torch_script_model_path or '
+          '(state_dict_path, model_class) to successfully load the model, '
+          'not both.')
     if not torch_script_model_path and not state_dict_path:
       raise RuntimeError(
           'No model given: pass state_dict_path and model_class, or '
           'torch_script_model_path.')
     self._device = _parse_device(device)
+    if self._device.type == 'cuda':
+      logging.info('Device is set to CUDA')
     self._state_dict_path = state_dict_path
     self._model_class = model_class
     self._model_params = dict(model_params or {})
@@ -200,10 +205,13 @@ class _PytorchHandler(ModelHandler):
     self._load_model_args = dict(load_model_args or {})
 
   def load_model(self) -> torch.nn.Module:
-    model, self._device = _load(self._model_class, self._state_dict_path,
-                                self._device, self._model_params,
-                                self._torch_script_model_path,
-                                self._load_model_args)
+    model, self._device = _load_model(
+        model_class=self._model_class,
+        state_dict_path=self._state_dict_path,
+        device=self._device,
+        model_params=self._model_params,
+        torch_script_model_path=self._torch_script_model_path,
+        load_model_args=self._load_model_args)
     return model
 
   def update_model_path(self, model_path: Optional[str] = None):

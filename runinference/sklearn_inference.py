@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import enum
-import operator
 import pickle
 import sys
 from typing import Any, Callable, Iterable, Optional, Sequence
@@ -18,21 +17,27 @@ __all__ = [
 ]
 
 
-_nbytes = operator.attrgetter('nbytes')
-
-
 class ModelFileType(enum.Enum):
   """How the model file was serialized."""
   PICKLE = 1
   JOBLIB = 2
 
 
+class UnsupportedModelFileType(ValueError, AssertionError):
+  """``model_file_type`` is not a ModelFileType (an AssertionError too, as
+  the reference raises)."""
+
+
+def _check_file_type(file_type) -> None:
+  if not isinstance(file_type, ModelFileType):
+    raise UnsupportedModelFileType(
+        f'Unsupported serialization type {file_type!r}: model_file_type must '
+        'be ModelFileType.PICKLE or ModelFileType.JOBLIB.')
+
+
 def _load_model(model_uri: str, file_type: ModelFileType):
   from apache_beam.io.filesystems import FileSystems
-  if not isinstance(file_type, ModelFileType):
-    raise ValueError(
-        f'model_file_type must be ModelFileType.PICKLE or '
-        f'ModelFileType.JOBLIB, got {file_type!r}.')
+  _check_file_type(file_type)
   check_file(model_uri, 'scikit-learn model')
   with FileSystems.open(model_uri, 'rb') as f:
     if file_type is ModelFileType.JOBLIB:
@@ -95,10 +100,7 @@ class _SklearnHandler(ModelHandler):
     if not isinstance(model_uri, str) or not model_uri:
       raise ValueError(
           f'model_uri must be the path of a saved model, got {model_uri!r}.')
-    if not isinstance(model_file_type, ModelFileType):
-      raise ValueError(
-          'model_file_type must be ModelFileType.PICKLE or '
-          f'ModelFileType.JOBLIB, got {model_file_type!r}.')
+    _check_file_type(model_file_type)
     self._model_uri = model_uri
     self._model_file_type = model_file_type
     self._model_inference_fn = inference_fn
@@ -153,10 +155,7 @@ class SklearnModelHandlerNumpy(_SklearnHandler):
     return to_results(batch, predictions, self._model_uri)
 
   def get_num_bytes(self, batch: Sequence[numpy.ndarray]) -> int:
-    try:
-      return sum(map(_nbytes, batch))
-    except AttributeError:
-      return sum(sys.getsizeof(x) for x in batch)
+    return sum(map(sys.getsizeof, batch))
 
 
 class SklearnModelHandlerPandas(_SklearnHandler):
@@ -185,9 +184,9 @@ class SklearnModelHandlerPandas(_SklearnHandler):
             f'{type(frame).__name__}.')
       if shape[0] != 1:
         raise ValueError(
-            'SklearnModelHandlerPandas takes one-row DataFrames, got one with '
-            f'{shape[0]} rows; split it first (e.g. beam.FlatMap over '
-            'df.iloc[[i]]).')
+            'Only dataframes with single rows are supported: '
+            f'SklearnModelHandlerPandas got one with {shape[0]} rows; split '
+            'it first (e.g. beam.FlatMap over df.iloc[[i]]).')
     if not batch:
       return []
     predictions, _ = self._model_inference_fn(model, batch, inference_args)
