@@ -112,15 +112,20 @@ class WindowedBatchDoFn(_EngineDoFn):
     return out
 
 
-class SideInputRefreshDoFn(WindowedBatchDoFn):
-  """Reads ``ModelMetadata`` from a side input and switches models on it."""
+class SideInputDoFn(WindowedBatchDoFn):
+  """Takes ``inference_args`` and/or ``ModelMetadata`` as side inputs (each
+  argument is None when not given) and switches models on the metadata."""
   def process(
       self,
       element,
-      model_metadata=beam.DoFn.SideInputParam,
+      inference_args,
+      model_metadata,
       window=beam.DoFn.WindowParam,
       wv=beam.DoFn.WindowedValueParam):
-    self._engine.refresh(model_metadata)
+    if inference_args is not None:
+      self._engine.inference_args = inference_args
+    if model_metadata is not None:
+      self._engine.refresh(model_metadata)
     return self._handle(element, wv)
 
 

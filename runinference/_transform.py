@@ -11,7 +11,7 @@ from apache_beam.options.pipeline_options import StandardOptions
 from apache_beam.transforms import window as beam_window
 
 from ._batching import BatchConfig
-from ._dofn import (GlobalBatchDoFn, PreprocessDoFn, SideInputRefreshDoFn,
+from ._dofn import (GlobalBatchDoFn, PreprocessDoFn, SideInputDoFn,
                     WindowedBatchDoFn)
 from ._engine import InferenceEngine
 from ._errors import (FAILED_INFERENCES, ErrorPolicy, postprocess_tag,
@@ -66,10 +66,12 @@ class RunInference(beam.PTransform):
       raise TypeError(
           'RunInference needs a ModelHandler (with load_model and '
           f'run_inference), got {type(model_handler).__name__}.')
-    if inference_args is not None and not isinstance(inference_args, dict):
+    if inference_args is not None and not isinstance(
+        inference_args, (dict, beam.pvalue.AsSideInput)):
       raise TypeError(
           'inference_args must be a dict of keyword arguments for the model '
-          f'call, got {type(inference_args).__name__}.')
+          f'call (or a side input such as beam.pvalue.AsDict), got '
+          f'{type(inference_args).__name__}.')
     self._model_handler = model_handler
     self._inference_args = inference_args
     self._clock = clock
@@ -151,7 +153,9 @@ class RunInference(beam.PTransform):
     return InferenceEngine(
         self._model_handler,
         namespace=self._metrics_namespace,
-        inference_args=self._inference_args,
+        inference_args=(
+            None if isinstance(self._inference_args, beam.pvalue.AsSideInput)
+            else self._inference_args),
         policy=self._policy,
         batch_config=batch_config,
         prebatched=prebatched,
@@ -160,7 +164,9 @@ class RunInference(beam.PTransform):
 
   def expand(self, pcoll):
     handler = self._model_handler
-    handler.validate_inference_args(self._inference_args)
+    args_side = isinstance(self._inference_args, beam.pvalue.AsSideInput)
+    if not args_side:
+      handler.validate_inference_args(self._inference_args)
     batch_config = BatchConfig.from_kwargs(handler.batch_elements_kwargs())
     metadata = self._metadata_pcoll(pcoll.pipeline)
     skip_batching = handler.should_skip_batching()
@@ -189,11 +195,16 @@ class RunInference(beam.PTransform):
       pcoll = pcoll | 'BeamML_BatchElements' >> beam.BatchElements(
           **batch_config.batch_elements_kwargs())
 
-    side = [beam.pvalue.AsSingleton(metadata)] if metadata is not None else []
+    side = []
+    if metadata is not None or args_side:
+      side = [
+          self._inference_args if args_side else None,
+          beam.pvalue.AsSingleton(metadata) if metadata is not None else None
+      ]
     windowed = bool(side) or cross_bundle or _is_streaming(
         pcoll.pipeline) or not pcoll.windowing.is_default()
     if side:
-      dofn = SideInputRefreshDoFn(engine)
+      dofn = SideInputDoFn(engine)
     elif windowed:
       dofn = WindowedBatchDoFn(engine)
     else:
