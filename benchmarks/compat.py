@@ -143,13 +143,23 @@ def run_pytest(workdir: Path, test_file: str, junit: Path, timeout: int,
   return dt
 
 
+# Why a test did not pass, keyed like parse_junit's results (first line only).
+MESSAGES: dict[Path, dict[str, str]] = {}
+
+
 def parse_junit(path: Path) -> dict[str, str]:
-  """test id -> 'passed' | 'failed' | 'error' | 'skipped'."""
+  """test id -> 'passed' | 'failed' | 'error' | 'skipped'.
+
+  Module-level problems (collection errors, a module-level SkipTest) appear as
+  one entry whose id has an empty class name, e.g. ``::base_test``.
+  """
   out: dict[str, str] = {}
+  msgs: dict[str, str] = {}
   root = ET.parse(path).getroot()
   for tc in root.iter("testcase"):
     name = f"{tc.get('classname', '')}::{tc.get('name', '')}"
     status = "passed"
+    msg = ""
     for child in tc:
       if child.tag in ("failure",):
         status = "failed"
@@ -157,11 +167,31 @@ def parse_junit(path: Path) -> dict[str, str]:
         status = "error" if status == "passed" else status
       elif child.tag == "skipped":
         status = "skipped" if status == "passed" else status
+      else:
+        continue
+      text = (child.get("message") or "").strip()
+      if text in ("", "collection failure", "collection skipped") and child.text:
+        body = child.text.strip().splitlines()
+        elines = [ln[1:].strip() for ln in body if ln.startswith("E ")]
+        text = elines[-1] if elines else (body[-1] if body else text)
+      m = re.search(r"SkipTest: (.*?)['\"]?\)?$", text)
+      if m:  # "('file.py', 52, 'unittest.case.SkipTest: reason')" -> "reason"
+        text = "SkipTest: " + m.group(1)
+      if text and not msg:
+        msg = text.splitlines()[0][:200]
     # pytest may report a failing teardown as a second entry with same name.
     if name in out and out[name] != "passed":
       continue
     out[name] = status
+    if msg:
+      msgs[name] = msg
+  MESSAGES[path] = msgs
   return out
+
+
+def module_level(res: dict[str, str] | None) -> list[str]:
+  """Entries that stand for the whole module (collection error / module skip)."""
+  return [t for t in (res or {}) if t.startswith("::") or t.split("::")[0] == ""]
 
 
 def counts(res: dict[str, str] | None) -> dict[str, int]:
@@ -222,6 +252,9 @@ def main(argv=None) -> int:
   prepare(ours_dir, runnable, src_dir, ours=True)
 
   results: dict[str, dict[str, dict[str, str] | None]] = {}
+  msgs: dict[str, dict[str, str]] = {}
+  ref_msgs: dict[str, dict[str, str]] = {}
+  side_msgs = {"reference": ref_msgs, "ours": msgs}
   times: dict[str, dict[str, float]] = {}
   for f in runnable:
     stem = f[:-3]
@@ -240,6 +273,7 @@ def main(argv=None) -> int:
         print(f"warning: saved reference for {f} is from Beam {meta[f]['beam']}, "
               f"installed is {beam_version()}")
       results[f]["reference"] = parse_junit(ref_junit)
+      ref_msgs[f] = MESSAGES[ref_junit]
     elif args.reuse_reference:
       print(f"warning: no saved reference for {f}; run without --reuse-reference")
     if run_ours:
@@ -249,8 +283,10 @@ def main(argv=None) -> int:
                                     JUNIT_DIR / f"ours_{stem}.log")
       shutil.copy(ours_junit, JUNIT_DIR / f"ours_{stem}.xml")
       results[f]["ours"] = parse_junit(ours_junit)
+      msgs[f] = MESSAGES[ours_junit]
     elif (JUNIT_DIR / f"ours_{stem}.xml").exists():
       results[f]["ours"] = parse_junit(JUNIT_DIR / f"ours_{stem}.xml")
+      msgs[f] = MESSAGES[JUNIT_DIR / f"ours_{stem}.xml"]
 
   # ---- report -------------------------------------------------------------
   lines = []
@@ -263,6 +299,7 @@ def main(argv=None) -> int:
   lines.append("|---|---|---|---|")
   tot_ref = tot_ours = 0
   regressions: dict[str, list[tuple[str, str]]] = {}
+  module_notes: dict[str, str] = {}
   for f in files:
     if f in skipped_files:
       lines.append(f"| {f} | not run ({skipped_files[f]}) | not run | – |")
@@ -277,7 +314,15 @@ def main(argv=None) -> int:
       tot_ours += len(both)
       pct = f"{100.0 * len(both) / len(ref_pass):.1f}% ({len(both)}/{len(ref_pass)})" \
           if ref_pass else "–"
-      regressions[f] = sorted((t, ours.get(t, "not run")) for t in ref_pass - both)
+      mod = module_level(ours)
+      why_not_run = ("not run: " + "; ".join(
+          f"{ours[m]} {msgs.get(f, {}).get(m, '')}".strip() for m in mod)) if mod else "not run"
+      regressions[f] = sorted(
+          (t, ours[t] + (f": {msgs.get(f, {}).get(t, '')}" if msgs.get(f, {}).get(t) else "")
+           if t in ours else why_not_run)
+          for t in ref_pass - both)
+      if mod and len(ref_pass - both) > 3:
+        module_notes[f] = why_not_run
     else:
       pct = "–"
     lines.append(f"| {f} | {fmt_counts(cr)} | {fmt_counts(co)} | {pct} |")
@@ -285,6 +330,19 @@ def main(argv=None) -> int:
     lines.append(f"| **total** | | | **{100.0 * tot_ours / tot_ref:.1f}% "
                  f"({tot_ours}/{tot_ref})** |")
   lines.append("")
+  notes = []
+  for f in files:
+    if f in skipped_files or f not in results:
+      continue
+    for side in ("reference", "ours"):
+      res = results[f][side]
+      for m in module_level(res):
+        notes.append(f"- {f}, {side}: whole module {res[m]} — "
+                     f"{side_msgs[side].get(f, {}).get(m, '')}")
+  if notes:
+    lines.append("Module-level outcomes (collection errors, module skips):\n")
+    lines.extend(notes)
+    lines.append("")
   lines.append("## Tests passing on the reference but not on runinference\n")
   any_reg = False
   for f, regs in regressions.items():
@@ -292,11 +350,32 @@ def main(argv=None) -> int:
       continue
     any_reg = True
     lines.append(f"### {f} ({len(regs)})\n")
-    for t, s in regs:
-      lines.append(f"- `{t}` — ours: {s}")
+    if f in module_notes:
+      lines.append(f"Whole module: {module_notes[f]}\n")
+    for t, st in regs:
+      if f in module_notes and st == module_notes[f]:
+        lines.append(f"- `{t}`")
+      else:
+        lines.append(f"- `{t}` — ours: {st}")
     lines.append("")
   if not any_reg:
     lines.append("None." if regressions else "No comparison available yet.")
+  gains = []
+  for f in files:
+    if f in skipped_files or f not in results:
+      continue
+    ref, ours = results[f]["reference"], results[f]["ours"]
+    if ref is None or ours is None:
+      continue
+    for t, st in sorted(ours.items()):
+      if st == "passed" and ref.get(t) not in (None, "passed"):
+        gains.append(f"- `{t}` — reference: {ref[t]}: "
+                     f"{side_msgs['reference'].get(f, {}).get(t, '')}")
+  if gains:
+    lines.append("")
+    lines.append("## Tests failing on the reference (in this environment) but passing on "
+                 "runinference\n")
+    lines.extend(gains)
   lines.append("")
   logs = ", ".join(f"`benchmarks/results/junit/{{reference,ours}}_{f[:-3]}.log`"
                    for f in runnable[:1])
