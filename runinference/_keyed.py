@@ -6,7 +6,7 @@ import logging
 import time
 from typing import Any, Generic, Optional, Sequence, TypeVar, Union
 
-from ._handler import ModelHandler
+from ._handler import ExampleT, ModelHandler, ModelT, PredictionT
 from ._metrics import MetricsCollector
 from ._model_holder import KeyedModelManager
 from ._types import KeyModelPathMapping
@@ -15,7 +15,7 @@ KeyT = TypeVar('KeyT')
 _LOGGER = logging.getLogger(__name__)
 
 
-class KeyModelMapping(Generic[KeyT]):
+class KeyModelMapping(Generic[KeyT, ExampleT, PredictionT, ModelT]):
   """Maps one or more keys to the model handler that serves them."""
   def __init__(self, keys: list, mh: ModelHandler):
     self.keys = keys
@@ -36,7 +36,8 @@ def _split_keys(batch: Sequence, handler_name: str):
   return [x[0] for x in batch], [x[1] for x in batch]
 
 
-class KeyedModelHandler(ModelHandler):
+class KeyedModelHandler(Generic[KeyT, ExampleT, PredictionT, ModelT],
+                        ModelHandler[tuple, tuple, Any]):
   """Takes ``(key, example)`` and returns ``(key, prediction)``.
 
   Wraps either one unkeyed handler, or a list of ``KeyModelMapping`` routing
@@ -284,7 +285,8 @@ def _is_keyed(x) -> bool:
   return isinstance(x, tuple) and len(x) == 2
 
 
-class MaybeKeyedModelHandler(ModelHandler):
+class MaybeKeyedModelHandler(Generic[KeyT, ExampleT, PredictionT, ModelT],
+                             ModelHandler[Any, Any, ModelT]):
   """Accepts both ``(key, example)`` and plain examples; keyed input gives
   keyed output."""
   def __init__(self, unkeyed: ModelHandler):

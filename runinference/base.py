@@ -1,5 +1,6 @@
 """Public core API, import-compatible with ``apache_beam.ml.inference.base``."""
 from ._handler import ModelHandler
+from ._remote import RateLimiter, RateLimitExceeded, RemoteModelHandler
 from ._keyed import KeyedModelHandler, KeyModelMapping, MaybeKeyedModelHandler
 from ._transform import RunInference
 from ._types import (KeyModelPathMapping, ModelMetadata, PredictionResult,
@@ -13,6 +14,9 @@ __all__ = [
     'ModelHandler',
     'ModelMetadata',
     'PredictionResult',
+    'RateLimitExceeded',
+    'RateLimiter',
+    'RemoteModelHandler',
     'RunInference',
     'RunInferenceDLQ',
 ]
