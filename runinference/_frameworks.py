@@ -10,6 +10,8 @@ from typing import Any, Optional, Sequence
 
 import numpy
 
+from ._results import ModelFileNotFoundError
+
 _LOGGER = logging.getLogger(__name__)
 
 # module name -> (pip package, runinference extra)
@@ -74,7 +76,9 @@ def path_exists(path: str) -> Optional[bool]:
 
 
 def missing_model_error(path: str, what: str, how_to_save: str) -> Exception:
-  return FileNotFoundError(
+  """A FileNotFoundError (and RuntimeError, as the reference raises) naming
+  the path and how to create the model there."""
+  return ModelFileNotFoundError(
       f'{what} not found at {path!r}. Check the path (every worker must be '
       f'able to read it), or save the model there first: {how_to_save}')
 

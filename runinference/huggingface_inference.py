@@ -26,7 +26,7 @@ from typing import Any, Callable, Iterable, Optional, Sequence, Union
 
 from ._frameworks import check_model_path, describe_value, require
 from ._handler import ModelHandler
-from ._results import to_results
+from ._results import ModelFileNotFoundError, to_results
 from ._types import PredictionResult
 
 __all__ = [
@@ -138,7 +138,7 @@ def _load_pretrained(model_class: Any, model_uri: str, args: dict) -> Any:
     import os
     looks_local = model_uri.startswith(('/', '.', '~')) or os.sep in model_uri
     if looks_local and not os.path.exists(os.path.expanduser(model_uri)):
-      raise FileNotFoundError(
+      raise ModelFileNotFoundError(
           f'Hugging Face model directory {model_uri!r} does not exist. Pass '
           'a local directory written by save_pretrained() or a Hub model id.'
       ) from e
@@ -677,7 +677,7 @@ class HuggingFacePipelineModelHandler(ModelHandler):
         model = self._model
         if (model.startswith(('/', '.', '~')) or os.sep in model) and (
             not os.path.exists(os.path.expanduser(model))):
-          raise FileNotFoundError(
+          raise ModelFileNotFoundError(
               f'Hugging Face model directory {model!r} does not exist. Pass '
               'a local directory written by save_pretrained() or a Hub model '
               'id.') from e

@@ -21,7 +21,7 @@ import numpy
 from ._frameworks import (check_model_path, describe_value, require,
                           stack_numpy)
 from ._handler import ModelHandler
-from ._results import to_results
+from ._results import ModelFileNotFoundError, to_results
 from ._types import PredictionResult
 
 __all__ = [
@@ -135,7 +135,7 @@ def _load_model(model_uri: str, custom_weights: str,
           f'Unable to download the TensorFlow model {model_uri!r}: {e}. Make '
           'sure it is a TF2 SavedModel and the workers can reach it.') from e
   if _exists(tf, model_uri) is False:
-    raise FileNotFoundError(
+    raise ModelFileNotFoundError(
         f'TensorFlow model not found at {model_uri!r}. Check the path (every '
         f'worker must be able to read it), or save the model there first: '
         f'{_HOW_TO_SAVE}')
@@ -174,7 +174,7 @@ def _load_model_from_weights(create_model_fn: Callable, weights_path: str):
   tf = _tf()
   if (_exists(tf, weights_path) is False and
       _exists(tf, weights_path + '.index') is False):
-    raise FileNotFoundError(
+    raise ModelFileNotFoundError(
         f'TensorFlow weights not found at {weights_path!r}. Save them with '
         "model.save_weights('model.weights.h5') first.")
   model = create_model_fn()
@@ -463,7 +463,7 @@ class TFExampleModelHandler(ModelHandler):
     if not _is_saved_model_dir(tf, uri):
       what = ('does not exist' if _exists(tf, uri) is False else
               'is not a SavedModel directory (no saved_model.pb in it)')
-      raise FileNotFoundError(
+      raise ModelFileNotFoundError(
           f'TFExampleModelHandler: {uri!r} {what}. Pass the directory written '
           "by tf.saved_model.save(module, dir, signatures={'serving_default': "
           'fn}) or model.export(dir).')
