@@ -70,8 +70,8 @@ def beam_inference_dir() -> Path:
 
 
 def beam_version() -> str:
-  import apache_beam
-  return apache_beam.__version__
+  from importlib.metadata import version  # no `import apache_beam`: keeps the log quiet
+  return version("apache-beam")
 
 
 _TEST_MOD_RE = re.compile(r"\bapache_beam\.ml\.inference\.(\w+_test)\b")

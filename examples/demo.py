@@ -80,6 +80,10 @@ if os.environ.get("RUNINFERENCE_DEMO_BACKEND", "runinference") == "beam":
   from apache_beam.ml.inference.sklearn_inference import SklearnModelHandlerNumpy  # noqa: E402
   BACKEND = "apache_beam.ml.inference"
 else:
+  try:
+    import runinference  # noqa: F401
+  except ImportError:  # not installed: use the checkout this demo lives in
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
   from runinference.base import KeyedModelHandler  # noqa: E402
   from runinference.base import KeyModelMapping  # noqa: E402
   from runinference.base import PredictionResult  # noqa: E402
