@@ -39,7 +39,8 @@ class InferenceEngine:
       batch_config: BatchConfig,
       prebatched: bool,
       tag: str,
-      load_eagerly: bool):
+      load_eagerly: bool,
+      clock=time):
     self.handler = handler
     self.preprocess_fns = list(handler.get_preprocess_fns())
     self.postprocess_fns = list(handler.get_postprocess_fns())
@@ -49,7 +50,8 @@ class InferenceEngine:
     self.batch_config = batch_config
     self.prebatched = prebatched
     self.load_eagerly = load_eagerly
-    self.holder = ModelHolder(handler, tag)
+    self.clock = clock
+    self.holder = ModelHolder(handler, tag, clock)
     self._init_runtime()
 
   def __getstate__(self):
@@ -225,22 +227,21 @@ class InferenceEngine:
 
     def call():
       loaded = self._loaded_model()
-      start = time.perf_counter()
+      start = self.clock.time_ns()
       results = handler.run_inference(values, loaded.model, self.inference_args)
       if not isinstance(results, list):
         results = list(results)
-      return results, time.perf_counter() - start
+      return results, self.clock.time_ns() - start
 
-    results, seconds = self.timeout_runner(call)
+    results, nanos = self.timeout_runner(call)
     n = len(values)
     if len(results) != n:
       raise ValueError(
           f'{type(handler).__name__}.run_inference returned {len(results)} '
           f'results for a batch of {n}; it must return one per example.')
-    self.batcher.sizer.observe(n, seconds)
+    self.batcher.sizer.observe(n, nanos / 1e9)
     if self.metrics is not None:
-      self.metrics.update(
-          n, handler.get_num_bytes(values), int(seconds * 1e6))
+      self.metrics.update(n, handler.get_num_bytes(values), nanos // 1000)
     return results
 
   def _infer(self, values: list):

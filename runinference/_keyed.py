@@ -30,10 +30,11 @@ def _split_keys(batch: Sequence, handler_name: str):
     if not (isinstance(x, (tuple, list)) and len(x) == 2):
       raise TypeError(
           f'{handler_name} expects (key, example) tuples, but got '
-          f'{type(x).__name__}: {x!r:.200}. Key your data first (e.g. '
+          f'{type(x).__name__}: {x!r:.200} (a {type(x).__name__} object is '
+          'not iterable as a key/value pair). Key your data first (e.g. '
           'beam.Map(lambda x: (key_of(x), x))), or use MaybeKeyedModelHandler '
           'if some elements are unkeyed.')
-  return [x[0] for x in batch], [x[1] for x in batch]
+  return tuple(x[0] for x in batch), [x[1] for x in batch]
 
 
 class KeyedModelHandler(Generic[KeyT, ExampleT, PredictionT, ModelT],

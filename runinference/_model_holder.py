@@ -39,11 +39,12 @@ class LoadedModel:
     self.byte_size = byte_size
 
 
-def timed_load(load: Callable[[], Any], model_id: Optional[str]) -> LoadedModel:
+def timed_load(load: Callable[[], Any], model_id: Optional[str],
+               clock=time) -> LoadedModel:
   before = current_rss_bytes()
-  start = time.perf_counter()
+  start = clock.time_ns()
   model = load()
-  load_ms = int((time.perf_counter() - start) * 1000)
+  load_ms = (clock.time_ns() - start) // 1_000_000
   return LoadedModel(model, model_id, load_ms, max(0, current_rss_bytes() - before))
 
 
@@ -69,16 +70,20 @@ class ModelHolder:
   ``share_model_across_processes()`` the model lives in a model server process
   (``model_copies()`` of them per machine) and calls go through a proxy.
   """
-  def __init__(self, handler, tag: str):
+  def __init__(self, handler, tag: str, clock=time):
     self._handler = handler
     self._tag = tag
+    self._clock = clock
     self._loaded: Optional[LoadedModel] = None
-    self._mps = None
+    self._copies: list[LoadedModel] = []
+    self._turn = 0
+    self._mps: list = []
 
   def __getstate__(self):
     state = self.__dict__.copy()
     state['_loaded'] = None
-    state['_mps'] = None
+    state['_copies'] = []
+    state['_mps'] = []
     return state
 
   @property
@@ -100,40 +105,52 @@ class ModelHolder:
   def _load(self, handler, version: str) -> LoadedModel:
     model_id = self._model_id(handler)
     if handler.share_model_across_processes():
-      copies = max(1, int(handler.model_copies()))
-      tag = f'{self._tag}-{version}-{random.randrange(copies)}'
-      start = time.perf_counter()
-      mps = multi_process_shared.MultiProcessShared(
-          handler.load_model, tag=tag, always_proxy=True)
-      proxy = mps.acquire()
-      loaded = LoadedModel(
-          proxy, model_id, int((time.perf_counter() - start) * 1000), 0)
-      if self._mps is not None:
-        self._release_mps()
-      self._mps = (mps, proxy)
-      return loaded
+      return self._load_copies(handler, version, model_id)
     return _shared_for(self._tag).acquire(
-        lambda: timed_load(handler.load_model, model_id), tag=version)
+        lambda: timed_load(handler.load_model, model_id, self._clock),
+        tag=version)
+
+  def _load_copies(self, handler, version, model_id) -> LoadedModel:
+    # model_copies() model servers per machine, each a process of its own;
+    # batches are sent to them in turn.
+    copies = max(1, int(handler.model_copies()))
+    new_mps, loaded = [], []
+    for i in range(copies):
+      start = self._clock.time_ns()
+      mps = multi_process_shared.MultiProcessShared(
+          handler.load_model, tag=f'{self._tag}-{version}-{i}',
+          always_proxy=True)
+      proxy = mps.acquire()
+      new_mps.append((mps, proxy))
+      loaded.append(LoadedModel(
+          proxy, model_id, (self._clock.time_ns() - start) // 1_000_000, 0))
+    self._release_mps()
+    self._mps = new_mps
+    self._copies = loaded
+    return loaded[0]
 
   def _release_mps(self):
-    mps, proxy = self._mps
-    self._mps = None
-    try:
-      mps.release(proxy)
-    except Exception:  # pylint: disable=broad-except
-      _LOGGER.debug('releasing a shared model failed', exc_info=True)
+    old, self._mps, self._copies = self._mps, [], []
+    for mps, proxy in old:
+      try:
+        mps.release(proxy)
+      except Exception:  # pylint: disable=broad-except
+        _LOGGER.debug('releasing a shared model failed', exc_info=True)
 
   def get(self) -> LoadedModel:
-    """The current model, loaded on first use."""
+    """The current model, loaded on first use (with several copies, the
+    next copy in turn)."""
     if self._loaded is None:
       self._loaded = self._load(self._handler, 'initial')
+    if len(self._copies) > 1:
+      self._turn = (self._turn + 1) % len(self._copies)
+      return self._copies[self._turn]
     return self._loaded
 
   def drop(self) -> None:
     """Forget the model (after a timeout); the next ``get`` reloads it."""
     self._loaded = None
-    if self._mps is not None:
-      self._release_mps()
+    self._release_mps()
     self._tag = f'{self._tag}+'
     gc.collect()
 
@@ -159,7 +176,9 @@ class ModelHolder:
 class KeyedModelManager:
   """Models of a multi-model KeyedModelHandler, loaded on demand and kept at
   most ``max_models`` at a time (least recently used goes first)."""
-  def __init__(self, handlers: dict, max_models: Optional[int] = None):
+  def __init__(self, handlers: dict, max_models: Optional[int] = None,
+               clock=time):
+    self._clock = clock
     self._handlers = dict(handlers)
     self._max_models = max_models
     self._loaded: collections.OrderedDict[Any, LoadedModel] = (
@@ -188,7 +207,7 @@ class KeyedModelManager:
           self._loaded.popitem(last=False)
           self.evictions += 1
         gc.collect()
-      loaded = timed_load(handler.load_model, str(model_key))
+      loaded = timed_load(handler.load_model, str(model_key), self._clock)
       self._loaded[model_key] = loaded
       return loaded, True
 

@@ -160,7 +160,8 @@ class RunInference(beam.PTransform):
         batch_config=batch_config,
         prebatched=prebatched,
         tag=self._model_tag,
-        load_eagerly=load_eagerly)
+        load_eagerly=load_eagerly,
+        clock=self._clock)
 
   def expand(self, pcoll):
     handler = self._model_handler
