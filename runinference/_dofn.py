@@ -13,6 +13,9 @@ from apache_beam.transforms.window import GlobalWindows
 from ._engine import InferenceEngine, _Failed
 
 _global_wv = GlobalWindows.windowed_value
+# Returned by process while an element waits in the batch (Beam warns about
+# a process that returns None).
+_NOTHING = ()
 
 
 def _failed(value) -> bool:
@@ -49,7 +52,7 @@ class GlobalBatchDoFn(_EngineDoFn):
       buf = batcher.buffer
       buf.append(element)
       if len(buf) < batcher.sizer.size:
-        return None
+        return _NOTHING
       batcher.buffer = []
       return self._outputs(buf)
     engine = self._engine
@@ -62,7 +65,7 @@ class GlobalBatchDoFn(_EngineDoFn):
     else:
       batch = engine.batcher.add(element, element)
       if batch is None:
-        return None
+        return _NOTHING
     return self._outputs(batch)
 
   def _outputs(self, batch):
@@ -102,7 +105,7 @@ class WindowedBatchDoFn(_EngineDoFn):
     else:
       batch = engine.batcher.add(wv, element)
       if batch is None:
-        return None
+        return _NOTHING
     return self._finish_outputs(batch)
 
   def _finish_outputs(self, batch):
@@ -114,7 +117,13 @@ class WindowedBatchDoFn(_EngineDoFn):
 
 class SideInputDoFn(WindowedBatchDoFn):
   """Takes ``inference_args`` and/or ``ModelMetadata`` as side inputs (each
-  argument is None when not given) and switches models on the metadata."""
+  argument is None when not given) and switches models on the metadata --
+  or, when the engine watches a file pattern itself (``WatchFilePattern``),
+  on what its watcher has loaded in the background."""
+  def setup(self):
+    super().setup()
+    self._engine.start_watching()
+
   def process(
       self,
       element,
@@ -122,11 +131,17 @@ class SideInputDoFn(WindowedBatchDoFn):
       model_metadata,
       window=beam.DoFn.WindowParam,
       wv=beam.DoFn.WindowedValueParam):
+    engine = self._engine
     if inference_args is not None:
-      self._engine.inference_args = inference_args
-    if model_metadata is not None:
-      self._engine.refresh(model_metadata)
+      engine.inference_args = inference_args
+    if engine.watcher is not None:
+      engine.poll_refresh()
+    elif model_metadata is not None:
+      engine.refresh(model_metadata)
     return self._handle(element, wv)
+
+  def teardown(self):
+    self._engine.stop_watching()
 
 
 class PreprocessDoFn(beam.DoFn):

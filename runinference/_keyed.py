@@ -185,8 +185,9 @@ class KeyedModelHandler(Generic[KeyT, ExampleT, PredictionT, ModelT],
     return self._unkeyed.get_resource_hints() if self._single_model else {}
 
   def batch_elements_kwargs(self):
+    # Size and length functions were written for the unkeyed examples.
     if self._single_model:
-      return self._unkeyed.batch_elements_kwargs()
+      return _keyed_batching_kwargs(self._unkeyed.batch_elements_kwargs())
     return self._batching_kwargs
 
   def validate_inference_args(self, inference_args):
@@ -280,6 +281,24 @@ class KeyedModelHandler(Generic[KeyT, ExampleT, PredictionT, ModelT],
 
   def should_garbage_collect_on_timeout(self):
     return self._single_model and self.share_model_across_processes()
+
+
+class _OnValue:
+  """Applies a per-example function (e.g. ``element_size_fn``) to the value
+  of a ``(key, value)`` pair."""
+  def __init__(self, fn):
+    self.fn = fn
+
+  def __call__(self, kv):
+    return self.fn(kv[1])
+
+
+def _keyed_batching_kwargs(kwargs):
+  kwargs = dict(kwargs)
+  for name in ('element_size_fn', 'length_fn'):
+    if kwargs.get(name) is not None:
+      kwargs[name] = _OnValue(kwargs[name])
+  return kwargs
 
 
 def _is_keyed(x) -> bool:

@@ -168,3 +168,16 @@ def test_adaptive_batches_grow():
   batches = _batches(handler, list(range(300)))
   sizes = sorted(len(b) for b in batches)
   assert sizes[0] == 1 and sizes[-1] >= 64
+
+
+def test_keyed_handler_applies_size_fn_to_the_value():
+  words = [('k', 'a' * n) for n in (4, 4, 4, 4)]
+  from runinference.base import KeyedModelHandler
+  handler = KeyedModelHandler(
+      EchoBatchHandler(
+          min_batch_size=10, max_batch_size=10, max_batch_weight=8,
+          element_size_fn=len))
+  with beam.Pipeline() as p:
+    out = (p | beam.Create(words) | RunInference(handler)
+           | beam.Map(lambda kv: sum(len(w) for w in kv[1].inference)))
+    assert_that(out, equal_to([8, 8, 8, 8]))
