@@ -134,11 +134,25 @@ class SideInputDoFn(WindowedBatchDoFn):
     engine = self._engine
     if inference_args is not None:
       engine.inference_args = inference_args
+    # Elements buffered before a switch run on the model they arrived under.
+    before = None
     if engine.watcher is not None:
-      engine.poll_refresh()
-    elif model_metadata is not None:
+      if engine.watcher.pending:
+        before = self._drain()
+        engine.poll_refresh()
+    elif model_metadata is not None and engine.wants_refresh(model_metadata):
+      before = self._drain()
       engine.refresh(model_metadata)
-    return self._handle(element, wv)
+    outputs = self._handle(element, wv)
+    if before:
+      return before + outputs if outputs else before
+    return outputs
+
+  def _drain(self):
+    outputs = []
+    for batch in self._engine.batcher.drain():
+      outputs.extend(self._finish_outputs(batch))
+    return outputs
 
   def teardown(self):
     self._engine.stop_watching()

@@ -12,7 +12,7 @@ from ._errors import (FAILED_INFERENCES, ErrorPolicy, TimeoutRunner, describe,
                       postprocess_tag, preprocess_tag)
 from ._metrics import MetricsCollector
 from ._model_holder import ModelHolder
-from ._types import ModelMetadata
+from ._refresh import ModelWatcher, refresh_target
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -56,7 +56,8 @@ class InferenceEngine:
 
   def __getstate__(self):
     state = self.__dict__.copy()
-    for k in ('metrics', 'batcher', 'timeout_runner', 'counts', 'model_name'):
+    for k in ('metrics', 'batcher', 'timeout_runner', 'counts', 'model_name',
+              'watcher', '_current_model_id'):
       state.pop(k, None)
     return state
 
@@ -99,36 +100,72 @@ class InferenceEngine:
           'with_exception_handling(threshold=...).')
 
   # -- refresh ---------------------------------------------------------------
+  # Load first, then swap: the current model serves until the new one is
+  # loaded; one that fails to load is logged and counted and changes nothing.
+  watch_spec = None  # a WatchSpec: poll a file pattern (set by RunInference)
+  watcher = None
+
+  def wants_refresh(self, metadata) -> bool:
+    """Whether ``metadata`` (a side input's value) names another model."""
+    target = refresh_target(metadata)
+    return target is not None and target[1] != getattr(
+        self, '_current_model_id', None)
+
   def refresh(self, metadata) -> None:
-    """Switch to the model in ``metadata`` (load first, then swap). A model
-    that fails to load is logged and counted; the current one keeps serving."""
-    if metadata is None:
+    """Switch to the model in ``metadata`` (a side input's value) now."""
+    if not self.wants_refresh(metadata):
       return
-    if isinstance(metadata, ModelMetadata) or (
-        hasattr(metadata, 'model_id') and hasattr(metadata, 'model_name')):
-      path, model_id, name = metadata.model_id, metadata.model_id, metadata.model_name
-    else:  # a list of KeyModelPathMapping
-      path, model_id, name = metadata, repr(metadata), ''
-    if not path or model_id == getattr(self, '_current_model_id', None):
-      return
+    path, model_id, name = refresh_target(metadata)
     self._current_model_id = model_id
     try:
-      self.holder.swap(path, model_id)
+      prepared = self.holder.prepare(path, model_id)
     except Exception:  # pylint: disable=broad-except
       _LOGGER.exception(
           'Model refresh to %r failed; the current model keeps serving.',
           model_id)
-      if self.metrics is not None:
-        self.metrics.model_load_failures.inc()
+      self._refresh_failed()
       return
+    self._switch(prepared, name)
+
+  def start_watching(self) -> None:
+    """Poll ``watch_spec`` in the background; a newer file already there is
+    loaded now and served from the first element on."""
+    if self.watch_spec is None or self.watcher is not None:
+      return
+    self.watcher = ModelWatcher(
+        self.watch_spec, lambda md: self.holder.prepare(md.model_id, md.model_id))
+    self.watcher.poll()
+    self.watcher.start()
+
+  def stop_watching(self) -> None:
+    if self.watcher is not None:
+      self.watcher.stop()
+      self.watcher = None
+
+  def poll_refresh(self) -> None:
+    """Switch to a model the watcher has loaded, if any (cheap otherwise)."""
+    watcher = self.watcher
+    if watcher is None or not watcher.pending:
+      return
+    for event in watcher.take():
+      if event.error is not None:
+        self._refresh_failed()
+      else:
+        self._current_model_id = event.metadata.model_id
+        self._switch(event.prepared, event.metadata.model_name)
+
+  def _refresh_failed(self) -> None:
+    if self.metrics is not None:
+      self.metrics.model_load_failures.inc()
+
+  def _switch(self, prepared, name: str) -> None:
+    loaded = self.holder.commit(prepared)
     if name and self.metrics is not None:
       self.model_name = name
       self.metrics = MetricsCollector(self.namespace, f'{name}-')
     if self.metrics is not None:
       self.metrics.model_swaps.inc()
-      loaded = self.holder.loaded
-      if loaded is not None:
-        self.metrics.update_load_model_metrics(loaded.load_ms, loaded.byte_size)
+      self.metrics.update_load_model_metrics(loaded.load_ms, loaded.byte_size)
 
   # -- per element -------------------------------------------------------------
   def preprocess(self, value):

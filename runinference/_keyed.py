@@ -77,6 +77,7 @@ class KeyedModelHandler(Generic[KeyT, ExampleT, PredictionT, ModelT],
     self._max_models = max_models_per_worker_hint
     self._id_to_mh: dict[Any, ModelHandler] = {}
     self._key_to_id: dict[Any, Any] = {}
+    self._last_paths: dict[Any, str] = {}  # cohort -> path of its last update
     for mapping in unkeyed:
       if not isinstance(mapping, KeyModelMapping):
         raise TypeError(
@@ -242,6 +243,9 @@ class KeyedModelHandler(Generic[KeyT, ExampleT, PredictionT, ModelT],
                             []).append(key)
     for (old_cohort, path), keys in new_groups.items():
       cohort = old_cohort if old_cohort in keys else keys[0]
+      if cohort == old_cohort and self._last_paths.get(cohort) == path:
+        continue  # unchanged since the last update: keep the loaded model
+      self._last_paths[cohort] = path
       mh = copy.deepcopy(self._id_to_mh[old_cohort])
       mh.update_model_path(path)
       model.update(cohort, mh)  # loads first: a bad file raises here

@@ -11,6 +11,7 @@ import os
 import random
 import threading
 import time
+import uuid
 from typing import Any, Callable, Optional
 
 from apache_beam.utils import multi_process_shared
@@ -111,6 +112,13 @@ class ModelHolder:
         tag=version)
 
   def _load_copies(self, handler, version, model_id) -> LoadedModel:
+    new_mps, loaded = self._start_copies(handler, version, model_id)
+    self._release_mps()
+    self._mps = new_mps
+    self._copies = loaded
+    return loaded[0]
+
+  def _start_copies(self, handler, version, model_id):
     # model_copies() model servers per machine, each a process of its own;
     # batches are sent to them in turn.
     copies = max(1, int(handler.model_copies()))
@@ -124,10 +132,7 @@ class ModelHolder:
       new_mps.append((mps, proxy))
       loaded.append(LoadedModel(
           proxy, model_id, (self._clock.time_ns() - start) // 1_000_000, 0))
-    self._release_mps()
-    self._mps = new_mps
-    self._copies = loaded
-    return loaded[0]
+    return new_mps, loaded
 
   def _release_mps(self):
     old, self._mps, self._copies = self._mps, [], []
@@ -154,28 +159,58 @@ class ModelHolder:
     self._tag = f'{self._tag}+'
     gc.collect()
 
-  def swap(self, model_path, model_id: str) -> LoadedModel:
-    """Loads the model at ``model_path`` beside the current one and switches
-    to it once loaded. If the load fails the current model stays in service
-    and the error propagates."""
+  def prepare(self, model_path, model_id: str) -> tuple:
+    """Loads the model at ``model_path`` (or, for a multi-model
+    KeyedModelHandler, a list of KeyModelPathMapping) beside the current one,
+    changing nothing yet: ``commit`` switches to it. Safe to call from another
+    thread while this holder serves; if it raises, nothing changed."""
     new_handler = copy.deepcopy(self._handler)
-    if isinstance(model_path, str):
+    copies = None
+    if not isinstance(model_path, list):
       new_handler.update_model_path(model_path)
-      new = self._load(new_handler, f'v-{model_id}')
+      version = f'v-{model_id}'
+      if new_handler.share_model_across_processes():
+        copies = self._start_copies(new_handler, version, model_id)
+        new = copies[1][0]
+      else:
+        new = self._load(new_handler, version)
       new.model_id = model_id
     else:  # per-key mappings for a multi-model KeyedModelHandler
       old = self.get()
-      new_handler.update_model_paths(old.model, model_path)
-      new = old
+      # Update a copy of the model manager, so that a mapping that fails to
+      # load leaves every key on its current model.
+      clone = getattr(old.model, 'clone', None)
+      model = clone() if callable(clone) else old.model
+      new_handler.update_model_paths(model, model_path)
+      new = LoadedModel(model, model_id, 0, 0)
+    return new_handler, new, copies
+
+  def commit(self, prepared: tuple) -> LoadedModel:
+    """Switches to a model from ``prepare``; the old one is released."""
+    new_handler, new, copies = prepared
+    if copies is not None:
+      self._release_mps()
+      self._mps, self._copies = copies
     self._handler = new_handler
     self._loaded = new
     gc.collect()
     return new
 
+  def swap(self, model_path, model_id: str) -> LoadedModel:
+    """Loads the model at ``model_path`` beside the current one and switches
+    to it once loaded. If the load fails the current model stays in service
+    and the error propagates."""
+    return self.commit(self.prepare(model_path, model_id))
+
 
 class KeyedModelManager:
   """Models of a multi-model KeyedModelHandler, loaded on demand and kept at
-  most ``max_models`` at a time (least recently used goes first)."""
+  most ``max_models`` at a time (least recently used goes first).
+
+  A handler with ``share_model_across_processes()`` has its model served by a
+  model server process (``MultiProcessShared``); this manager holds one
+  reference per key and releases it when the key's model is evicted or
+  replaced, or when the manager itself is dropped."""
   def __init__(self, handlers: dict, max_models: Optional[int] = None,
                clock=time):
     self._clock = clock
@@ -184,6 +219,7 @@ class KeyedModelManager:
     self._loaded: collections.OrderedDict[Any, LoadedModel] = (
         collections.OrderedDict())
     self._lock = threading.RLock()
+    self._servers: dict = {}  # key -> (MultiProcessShared, proxy)
     self.evictions = 0
 
   @property
@@ -194,6 +230,28 @@ class KeyedModelManager:
     with self._lock:
       return list(self._loaded)
 
+  def _load(self, model_key, handler) -> tuple:
+    if not handler.share_model_across_processes():
+      return timed_load(handler.load_model, str(model_key), self._clock), None
+    start = self._clock.time_ns()
+    mps = multi_process_shared.MultiProcessShared(
+        handler.load_model, tag=f'ri-keyed-{uuid.uuid4().hex}',
+        always_proxy=True)
+    proxy = mps.acquire()
+    load_ms = (self._clock.time_ns() - start) // 1_000_000
+    return LoadedModel(proxy, str(model_key), load_ms, 0), (mps, proxy)
+
+  def _forget(self, model_key) -> None:
+    self._loaded.pop(model_key, None)
+    server = self._servers.pop(model_key, None)
+    if server is not None:
+      _release(server)
+
+  def _evict_over(self, limit: int) -> None:
+    while len(self._loaded) > limit:
+      self._forget(next(iter(self._loaded)))
+      self.evictions += 1
+
   def get(self, model_key) -> tuple[LoadedModel, bool]:
     """Returns ``(model, newly_loaded)``."""
     with self._lock:
@@ -203,23 +261,53 @@ class KeyedModelManager:
         return loaded, False
       handler = self._handlers[model_key]
       if self._max_models is not None:
-        while len(self._loaded) >= self._max_models:
-          self._loaded.popitem(last=False)
-          self.evictions += 1
+        self._evict_over(self._max_models - 1)
         gc.collect()
-      loaded = timed_load(handler.load_model, str(model_key), self._clock)
+      loaded, server = self._load(model_key, handler)
       self._loaded[model_key] = loaded
+      if server is not None:
+        self._servers[model_key] = server
       return loaded, True
+
+  def clone(self) -> 'KeyedModelManager':
+    """A manager with the same handlers and loaded models, updated
+    independently of this one (for all-or-nothing refreshes). Models served
+    by model servers get a reference of the clone's own."""
+    with self._lock:
+      new = copy.copy(self)
+      new._lock = threading.RLock()
+      new._handlers = dict(self._handlers)
+      new._loaded = collections.OrderedDict(self._loaded)
+      new._servers = {}
+      for key, (mps, _) in self._servers.items():
+        proxy = mps.acquire()
+        new._servers[key] = (mps, proxy)
+        old = new._loaded[key]
+        new._loaded[key] = LoadedModel(
+            proxy, old.model_id, old.load_ms, old.byte_size)
+    return new
 
   def update(self, model_key, handler) -> None:
     """Serve ``model_key`` with ``handler`` from now on. The new model is
     loaded before the old one is dropped, so a bad file changes nothing."""
-    loaded = timed_load(handler.load_model, str(model_key))
+    loaded, server = self._load(model_key, handler)
     with self._lock:
       self._handlers[model_key] = handler
+      self._forget(model_key)
       self._loaded[model_key] = loaded
-      self._loaded.move_to_end(model_key)
+      if server is not None:
+        self._servers[model_key] = server
       if self._max_models is not None:
-        while len(self._loaded) > self._max_models:
-          self._loaded.popitem(last=False)
-          self.evictions += 1
+        self._evict_over(self._max_models)
+
+  def __del__(self):
+    for server in list(getattr(self, '_servers', {}).values()):
+      _release(server)
+
+
+def _release(server) -> None:
+  mps, proxy = server
+  try:
+    mps.release(proxy)
+  except Exception:  # pylint: disable=broad-except
+    _LOGGER.debug('releasing a shared model failed', exc_info=True)

@@ -17,6 +17,7 @@ from ._engine import InferenceEngine
 from ._errors import (FAILED_INFERENCES, ErrorPolicy, postprocess_tag,
                       preprocess_tag)
 from ._handler import ModelHandler
+from ._refresh import watch_spec_of
 from ._types import ModelMetadata, RunInferenceDLQ
 
 _MAIN = 'main'
@@ -145,7 +146,7 @@ class RunInference(beam.PTransform):
           k: self._kwargs[k]
           for k in ('interval', 'stop_timestamp') if k in self._kwargs
       }
-      return pipeline | 'WatchModelPattern' >> WatchFilePattern(
+      return pipeline | 'WatchFilePattern' >> WatchFilePattern(
           file_pattern=self._watch_model_pattern, **extra)
     return self._model_metadata_pcoll
 
@@ -177,6 +178,9 @@ class RunInference(beam.PTransform):
         batch_config,
         prebatched=skip_batching or cross_bundle,
         load_eagerly=metadata is None and self._policy.timeout is None)
+    # A WatchFilePattern output is not waited for as a side input: the
+    # inference DoFn polls the pattern itself (works on every runner).
+    engine.watch_spec = watch_spec_of(metadata)
 
     dead_tags = [FAILED_INFERENCES]
     dead_tags += [preprocess_tag(i) for i in range(len(engine.preprocess_fns))]
