@@ -18,6 +18,7 @@ from ._errors import (FAILED_INFERENCES, ErrorPolicy, postprocess_tag,
                       preprocess_tag)
 from ._handler import ModelHandler
 from ._refresh import watch_spec_of
+from ._stream_batching import batch_across_bundles
 from ._types import ModelMetadata, RunInferenceDLQ
 
 _MAIN = 'main'
@@ -189,7 +190,7 @@ class RunInference(beam.PTransform):
     ]
     pre_dead = {}
     if cross_bundle:
-      # Batches that span bundles need state and timers: Beam's BatchElements.
+      # Batches that span bundles need state and timers (see _stream_batching).
       if engine.preprocess_fns:
         pre = pcoll | 'BeamML_RunInference_Preprocess' >> beam.ParDo(
             PreprocessDoFn(engine)).with_outputs(*dead_tags[1:], main=_MAIN)
@@ -197,8 +198,8 @@ class RunInference(beam.PTransform):
         pre_dead = {t: pre[t] for t in dead_tags[1:] if 'preprocessing' in t}
         engine = copy.copy(engine)
         engine.preprocess_fns = []
-      pcoll = pcoll | 'BeamML_BatchElements' >> beam.BatchElements(
-          **batch_config.batch_elements_kwargs())
+      pcoll = pcoll | 'BeamML_BatchElements' >> batch_across_bundles(
+          pcoll.pipeline, batch_config)
 
     side = []
     if metadata is not None or args_side:
