@@ -162,7 +162,7 @@ class InferenceEngine:
     loaded = self.holder.commit(prepared)
     if name and self.metrics is not None:
       self.model_name = name
-      self.metrics = MetricsCollector(self.namespace, f'{name}-')
+      self.metrics = MetricsCollector(self.namespace, name)
     if self.metrics is not None:
       self.metrics.model_swaps.inc()
       self.metrics.update_load_model_metrics(loaded.load_ms, loaded.byte_size)

@@ -9,11 +9,14 @@ from apache_beam.metrics.metric import Metrics
 class MetricsCollector:
   """Counters and distributions for one model (or one key cohort).
 
-  ``prefix`` is the model name after a refresh (``'<name>-'``) or the cohort
-  key of a multi-model KeyedModelHandler; the names after it never change.
+  ``prefix`` is the model name after a refresh, or ``'<cohort key>-'`` for a
+  model of a multi-model KeyedModelHandler; as in the reference, an ``_``
+  joins it to the metric name (``five-_num_inferences``).
   """
   def __init__(self, namespace: str, prefix: str = ''):
     self.namespace = namespace
+    if prefix:
+      prefix = f'{prefix}_'
     self.prefix = prefix
 
     def counter(name):

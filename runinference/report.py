@@ -57,7 +57,7 @@ def _value(metric_result):
 def _split(name: str) -> Optional[tuple[str, str]]:
   for known in _NAMES:
     if name.endswith(known):
-      return name[:-len(known)].rstrip('-'), known
+      return name[:-len(known)].rstrip('_').rstrip('-'), known
   return None
 
 

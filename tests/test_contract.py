@@ -188,8 +188,8 @@ def test_keyed_pipeline_with_metrics_per_cohort(five_model, ten_model):
   result = run_pipeline(build)
   ns = 'BeamML_KeyedModels'
   assert metric(result, ns, 'num_inferences') == 2
-  assert metric(result, ns, 'a-num_inferences') == 1
-  assert metric(result, ns, 'b-num_inferences') == 1
+  assert metric(result, ns, 'a-_num_inferences') == 1
+  assert metric(result, ns, 'b-_num_inferences') == 1
 
 
 def test_keyed_config_errors(five_model):

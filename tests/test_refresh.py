@@ -151,7 +151,7 @@ def test_watch_model_pattern_switches_mid_stream(models):
   assert_that(out, check_switches(n, [(0, 2), (drop_at, 3)]))
   result = p.run()
   result.wait_until_finish()
-  assert counters(result, 'model_x3-num_inferences') > 0
+  assert counters(result, 'model_x3_num_inferences') > 0
   assert counters(result, 'model_swaps') == 1
   assert counters(result, 'model_load_failures') == 0
 
@@ -174,7 +174,7 @@ def test_watch_file_pattern_side_input_and_corrupt_file(models):
   result.wait_until_finish()
   assert counters(result, 'model_load_failures') == 1
   assert counters(result, 'model_swaps') == 1
-  assert counters(result, 'm_x7-num_inferences') > 0
+  assert counters(result, 'm_x7_num_inferences') > 0
 
 
 def test_newer_file_at_start_is_served_from_the_first_element(models):
@@ -236,7 +236,7 @@ def test_model_metadata_side_input_switches_and_renames_metrics(models):
   assert_that(out, check_switches(6, [(0, 3)]))
   result = p.run()
   result.wait_until_finish()
-  assert counters(result, 'challenger-num_inferences') == 6
+  assert counters(result, 'challenger_num_inferences') == 6
 
 
 def test_windowed_side_input_switches_per_window(models):
@@ -359,7 +359,7 @@ def test_swap_releases_the_old_model(models):
   _, out, _ = engine.run([np.array([1.0])])
   assert np.isclose(out[0].inference, 3)
   assert out[0].model_id.endswith('r_x3.pkl')
-  assert engine.metrics.prefix == 'r3-'
+  assert engine.metrics.prefix == 'r3_'
 
 
 def test_failed_load_keeps_the_old_model(models, caplog):
