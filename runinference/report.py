@@ -28,6 +28,9 @@ class StepReport:
   step: str
   namespace: str
   model: str = ''
+  # True for a key cohort of a multi-model KeyedModelHandler, whose rows the
+  # step's own (unprefixed) row already counts.
+  cohort: bool = False
   inferences: int = 0
   failed_inferences: int = 0
   failed_batches: int = 0
@@ -54,10 +57,11 @@ def _value(metric_result):
   return value if value is not None else metric_result.attempted
 
 
-def _split(name: str) -> Optional[tuple[str, str]]:
+def _split(name: str) -> Optional[tuple[str, str, bool]]:
   for known in _NAMES:
     if name.endswith(known):
-      return name[:-len(known)].rstrip('_').rstrip('-'), known
+      prefix = name[:-len(known)].rstrip('_')
+      return prefix.rstrip('-'), known, prefix.endswith('-')
   return None
 
 
@@ -76,10 +80,10 @@ class RunReport:
       parsed = _split(key.metric.name)
       if parsed is None:
         return None, None
-      model, name = parsed
+      model, name, cohort = parsed
       ident = (key.step, key.metric.namespace, model)
       if ident not in steps:
-        steps[ident] = StepReport(key.step, key.metric.namespace, model)
+        steps[ident] = StepReport(key.step, key.metric.namespace, model, cohort)
       return steps[ident], name
 
     for counter in found['counters']:
@@ -121,11 +125,11 @@ class RunReport:
 
   @property
   def total_inferences(self) -> int:
-    return sum(s.inferences for s in self.steps if not s.model)
+    return sum(s.inferences for s in self.steps if not s.cohort)
 
   @property
   def total_failed(self) -> int:
-    return sum(s.failed_inferences for s in self.steps if not s.model)
+    return sum(s.failed_inferences for s in self.steps if not s.cohort)
 
   def to_dict(self) -> dict[str, Any]:
     return {'steps': [dataclasses.asdict(s) for s in self.steps]}
