@@ -12,6 +12,7 @@ import random
 import threading
 import time
 import uuid
+import weakref
 from typing import Any, Callable, Optional
 
 from apache_beam.utils import multi_process_shared
@@ -188,12 +189,17 @@ class ModelHolder:
   def commit(self, prepared: tuple) -> LoadedModel:
     """Switches to a model from ``prepare``; the old one is released."""
     new_handler, new, copies = prepared
+    old = _weak(self._loaded)
     if copies is not None:
       self._release_mps()
       self._mps, self._copies = copies
     self._handler = new_handler
     self._loaded = new
-    gc.collect()
+    if old is not None and old() is not None and old() is not new.model:
+      # Still alive after its last reference from here went: held by a
+      # reference cycle (or elsewhere). A full collection costs ~0.1 s of
+      # every thread's time, so only then.
+      gc.collect()
     return new
 
   def swap(self, model_path, model_id: str) -> LoadedModel:
@@ -201,6 +207,15 @@ class ModelHolder:
     to it once loaded. If the load fails the current model stays in service
     and the error propagates."""
     return self.commit(self.prepare(model_path, model_id))
+
+
+def _weak(loaded: Optional[LoadedModel]):
+  if loaded is None:
+    return None
+  try:
+    return weakref.ref(loaded.model)
+  except TypeError:  # the model type has no weak references
+    return weakref.ref(loaded)
 
 
 class KeyedModelManager:
