@@ -205,7 +205,10 @@ class RunInference(beam.PTransform):
     if metadata is not None or args_side:
       side = [
           self._inference_args if args_side else None,
-          beam.pvalue.AsSingleton(metadata) if metadata is not None else None
+          None if metadata is None else
+          # Watched: never read (lazy), kept so the graph has Beam's shape.
+          beam.pvalue.AsIter(metadata) if engine.watch_spec is not None else
+          beam.pvalue.AsSingleton(metadata)
       ]
     windowed = bool(side) or cross_bundle or _is_streaming(
         pcoll.pipeline) or not pcoll.windowing.is_default()

@@ -172,3 +172,18 @@ def test_distributed_runners_keep_beams_batch_elements():
   local = beam.Pipeline(options=PipelineOptions(runner='DirectRunner'))
   assert isinstance(
       batch_across_bundles(local, cfg), LocalStreamBatchElements)
+
+
+def test_streaming_refresh_example_switches_and_ends(tmp_path, capsys):
+  import importlib.util
+  from pathlib import Path
+  path = Path(__file__).resolve().parent.parent / 'examples' / 'streaming_refresh.py'
+  spec = importlib.util.spec_from_file_location('streaming_refresh', path)
+  example = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(example)
+  served = example.main(
+      ['--workdir', str(tmp_path), '--items', '30', '--drop-after', '1.2'])
+  assert sorted(served) == ['model_v1', 'model_v2']
+  assert sorted(served['model_v1'] + served['model_v2']) == list(range(30))
+  assert max(served['model_v1']) < min(served['model_v2'])
+  assert 'switched: model_v1 -> model_v2' in capsys.readouterr().out
