@@ -207,7 +207,11 @@ class ModelWatcher:
     while not self._stop.wait(interval):
       if self.poller.expired():
         return
-      self.poll()
+      try:
+        self.poll()
+      except Exception:  # pylint: disable=broad-except  # keep watching
+        _LOGGER.exception('Checking %r for a new model failed; will retry.',
+                          self.poller.spec.file_pattern)
 
   def take(self) -> list:
     if not self.pending:
