@@ -2,13 +2,13 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import time
 import uuid
 from typing import Any, Optional
 
 import apache_beam as beam
 from apache_beam.options.pipeline_options import StandardOptions
-from apache_beam.transforms import window as beam_window
 
 from ._batching import BatchConfig
 from ._dofn import (GlobalBatchDoFn, PreprocessDoFn, SideInputDoFn,
@@ -165,13 +165,14 @@ class RunInference(beam.PTransform):
         load_eagerly=load_eagerly,
         clock=self._clock)
 
-  def expand(self, pcoll):
+  def _plan(self, pipeline) -> '_Plan':
+    """Everything ``expand`` decides before it builds the graph."""
     handler = self._model_handler
     args_side = isinstance(self._inference_args, beam.pvalue.AsSideInput)
     if not args_side:
       handler.validate_inference_args(self._inference_args)
     batch_config = BatchConfig.from_kwargs(handler.batch_elements_kwargs())
-    metadata = self._metadata_pcoll(pcoll.pipeline)
+    metadata = self._metadata_pcoll(pipeline)
     skip_batching = handler.should_skip_batching()
     cross_bundle = (
         not skip_batching and batch_config.max_batch_duration_secs is not None)
@@ -182,25 +183,6 @@ class RunInference(beam.PTransform):
     # A WatchFilePattern output is not waited for as a side input: the
     # inference DoFn polls the pattern itself (works on every runner).
     engine.watch_spec = watch_spec_of(metadata)
-
-    dead_tags = [FAILED_INFERENCES]
-    dead_tags += [preprocess_tag(i) for i in range(len(engine.preprocess_fns))]
-    dead_tags += [
-        postprocess_tag(i) for i in range(len(engine.postprocess_fns))
-    ]
-    pre_dead = {}
-    if cross_bundle:
-      # Batches that span bundles need state and timers (see _stream_batching).
-      if engine.preprocess_fns:
-        pre = pcoll | 'BeamML_RunInference_Preprocess' >> beam.ParDo(
-            PreprocessDoFn(engine)).with_outputs(*dead_tags[1:], main=_MAIN)
-        pcoll = pre[_MAIN]
-        pre_dead = {t: pre[t] for t in dead_tags[1:] if 'preprocessing' in t}
-        engine = copy.copy(engine)
-        engine.preprocess_fns = []
-      pcoll = pcoll | 'BeamML_BatchElements' >> batch_across_bundles(
-          pcoll.pipeline, batch_config)
-
     side = []
     if metadata is not None or args_side:
       side = [
@@ -210,31 +192,63 @@ class RunInference(beam.PTransform):
           beam.pvalue.AsIter(metadata) if engine.watch_spec is not None else
           beam.pvalue.AsSingleton(metadata)
       ]
-    windowed = bool(side) or cross_bundle or _is_streaming(
-        pcoll.pipeline) or not pcoll.windowing.is_default()
-    if side:
-      dofn = SideInputDoFn(engine)
-    elif windowed:
-      dofn = WindowedBatchDoFn(engine)
-    else:
-      dofn = GlobalBatchDoFn(engine)
-    pardo = beam.ParDo(dofn, *side).with_resource_hints(
-        **handler.get_resource_hints())
+    return _Plan(engine, batch_config, cross_bundle, side)
+
+  def _preprocess(self, pcoll, plan: '_Plan'):
+    """Preprocessing as its own step (before cross-bundle batching)."""
+    engine = plan.engine
+    n = len(engine.preprocess_fns)
+    if not n:
+      return pcoll, []
+    tags = [preprocess_tag(i) for i in range(n)]
+    out = pcoll | 'BeamML_RunInference_Preprocess' >> beam.ParDo(
+        PreprocessDoFn(engine)).with_outputs(*tags, main=_MAIN)
+    plan.engine = copy.copy(engine)
+    plan.engine.preprocess_fns = []
+    return out[_MAIN], [out[t] for t in tags]
+
+  def _inference_dofn(self, pcoll, plan: '_Plan'):
+    if plan.side:
+      return SideInputDoFn(plan.engine)
+    windowed = (
+        plan.cross_bundle or _is_streaming(pcoll.pipeline) or
+        not pcoll.windowing.is_default())
+    if windowed:
+      return WindowedBatchDoFn(plan.engine)
+    return GlobalBatchDoFn(plan.engine)
+
+  def expand(self, pcoll):
+    plan = self._plan(pcoll.pipeline)
+    pre_dead = []
+    if plan.cross_bundle:
+      # Batches that span bundles need state and timers (see _stream_batching).
+      pcoll, pre_dead = self._preprocess(pcoll, plan)
+      pcoll = pcoll | 'BeamML_BatchElements' >> batch_across_bundles(
+          pcoll.pipeline, plan.batch_config)
+    pardo = beam.ParDo(self._inference_dofn(pcoll, plan),
+                       *plan.side).with_resource_hints(
+                           **self._model_handler.get_resource_hints())
     if not self._policy.enabled:
       return pcoll | 'BeamML_RunInference' >> pardo
+    engine = plan.engine
+    pre_tags = [preprocess_tag(i) for i in range(len(engine.preprocess_fns))]
+    post_tags = [
+        postprocess_tag(i) for i in range(len(engine.postprocess_fns))
+    ]
     outputs = pcoll | 'BeamML_RunInference' >> pardo.with_outputs(
-        *dead_tags, main=_MAIN)
-    n_pre = len(engine.preprocess_fns) or len(pre_dead)
+        FAILED_INFERENCES, *pre_tags, *post_tags, main=_MAIN)
     return outputs[_MAIN], RunInferenceDLQ(
         failed_inferences=outputs[FAILED_INFERENCES],
-        failed_preprocessing=[
-            pre_dead.get(preprocess_tag(i)) or outputs[preprocess_tag(i)]
-            for i in range(n_pre)
-        ],
-        failed_postprocessing=[
-            outputs[postprocess_tag(i)]
-            for i in range(len(engine.postprocess_fns))
-        ])
+        failed_preprocessing=pre_dead or [outputs[t] for t in pre_tags],
+        failed_postprocessing=[outputs[t] for t in post_tags])
+
+
+@dataclasses.dataclass
+class _Plan:
+  engine: InferenceEngine
+  batch_config: BatchConfig
+  cross_bundle: bool
+  side: list
 
 
 __all__ = ['RunInference', 'ModelMetadata']

@@ -155,3 +155,18 @@ def test_wrong_result_count_is_reported():
     with beam.Pipeline() as p:
       _ = p | beam.Create([1, 2, 3]) | RunInference(
           Short(min_batch_size=3, max_batch_size=3))
+
+
+def test_preprocess_dead_letters_with_cross_bundle_batching():
+  def parse(x):
+    return int(x)
+
+  handler = MultiplierHandler(
+      max_batch_size=4, max_batch_duration_secs=1).with_preprocess_fn(parse)
+  with beam.Pipeline() as p:
+    main, dlq = (p | beam.Create(['1', 'x', '3'])
+                 | RunInference(handler).with_exception_handling())
+    assert_that(main | beam.Map(lambda r: r.inference), equal_to([2, 6]),
+                label='main')
+    assert_that(dlq.failed_preprocessing[0] | beam.Map(lambda r: r[0]),
+                equal_to(['x']), label='pre')
