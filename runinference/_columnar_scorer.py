@@ -1,0 +1,241 @@
+"""Scoring whole chunks of rows as a plain object (the DoFn in ``columnar`` is
+a thin shell): model holding, one model call per chunk, failure isolation by
+bisecting rows, metrics."""
+from __future__ import annotations
+
+import time
+from typing import Any, Optional, Sequence, Union
+
+import numpy
+
+from ._columnar_frames import Chunk, chunk_ops
+from ._columnar_predict import MatrixPredictor, output_columns
+from ._errors import ErrorPolicy, describe
+from ._metrics import MetricsCollector
+from ._model_holder import ModelHolder
+
+
+class ColumnarScorer:
+  """Appends a model's predictions to chunks of rows.
+
+  ``score(chunk)`` returns ``(scored, dead)``: the chunk (same type) with the
+  prediction column(s) appended -- None if no row of it survived -- and the
+  dead-letter records ``(rows, (exc_type, repr, traceback_lines))`` of rows
+  that failed (only with exception handling on; otherwise errors raise).
+  """
+  def __init__(
+      self,
+      handler,
+      feature_columns: Sequence[str],
+      output_column: Union[str, Sequence[str]],
+      *,
+      predictor: MatrixPredictor,
+      inference_args: Optional[dict],
+      namespace: Optional[str],
+      policy: ErrorPolicy,
+      tag: str,
+      dtype=None,
+      clock=time):
+    self.feature_columns = list(feature_columns)
+    self.output_column = output_column
+    self.predictor = predictor
+    self.inference_args = dict(inference_args or {})
+    self.namespace = namespace or handler.get_metrics_namespace()
+    self.policy = policy
+    self.dtype = dtype
+    self.clock = clock
+    self.max_rows = handler.batch_elements_kwargs().get('max_batch_size')
+    self.holder = ModelHolder(handler, tag, clock)
+    self._init_runtime()
+
+  def __getstate__(self):
+    state = self.__dict__.copy()
+    for k in ('metrics', 'counts', 'empty_outputs'):
+      state.pop(k, None)
+    return state
+
+  def __setstate__(self, state):
+    self.__dict__.update(state)
+    self._init_runtime()
+
+  def _init_runtime(self):
+    self.metrics: Optional[MetricsCollector] = None
+    self.counts = [0, 0]  # rows seen, rows dead-lettered
+    # Zero-row arrays shaped like the outputs, once a chunk has been scored:
+    # what an empty chunk gets appended.
+    self.empty_outputs: Optional[list] = None
+
+  # -- lifecycle -------------------------------------------------------------
+  def setup(self, load: bool = True) -> None:
+    handler = self.holder.handler
+    handler.set_environment_vars()
+    if not handler.override_metrics(self.namespace):
+      self.metrics = MetricsCollector(self.namespace)
+    if load:
+      loaded = self.holder.get()
+      if self.metrics is not None:
+        self.metrics.cache_load_model_metrics(loaded.load_ms, loaded.byte_size)
+
+  def _model(self):
+    fresh = self.holder.loaded is None
+    loaded = self.holder.get()
+    if fresh and self.metrics is not None:
+      self.metrics.update_load_model_metrics(loaded.load_ms, loaded.byte_size)
+    return loaded.model
+
+  def check_threshold(self) -> None:
+    seen, dead = self.counts
+    if seen and self.policy.threshold < 1 and dead / seen > self.policy.threshold:
+      raise RuntimeError(
+          f'{dead} of {seen} rows failed in RunInferenceColumnar, over the '
+          f'threshold of {self.policy.threshold:.0%} set in '
+          'with_exception_handling(threshold=...).')
+
+  # -- per chunk ---------------------------------------------------------------
+  def score(self, chunk) -> tuple[Any, list]:
+    ops = chunk_ops(chunk)
+    if self.metrics is not None:
+      self.metrics.flush_cached()
+    n = ops.num_rows(chunk)
+    if n == 0:
+      # No rows to score: with the output layout known, the chunk passes with
+      # empty prediction columns; before that it is dropped (it has no rows
+      # to lose, and a guessed column type could clash with later chunks).
+      if self.empty_outputs is None:
+        return None, []
+      return ops.with_columns(chunk, self.empty_outputs), []
+    self.counts[0] += n
+    try:
+      self._check(ops, chunk)
+    except Exception as exc:  # pylint: disable=broad-except
+      # Every row fails alike: the whole chunk is one dead letter.
+      return None, self._chunk_failed(chunk, 0, n, exc)
+    matrix = None
+    if self.predictor.takes == 'numpy':
+      try:
+        matrix = ops.matrix(chunk, self.feature_columns, self.dtype)
+      except Exception as exc:  # pylint: disable=broad-except
+        if not self.policy.catches(exc):
+          raise
+        # Some value does not convert: each part is converted on its own
+        # while the rows are bisected.
+    step = self.max_rows or n
+    parts: list = []  # (lo, hi, outputs), in row order
+    failed: list = []  # (lo, hi, exception)
+    for lo in range(0, n, step):
+      hi = min(n, lo + step)
+      self._run(ops, chunk, matrix, lo, hi, parts, failed)
+    dead = []
+    if failed:
+      if self.metrics is not None:
+        self.metrics.failed_elements.inc(sum(hi - lo for lo, hi, _ in failed))
+      for lo, hi, exc in failed:
+        dead.extend(self._dead(ops, chunk, lo, hi, exc))
+      if not parts:
+        return None, dead
+      parts.sort(key=lambda p: p[0])
+      chunk = ops.take(chunk, numpy.concatenate(
+          [numpy.arange(lo, hi) for lo, hi, _ in parts]))
+    try:
+      outputs = _concat_outputs(parts)
+      self._check_names(ops, chunk, [name for name, _ in outputs])
+      if self.empty_outputs is None:
+        self.empty_outputs = [(name, values[:0]) for name, values in outputs]
+      return ops.with_columns(chunk, outputs), dead
+    except Exception as exc:  # pylint: disable=broad-except
+      return None, dead + self._chunk_failed(chunk, 0, ops.num_rows(chunk), exc)
+
+  def _check(self, ops: Chunk, chunk) -> None:
+    ops.check_features(chunk, self.feature_columns)
+    names = ([self.output_column] if isinstance(self.output_column, str) else
+             list(self.output_column))
+    self._check_names(ops, chunk, names)
+
+  def _check_names(self, ops: Chunk, chunk, names) -> None:
+    present = set(ops.column_names(chunk))
+    clash = [c for c in names if c in present]
+    if clash:
+      raise ValueError(
+          f'The {ops.kind} chunk already has column(s) {clash}, which '
+          'RunInferenceColumnar would write its predictions to; choose '
+          'another output_column.')
+
+  def _chunk_failed(self, chunk, lo, hi, exc) -> list:
+    if self.metrics is not None:
+      self.metrics.failed_batches_counter.inc()
+    if not self.policy.catches(exc):
+      raise exc
+    if self.metrics is not None:
+      self.metrics.failed_elements.inc(hi - lo)
+    self.counts[1] += hi - lo
+    return [(chunk, describe(exc))]
+
+  def _dead(self, ops: Chunk, chunk, lo, hi, exc) -> list:
+    self.counts[1] += hi - lo
+    return [(ops.slice(chunk, lo, hi), describe(exc))]
+
+  # -- model calls ---------------------------------------------------------------
+  def _call(self, ops: Chunk, chunk, matrix, lo: int, hi: int) -> list:
+    """Predicts rows ``lo:hi``; returns their output columns or raises."""
+    if matrix is not None:
+      features = matrix[lo:hi]
+      nbytes = features.nbytes
+    else:
+      part = chunk if (lo, hi) == (0, ops.num_rows(chunk)) else ops.slice(
+          chunk, lo, hi)
+      if self.predictor.takes == 'pandas':
+        features = ops.frame(part, self.feature_columns)
+        nbytes = int(features.memory_usage(index=False).sum())
+      else:
+        features = ops.matrix(part, self.feature_columns, self.dtype)
+        nbytes = features.nbytes
+    model = self._model()
+    start = self.clock.time_ns()
+    predictions = self.predictor(model, features, self.inference_args)
+    outputs = output_columns(predictions, hi - lo, self.output_column)
+    micros = (self.clock.time_ns() - start) // 1000
+    if self.metrics is not None:
+      self.metrics.update(hi - lo, nbytes, micros)
+    return outputs
+
+  def _run(self, ops, chunk, matrix, lo, hi, parts, failed) -> None:
+    try:
+      parts.append((lo, hi, self._call(ops, chunk, matrix, lo, hi)))
+      return
+    except Exception as exc:  # pylint: disable=broad-except
+      if self.metrics is not None:
+        self.metrics.failed_batches_counter.inc()
+      if not self.policy.catches(exc):
+        raise
+      first = exc
+    self._bisect(ops, chunk, matrix, lo, hi, first, parts, failed)
+
+  def _bisect(self, ops, chunk, matrix, lo, hi, exc, parts, failed) -> None:
+    """Splits a failing row range in halves until each failure is one row
+    (each with its own exception); the rows between still get predictions."""
+    if hi - lo == 1 or not self.policy.bisect:
+      failed.append((lo, hi, exc))
+      return
+    mid = (lo + hi) // 2
+    for a, b in ((lo, mid), (mid, hi)):
+      try:
+        parts.append((a, b, self._call(ops, chunk, matrix, a, b)))
+      except Exception as e:  # pylint: disable=broad-except
+        if not self.policy.catches(e):
+          raise
+        self._bisect(ops, chunk, matrix, a, b, e, parts, failed)
+
+
+def _concat_outputs(parts: list) -> list:
+  """One ``[(name, array)]`` for parts in row order."""
+  if len(parts) == 1:
+    return parts[0][2]
+  first = parts[0][2]
+  names = [name for name, _ in first]
+  for _, _, outputs in parts[1:]:
+    if [name for name, _ in outputs] != names:
+      raise ValueError(
+          'The model returned different outputs for different parts of one '
+          f'chunk: {names} and {[name for name, _ in outputs]}.')
+  return [(name, numpy.concatenate([p[2][j][1] for p in parts]))
+          for j, name in enumerate(names)]
