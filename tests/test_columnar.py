@@ -519,3 +519,17 @@ def test_import_needs_neither_arrow_nor_pandas_nor_beam_ml():
   out = subprocess.run([sys.executable, '-c', code], capture_output=True,
                        text=True, check=True)
   assert out.stdout.strip().splitlines()[-1] == '[]'
+
+
+def test_the_parquet_example_runs(tmp_path, capsys):
+  import importlib.util
+  from pathlib import Path
+  spec = importlib.util.spec_from_file_location(
+      'columnar_parquet',
+      Path(__file__).resolve().parent.parent / 'examples' / 'columnar_parquet.py')
+  example = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(example)
+  assert example.main(['--rows', '20000', '--row-group', '5000',
+                       '--out', str(tmp_path)]) == 0
+  out = capsys.readouterr().out
+  assert 'num_inferences: 20,000' in out and 'model calls: 4' in out
