@@ -116,6 +116,9 @@ def test_record_batches_get_a_prediction_column(reg):
   assert counter(result, 'BeamML_Sklearn', 'num_inferences') == 300
   sizes = distribution(result, 'BeamML_Sklearn', 'inference_request_batch_size')
   assert (sizes.count, sizes.sum, sizes.max) == (3, 300, 100)
+  from runinference.report import RunReport
+  [step] = RunReport.from_result(result).steps
+  assert (step.inferences, step.batches, step.model_loads) == (300, 3, 1)
 
 
 def test_dataframes_keep_their_index_and_are_not_modified(reg):
