@@ -512,6 +512,42 @@ def test_any_handler_with_predict_fn_and_one_load_per_process(reg):
   assert counter(result, 'RunInference', 'num_inferences') == 300
 
 
+def test_one_model_per_process_shared_by_dofn_instances(reg):
+  from apache_beam.internal import pickler
+  _, path = reg
+  _CountingLinear.loads = 0
+  scorer = RunInferenceColumnar(_CountingLinear(path), FEATURES,
+                                predict_fn=lambda m, x, a: m.predict(x))._scorer()
+  blob = pickler.dumps(scorer)
+  copies = [pickler.loads(blob) for _ in range(3)]  # as workers unpickle DoFns
+  for c in copies:
+    c.setup()
+    assert c.score(record_batch(0, 10))[0].num_rows == 10
+  assert _CountingLinear.loads == 1
+
+
+def test_a_custom_sklearn_inference_fn_gets_the_matrix(reg):
+  model, path = reg
+
+  def times_ten(m, batch, args):
+    return m.predict(np.stack(batch)) * 10  # written for a list of rows
+
+  scored, _ = RunInferenceColumnar(
+      SklearnModelHandlerNumpy(path, inference_fn=times_ten),
+      FEATURES)._scorer().score(frame())
+  np.testing.assert_allclose(scored['prediction'], 10 * model.predict(X))
+
+
+def test_a_custom_torch_inference_fn_asks_for_predict_fn():
+  pytest.importorskip('torch')
+  from runinference.pytorch_inference import (PytorchModelHandlerTensor,
+                                              make_tensor_model_fn)
+  handler = PytorchModelHandlerTensor(
+      torch_script_model_path='m.pt', inference_fn=make_tensor_model_fn('score'))
+  with pytest.raises(TypeError, match='predict_fn'):
+    RunInferenceColumnar(handler, FEATURES)
+
+
 def test_import_needs_neither_arrow_nor_pandas_nor_beam_ml():
   # Beam itself imports both when they are installed: block them instead.
   code = ('import sys\n'
