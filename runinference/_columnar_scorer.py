@@ -11,11 +11,11 @@ import numpy
 from ._columnar_frames import Chunk, chunk_ops
 from ._columnar_predict import MatrixPredictor, output_columns
 from ._errors import ErrorPolicy, describe
-from ._metrics import MetricsCollector
 from ._model_holder import ModelHolder
+from ._step import ModelStep
 
 
-class ColumnarScorer:
+class ColumnarScorer(ModelStep):
   """Appends a model's predictions to chunks of rows.
 
   ``score(chunk)`` returns ``(scored, dead)``: the chunk (same type) with the
@@ -48,48 +48,21 @@ class ColumnarScorer:
     self.holder = ModelHolder(handler, tag, clock)
     self._init_runtime()
 
-  def __getstate__(self):
-    state = self.__dict__.copy()
-    for k in ('metrics', 'counts', 'empty_outputs'):
-      state.pop(k, None)
-    return state
-
-  def __setstate__(self, state):
-    self.__dict__.update(state)
-    self._init_runtime()
+  _STEP_NAME = 'RunInferenceColumnar'
+  _UNIT = 'rows'
+  _RUNTIME = ('metrics', 'counts', 'empty_outputs')
 
   def _init_runtime(self):
-    self.metrics: Optional[MetricsCollector] = None
-    self.counts = [0, 0]  # rows seen, rows dead-lettered
+    super()._init_runtime()
     # Zero-row arrays shaped like the outputs, once a chunk has been scored:
     # what an empty chunk gets appended.
     self.empty_outputs: Optional[list] = None
 
-  # -- lifecycle -------------------------------------------------------------
   def setup(self, load: bool = True) -> None:
-    handler = self.holder.handler
-    handler.set_environment_vars()
-    if not handler.override_metrics(self.namespace):
-      self.metrics = MetricsCollector(self.namespace)
-    if load:
-      loaded = self.holder.get()
-      if self.metrics is not None:
-        self.metrics.cache_load_model_metrics(loaded.load_ms, loaded.byte_size)
+    self.setup_model(load)
 
   def _model(self):
-    fresh = self.holder.loaded is None
-    loaded = self.holder.get()
-    if fresh and self.metrics is not None:
-      self.metrics.update_load_model_metrics(loaded.load_ms, loaded.byte_size)
-    return loaded.model
-
-  def check_threshold(self) -> None:
-    seen, dead = self.counts
-    if seen and self.policy.threshold < 1 and dead / seen > self.policy.threshold:
-      raise RuntimeError(
-          f'{dead} of {seen} rows failed in RunInferenceColumnar, over the '
-          f'threshold of {self.policy.threshold:.0%} set in '
-          'with_exception_handling(threshold=...).')
+    return self.loaded_model().model
 
   # -- per chunk ---------------------------------------------------------------
   def score(self, chunk) -> tuple[Any, list]:

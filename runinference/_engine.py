@@ -13,6 +13,7 @@ from ._errors import (FAILED_INFERENCES, ErrorPolicy, TimeoutRunner, describe,
 from ._metrics import MetricsCollector
 from ._model_holder import ModelHolder
 from ._refresh import ModelWatcher, refresh_target
+from ._step import ModelStep
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -21,7 +22,7 @@ class _Failed(Exception):
   """Marks an element that failed a pre/postprocessing step."""
 
 
-class InferenceEngine:
+class InferenceEngine(ModelStep):
   """Runs a model handler over batches of items.
 
   ``items`` are whatever the caller carries (plain values, or Beam
@@ -54,50 +55,17 @@ class InferenceEngine:
     self.holder = ModelHolder(handler, tag, clock)
     self._init_runtime()
 
-  def __getstate__(self):
-    state = self.__dict__.copy()
-    for k in ('metrics', 'batcher', 'timeout_runner', 'counts', 'model_name',
-              'watcher', '_current_model_id'):
-      state.pop(k, None)
-    return state
-
-  def __setstate__(self, state):
-    self.__dict__.update(state)
-    self._init_runtime()
+  _RUNTIME = ('metrics', 'batcher', 'timeout_runner', 'counts', 'model_name',
+              'watcher', '_current_model_id')
 
   def _init_runtime(self):
+    super()._init_runtime()
     self.batcher = Batcher(self.batch_config)
     self.timeout_runner = TimeoutRunner(self.policy.timeout)
-    self.metrics: Optional[MetricsCollector] = None
     self.model_name = ''
-    self.counts = [0, 0]  # elements seen, elements dead-lettered
 
-  # -- lifecycle -------------------------------------------------------------
   def setup(self) -> None:
-    self.holder.handler.set_environment_vars()
-    if self.holder.handler.override_metrics(self.namespace):
-      self.metrics = None
-    else:
-      self.metrics = MetricsCollector(self.namespace)
-    if self.load_eagerly:
-      loaded = self.holder.get()
-      if self.metrics is not None:
-        self.metrics.cache_load_model_metrics(loaded.load_ms, loaded.byte_size)
-
-  def _loaded_model(self):
-    fresh = self.holder.loaded is None
-    loaded = self.holder.get()
-    if fresh and self.metrics is not None:
-      self.metrics.update_load_model_metrics(loaded.load_ms, loaded.byte_size)
-    return loaded
-
-  def check_threshold(self) -> None:
-    seen, dead = self.counts
-    if seen and self.policy.threshold < 1 and dead / seen > self.policy.threshold:
-      raise RuntimeError(
-          f'{dead} of {seen} elements failed in RunInference, over the '
-          f'threshold of {self.policy.threshold:.0%} set in '
-          'with_exception_handling(threshold=...).')
+    self.setup_model(self.load_eagerly)
 
   # -- refresh ---------------------------------------------------------------
   # Load first, then swap: the current model serves until the new one is
@@ -263,7 +231,7 @@ class InferenceEngine:
     handler = self.holder.handler
 
     def call():
-      loaded = self._loaded_model()
+      loaded = self.loaded_model()
       start = self.clock.time_ns()
       results = handler.run_inference(values, loaded.model, self.inference_args)
       if not isinstance(results, list):
