@@ -38,11 +38,12 @@ import argparse
 import json
 import os
 import platform
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from _harness import ratio, run_variants
 
 from bench_sklearn import _quiet_logs, _runner, train_model
 
@@ -169,21 +170,6 @@ def run_raw_variant(n: int, chunk: int, model_path: Path) -> dict:
           "chunked_seconds": dt_chunked, "chunked_rows_per_s": n / dt_chunked}
 
 
-def run_in_subprocess(variant: str, args, model_path: Path) -> dict:
-  cmd = [sys.executable, __file__, "--_child", variant, "--n", str(args.n),
-         "--chunk", str(args.chunk), "--_model", str(model_path)]
-  proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
-  for line in reversed(proc.stdout.splitlines()):
-    if line.startswith("{"):
-      return json.loads(line)
-  tail = (proc.stderr or proc.stdout).strip().splitlines()[-15:]
-  return {"error": f"exit {proc.returncode}: " + "\n".join(tail)}
-
-
-def _ratio(a, b):
-  return None if not a or not b else a / b
-
-
 def main(argv=None) -> int:
   ap = argparse.ArgumentParser(description="Columnar RunInference throughput benchmark")
   ap.add_argument("--n", type=int, default=1_000_000, help="rows (default 1000000)")
@@ -207,32 +193,21 @@ def main(argv=None) -> int:
   with tempfile.TemporaryDirectory(prefix="ri_bench_col_") as tmp:
     model_path = Path(tmp) / "linreg4.pkl"
     train_model(model_path)
-    runs: dict[str, list[dict]] = {v: [] for v in args.variants}
-    for r in range(args.repeat):
-      for v in args.variants:
-        res = run_in_subprocess(v, args, model_path)
-        runs[v].append(res)
-        if "error" in res:
-          print(f"  {v:<10} ERROR {res['error']}", flush=True)
-        else:
-          print(f"  {v:<10} run {r + 1}: {res['seconds']:7.2f}s  "
-                f"{res['rows_per_s']:>13,.0f} rows/s", flush=True)
-
-  best = {}
-  for v, rs in runs.items():
-    ok = [x for x in rs if "error" not in x]
-    best[v] = max(ok, key=lambda x: x["rows_per_s"]) if ok else rs[-1]
+    runs, best = run_variants(
+        __file__, args.variants, args.repeat,
+        ["--n", str(args.n), "--chunk", str(args.chunk), "--_model", str(model_path)],
+        rate_key="rows_per_s", unit="rows/s")
   rps = {v: best[v].get("rows_per_s") for v in best}
   if "raw" in best and "chunked_rows_per_s" in best["raw"]:
     rps["raw_chunked"] = best["raw"]["chunked_rows_per_s"]
   ratios = {
-      "columnar/ours": _ratio(rps.get("columnar"), rps.get("ours")),
-      "columnar/reference": _ratio(rps.get("columnar"), rps.get("reference")),
-      "columnar/noop": _ratio(rps.get("columnar"), rps.get("noop")),
-      "columnar/explode": _ratio(rps.get("columnar"), rps.get("explode")),
-      "columnar/raw": _ratio(rps.get("columnar"), rps.get("raw")),
-      "columnar/raw_chunked": _ratio(rps.get("columnar"), rps.get("raw_chunked")),
-      "ours/reference": _ratio(rps.get("ours"), rps.get("reference")),
+      "columnar/ours": ratio(rps.get("columnar"), rps.get("ours")),
+      "columnar/reference": ratio(rps.get("columnar"), rps.get("reference")),
+      "columnar/noop": ratio(rps.get("columnar"), rps.get("noop")),
+      "columnar/explode": ratio(rps.get("columnar"), rps.get("explode")),
+      "columnar/raw": ratio(rps.get("columnar"), rps.get("raw")),
+      "columnar/raw_chunked": ratio(rps.get("columnar"), rps.get("raw_chunked")),
+      "ours/reference": ratio(rps.get("ours"), rps.get("reference")),
   }
   # The model step's own cost: the columnar pipeline's time over the same
   # pipeline without the step, against the raw predict of the same rows.

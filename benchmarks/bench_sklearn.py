@@ -33,11 +33,12 @@ import argparse
 import json
 import os
 import platform
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from _harness import ratio, run_variants
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "benchmarks" / "results"
@@ -172,21 +173,6 @@ def run_raw_variant(n: int, model_path: Path, batch: int) -> dict:
 # ---------------------------------------------------------------------------
 # driver
 # ---------------------------------------------------------------------------
-def run_in_subprocess(variant: str, args, model_path: Path) -> dict:
-  cmd = [sys.executable, __file__, "--_child", variant, "--n", str(args.n),
-         "--raw-batch", str(args.raw_batch), "--_model", str(model_path)]
-  proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
-  for line in reversed(proc.stdout.splitlines()):
-    if line.startswith("{"):
-      return json.loads(line)
-  tail = (proc.stderr or proc.stdout).strip().splitlines()[-15:]
-  return {"error": f"exit {proc.returncode}: " + "\n".join(tail)}
-
-
-def _ratio(a, b):
-  return None if not a or not b else a / b
-
-
 def main(argv=None) -> int:
   ap = argparse.ArgumentParser(description="RunInference sklearn throughput benchmark")
   ap.add_argument("--n", type=int, default=300_000, help="elements (default 300000)")
@@ -211,27 +197,16 @@ def main(argv=None) -> int:
   with tempfile.TemporaryDirectory(prefix="ri_bench_") as tmp:
     model_path = Path(tmp) / "linreg4.pkl"
     train_model(model_path)
-    runs: dict[str, list[dict]] = {v: [] for v in args.variants}
-    for r in range(args.repeat):
-      for v in args.variants:
-        res = run_in_subprocess(v, args, model_path)
-        runs[v].append(res)
-        if "error" in res:
-          print(f"  {v:<10} ERROR {res['error']}", flush=True)
-        else:
-          print(f"  {v:<10} run {r + 1}: {res['seconds']:7.2f}s  "
-                f"{res['el_per_s']:>12,.0f} el/s", flush=True)
-
-  best = {}
-  for v, rs in runs.items():
-    ok = [x for x in rs if "error" not in x]
-    best[v] = max(ok, key=lambda x: x["el_per_s"]) if ok else rs[-1]
+    runs, best = run_variants(
+        __file__, args.variants, args.repeat,
+        ["--n", str(args.n), "--raw-batch", str(args.raw_batch), "--_model", str(model_path)],
+        rate_key="el_per_s", unit="el/s")
   eps = {v: best[v].get("el_per_s") for v in best}
   ratios = {
-      "ours/noop": _ratio(eps.get("ours"), eps.get("noop")),
-      "reference/noop": _ratio(eps.get("reference"), eps.get("noop")),
-      "ours/reference": _ratio(eps.get("ours"), eps.get("reference")),
-      "ours/raw": _ratio(eps.get("ours"), eps.get("raw")),
+      "ours/noop": ratio(eps.get("ours"), eps.get("noop")),
+      "reference/noop": ratio(eps.get("reference"), eps.get("noop")),
+      "ours/reference": ratio(eps.get("ours"), eps.get("reference")),
+      "ours/raw": ratio(eps.get("ours"), eps.get("raw")),
   }
   import apache_beam
   import numpy

@@ -1,0 +1,46 @@
+"""What the throughput benchmarks share: each variant runs in a fresh Python
+process (``script --_child VARIANT ...`` prints one JSON line), best of N."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def run_child(script: str, variant: str, child_args: list[str]) -> dict:
+  cmd = [sys.executable, script, "--_child", variant, *child_args]
+  proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
+  for line in reversed(proc.stdout.splitlines()):
+    if line.startswith("{"):
+      return json.loads(line)
+  tail = (proc.stderr or proc.stdout).strip().splitlines()[-15:]
+  return {"error": f"exit {proc.returncode}: " + "\n".join(tail)}
+
+
+def run_variants(script: str, variants, repeat: int, child_args: list[str],
+                 rate_key: str, unit: str) -> tuple[dict, dict]:
+  """Runs every variant ``repeat`` times, printing each run; returns
+  ``(runs, best)`` where ``best`` is each variant's fastest run by
+  ``rate_key`` (or its last error)."""
+  runs: dict[str, list[dict]] = {v: [] for v in variants}
+  for r in range(repeat):
+    for v in variants:
+      res = run_child(script, v, child_args)
+      runs[v].append(res)
+      if "error" in res:
+        print(f"  {v:<10} ERROR {res['error']}", flush=True)
+      else:
+        print(f"  {v:<10} run {r + 1}: {res['seconds']:7.2f}s  "
+              f"{res[rate_key]:>13,.0f} {unit}", flush=True)
+  best = {}
+  for v, rs in runs.items():
+    ok = [x for x in rs if "error" not in x]
+    best[v] = max(ok, key=lambda x: x[rate_key]) if ok else rs[-1]
+  return runs, best
+
+
+def ratio(a, b):
+  return None if not a or not b else a / b
