@@ -80,6 +80,19 @@ class RunInference(beam.PTransform):
     self._metrics_namespace = metrics_namespace
     self._model_metadata_pcoll = model_metadata_pcoll
     self._watch_model_pattern = watch_model_pattern
+    unknown = sorted(set(kwargs) - {'interval', 'stop_timestamp'})
+    if unknown:
+      unsupported = {'use_model_manager', 'model_manager_args',
+                     'monitoring_transform'}
+      if set(unknown) & unsupported:
+        raise NotImplementedError(
+            f'RunInference option(s) {unknown} are not supported by '
+            'runinference; models are shared per process (large_model / '
+            'model_copies for per-machine sharing).')
+      raise TypeError(
+          f'RunInference got unexpected keyword argument(s) {unknown}; '
+          'interval and stop_timestamp (with watch_model_pattern) are the '
+          'only extra options.')
     self._kwargs = kwargs
     self._model_tag = model_identifier or uuid.uuid4().hex
     self._policy = ErrorPolicy()

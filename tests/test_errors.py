@@ -170,3 +170,10 @@ def test_preprocess_dead_letters_with_cross_bundle_batching():
                 label='main')
     assert_that(dlq.failed_preprocessing[0] | beam.Map(lambda r: r[0]),
                 equal_to(['x']), label='pre')
+
+
+def test_unknown_runinference_options_are_rejected():
+  with pytest.raises(TypeError, match='bogus'):
+    RunInference(MultiplierHandler(), bogus=1)
+  with pytest.raises(NotImplementedError, match='use_model_manager'):
+    RunInference(MultiplierHandler(), use_model_manager=True)
