@@ -423,6 +423,22 @@ class _HFModelHandler(ModelHandler):
         model.eval()
     return model
 
+  # The default inference fn per framework ('pt', 'tf'), set by subclasses.
+  _default_fns: dict = {}
+
+  def run_inference(
+      self,
+      batch: Sequence[Any],
+      model: Any,
+      inference_args: Optional[dict[str, Any]] = None
+  ) -> Iterable[PredictionResult]:
+    if not batch:
+      return []
+    if not self._framework:  # the tensor handler follows the tensors' type
+      self._framework = 'tf' if _is_tf_tensor(batch[0]) else 'pt'
+    fn = self._inference_fn or self._default_fns[self._framework]
+    return fn(batch, model, self._device, inference_args or {}, self._model_uri)
+
   def update_model_path(self, model_path: Optional[str] = None):
     self._model_uri = model_path or self._model_uri
 
@@ -470,23 +486,10 @@ class HuggingFaceModelHandlerKeyedTensor(_HFModelHandler):
         model_uri, model_class, device, inference_fn=inference_fn,
         load_model_args=load_model_args, **kwargs)
 
-  def run_inference(
-      self,
-      batch: Sequence[dict],
-      model: Any,
-      inference_args: Optional[dict[str, Any]] = None
-  ) -> Iterable[PredictionResult]:
-    if not batch:
-      return []
-    inference_args = inference_args or {}
-    if self._inference_fn:
-      return self._inference_fn(
-          batch, model, self._device, inference_args, self._model_uri)
-    if self._framework == 'tf':
-      return _run_inference_tensorflow_keyed_tensor(
-          batch, model, self._device, inference_args, self._model_uri)
-    return _run_inference_torch_keyed_tensor(
-        batch, model, self._device, inference_args, self._model_uri)
+  _default_fns = {
+      'pt': _run_inference_torch_keyed_tensor,
+      'tf': _run_inference_tensorflow_keyed_tensor
+  }
 
   def get_num_bytes(self, batch: Sequence[dict]) -> int:
     return sum(_tensor_bytes(t) for x in batch for t in x.values())
@@ -547,25 +550,9 @@ def _default_inference_fn_tensorflow(
 class HuggingFaceModelHandlerTensor(_HFModelHandler):
   """Runs a Hugging Face model on tensor examples (stacked per batch); the
   framework (PyTorch or TensorFlow) follows the type of the tensors."""
-  def run_inference(
-      self,
-      batch: Sequence[Any],
-      model: Any,
-      inference_args: Optional[dict[str, Any]] = None
-  ) -> Iterable[PredictionResult]:
-    if not batch:
-      return []
-    inference_args = inference_args or {}
-    if not self._framework:
-      self._framework = 'tf' if _is_tf_tensor(batch[0]) else 'pt'
-    if self._inference_fn:
-      return self._inference_fn(
-          batch, model, self._device, inference_args, self._model_uri)
-    if self._framework == 'tf':
-      return _default_inference_fn_tensorflow(
-          batch, model, self._device, inference_args, self._model_uri)
-    return _default_inference_fn_torch(
-        batch, model, self._device, inference_args, self._model_uri)
+  _default_fns = {
+      'pt': _default_inference_fn_torch, 'tf': _default_inference_fn_tensorflow
+  }
 
   def get_num_bytes(self, batch: Sequence[Any]) -> int:
     return sum(_tensor_bytes(t) for t in batch)
