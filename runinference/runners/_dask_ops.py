@@ -1,0 +1,304 @@
+"""Beam primitives as Dask bag operations that lose nothing.
+
+Every bag holds ``WindowedValue``s, so timestamps and windows survive from one
+step to the next. A ParDo runs each Dask partition as one bundle and returns
+``(tag, WindowedValue)`` pairs collected *after* ``finish_bundle``; each output
+PCollection is the bag of its own tag. Side inputs are computed once, as a
+dependency of the tasks that read them. See docs/dask_runner_fixes.md.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import itertools
+import math
+import typing as t
+
+import apache_beam as beam
+import dask
+import dask.bag as db
+from apache_beam import coders, typehints
+from apache_beam.internal import pickler
+from apache_beam.pipeline import AppliedPTransform
+from apache_beam.runners.common import (DoFnContext, DoFnInvoker,
+                                        DoFnSignature, Receiver,
+                                        _OutputHandler)
+from apache_beam.runners.dask.overrides import (_Create, _Flatten,
+                                                _GroupByKeyOnly, _Read,
+                                                _Reshuffle)
+from apache_beam.transforms.sideinputs import SideInputMap
+from apache_beam.transforms.window import GlobalWindow
+from apache_beam.utils.timestamp import MIN_TIMESTAMP
+from apache_beam.utils.windowed_value import WindowedValue
+
+DEFAULT_PARTITION_SIZE = 128
+
+
+class UnsupportedOnDaskError(NotImplementedError):
+  """A pipeline step that this Dask runner cannot execute faithfully."""
+
+
+def _in_global_window(value) -> WindowedValue:
+  return WindowedValue(value, MIN_TIMESTAMP, (GlobalWindow(), ))
+
+
+# -- bundles --------------------------------------------------------------
+class _ListReceiver(Receiver):
+  """Appends ``(tag, windowed_value)`` to the bundle's output list."""
+  def __init__(self, tag, sink: list):
+    self.tag = tag
+    self.sink = sink
+
+  def receive(self, windowed_value):
+    self.sink.append((self.tag, windowed_value))
+
+
+class _BundleReceivers(dict):
+  """One receiver per output tag, all writing into one list (per bundle)."""
+  def __init__(self, sink: list):
+    super().__init__()
+    self.sink = sink
+
+  def __missing__(self, tag):
+    receiver = self[tag] = _ListReceiver(tag, self.sink)
+    return receiver
+
+
+@dataclasses.dataclass
+class ParDoSpec:
+  """Everything a worker needs to run one ParDo bundle (picklable)."""
+  label: str
+  serialized_fn: bytes
+  args: list
+  kwargs: dict
+  window_fn: t.Any
+  side_views: list  # [(view_class, view_options)], one per side input
+
+
+def run_bundle(elements, spec: ParDoSpec, *side_values) -> list:
+  """Runs one Dask partition as a Beam bundle; returns ``(tag, wv)`` pairs.
+
+  A fresh DoFn copy per bundle: a DoFn instance never serves two bundles at
+  once, even when tasks share one deserialized graph (threaded workers).
+  """
+  outputs: list = []
+  receivers = _BundleReceivers(outputs)
+  finalizer = beam.DoFn.BundleFinalizerParam()
+  side_inputs = [
+      SideInputMap(view_class, view_options, values)
+      for (view_class, view_options), values in zip(spec.side_views,
+                                                     side_values)
+  ]
+  handler = _OutputHandler(
+      window_fn=spec.window_fn,
+      main_receivers=receivers[None],
+      tagged_receivers=receivers,
+      per_element_output_counter=None,
+      output_batch_converter=None,
+      process_yields_batches=False,
+      process_batch_yields_elements=False)
+  invoker = DoFnInvoker.create_invoker(
+      DoFnSignature(pickler.loads(spec.serialized_fn)),
+      handler,
+      context=DoFnContext(spec.label, state=None),
+      side_inputs=side_inputs,
+      input_args=spec.args,
+      input_kwargs=spec.kwargs,
+      user_state_context=None,
+      bundle_finalizer_param=finalizer)
+  invoker.invoke_setup()
+  try:
+    invoker.invoke_start_bundle()
+    for windowed_value in elements:
+      invoker.invoke_process(windowed_value)
+    # Outputs are read only after finish_bundle: what it emits is kept.
+    invoker.invoke_finish_bundle()
+  finally:
+    invoker.invoke_teardown()
+  finalizer.finalize_bundle()
+  return outputs
+
+
+def _select(pairs, tag) -> list:
+  return [wv for pair_tag, wv in pairs if pair_tag == tag]
+
+
+def _concat(*parts) -> list:
+  return list(itertools.chain.from_iterable(parts))
+
+
+def materialize(bag: db.Bag):
+  """The whole bag as one list, computed once, as a task dependency."""
+  return dask.delayed(_concat)(*bag.to_delayed(optimize_graph=False))
+
+
+def count_partition(elements) -> list:
+  return [sum(1 for _ in elements)]
+
+
+# -- operations -----------------------------------------------------------
+@dataclasses.dataclass
+class Op:
+  """One applied Beam primitive; ``apply`` returns one bag per output tag."""
+  applied: AppliedPTransform
+  bag_kwargs: dict = dataclasses.field(default_factory=dict)
+
+  def output_tags(self) -> list:
+    return list(self.applied.outputs)
+
+  def single(self, bag: db.Bag) -> dict:
+    return {tag: bag for tag in self.output_tags()}
+
+  def apply(self, inputs: list, side_bags: list) -> dict:
+    raise NotImplementedError
+
+
+def _partition_kwargs(bag_kwargs: dict, n_items: int) -> dict:
+  npartitions = bag_kwargs.get('npartitions')
+  partition_size = bag_kwargs.get('partition_size')
+  if npartitions and partition_size:
+    raise ValueError(
+        'Give either --dask_npartitions or --dask_partition_size, not both '
+        f'(got npartitions={npartitions}, partition_size={partition_size}).')
+  if npartitions:
+    return {'npartitions': npartitions}
+  if partition_size:
+    return {'partition_size': partition_size}
+  return {
+      'partition_size': max(DEFAULT_PARTITION_SIZE,
+                            math.ceil(math.sqrt(max(n_items, 1)) / 10))
+  }
+
+
+class CreateOp(Op):
+  def apply(self, inputs, side_bags):
+    items = list(t.cast(_Create, self.applied.transform).values)
+    if not items:
+      return self.single(db.from_sequence([], npartitions=1))
+    kwargs = _partition_kwargs(self.bag_kwargs, len(items))
+    return self.single(
+        db.from_sequence(items, **kwargs).map(_in_global_window))
+
+
+class ImpulseOp(Op):
+  def apply(self, inputs, side_bags):
+    return self.single(
+        db.from_sequence([b''], npartitions=1).map(_in_global_window))
+
+
+def _read_split(splits) -> list:
+  out = []
+  for split in splits:
+    tracker = split.source.get_range_tracker(split.start_position,
+                                             split.stop_position)
+    out.extend(_in_global_window(v) for v in split.source.read(tracker))
+  return out
+
+
+class ReadOp(Op):
+  """A bounded source, split at graph time, one split per partition."""
+  def apply(self, inputs, side_bags):
+    source = t.cast(_Read, self.applied.transform).source
+    if not isinstance(source, beam.io.iobase.BoundedSource):
+      raise UnsupportedOnDaskError(
+          f'Step {self.applied.full_label!r} reads the unbounded source '
+          f'{type(source).__name__}; the Dask runner runs bounded pipelines '
+          'only. Use the DirectRunner (streaming) or a Flink/Dataflow runner.')
+    splits = list(source.split(desired_bundle_size=64 << 20))
+    return self.single(
+        db.from_sequence(splits, npartitions=max(len(splits), 1))
+        .map_partitions(_read_split))
+
+
+class ParDoOp(Op):
+  def apply(self, inputs, side_bags):
+    transform = t.cast(beam.ParDo, self.applied.transform)
+    signature = DoFnSignature(transform.fn)
+    if signature.is_stateful_dofn() or signature.is_splittable_dofn():
+      raise UnsupportedOnDaskError(
+          f'Step {self.applied.full_label!r} uses state, timers or splitting '
+          '(e.g. RunInference with max_batch_duration_secs, GroupIntoBatches);'
+          ' the Dask runner runs stateless DoFns only. Drop that option or '
+          'run this pipeline on the DirectRunner, Flink or Dataflow.')
+    main_input = next(iter(self.applied.main_inputs.values()))
+    spec = ParDoSpec(
+        label=self.applied.full_label,
+        serialized_fn=pickler.dumps(transform.fn),
+        args=list(transform.args or []),
+        kwargs=dict(transform.kwargs or {}),
+        window_fn=main_input.windowing.windowfn,
+        side_views=[(type(si), si._view_options())
+                    for si in self.applied.side_inputs])
+    pairs = inputs[0].map_partitions(run_bundle, spec,
+                                     *[materialize(b) for b in side_bags])
+    return {
+        tag: pairs.map_partitions(_select, tag)
+        for tag in self.output_tags()
+    }
+
+
+def _key_coder(applied: AppliedPTransform) -> coders.Coder:
+  element_type = next(iter(applied.main_inputs.values())).element_type
+  try:
+    key_type, _ = typehints.trivial_inference.key_value_types(element_type)
+    coder = coders.registry.get_coder(key_type)
+    return coder.as_deterministic_coder(applied.full_label)
+  except (TypeError, ValueError):
+    return coders.FastPrimitivesCoder().as_deterministic_coder(
+        applied.full_label)
+
+
+def _encoded_key(coder: coders.Coder, wv: WindowedValue) -> bytes:
+  return coder.encode(wv.value[0])
+
+
+def _grouped(group) -> WindowedValue:
+  _, wvs = group
+  key = wvs[0].value[0]
+  # Values are the WindowedValues of ReifyWindows: GroupAlsoByWindow (a
+  # ParDo run by ParDoOp) groups them by window.
+  return _in_global_window((key, [wv.value[1] for wv in wvs]))
+
+
+class GroupByKeyOp(Op):
+  """Groups by the deterministic encoding of the key (same in every worker
+  process), keeping every value's window for GroupAlsoByWindow."""
+  def apply(self, inputs, side_bags):
+    grouper = functools.partial(_encoded_key, _key_coder(self.applied))
+    return self.single(inputs[0].groupby(grouper, shuffle='tasks').map(_grouped))
+
+
+class FlattenOp(Op):
+  def apply(self, inputs, side_bags):
+    if not inputs:
+      return self.single(db.from_sequence([], npartitions=1))
+    return self.single(db.concat(inputs))
+
+
+class PassThroughOp(Op):
+  def apply(self, inputs, side_bags):
+    return self.single(inputs[0])
+
+
+_TRANSLATIONS: list = [
+    (_Create, CreateOp),
+    (beam.Impulse, ImpulseOp),
+    (_Read, ReadOp),
+    (beam.ParDo, ParDoOp),  # also WindowInto and GroupAlsoByWindow
+    (_GroupByKeyOnly, GroupByKeyOp),
+    (_Flatten, FlattenOp),
+    (_Reshuffle, PassThroughOp),
+]
+
+
+def translate(applied: AppliedPTransform, bag_kwargs: dict) -> Op:
+  """The bag operation for one leaf transform; unknown ones are an error
+  (Beam's runner turns them into a silent no-op)."""
+  for transform_type, op_type in _TRANSLATIONS:
+    if isinstance(applied.transform, transform_type):
+      return op_type(applied, bag_kwargs)
+  raise UnsupportedOnDaskError(
+      f'Step {applied.full_label!r} ({type(applied.transform).__name__}) has '
+      'no Dask translation. Supported primitives: Create, Impulse, bounded '
+      'Read, ParDo (Map, FlatMap, WindowInto), GroupByKey, Flatten, '
+      'Reshuffle.')
