@@ -1,0 +1,139 @@
+"""Reading a DuckDB query in splits: a plan made when the pipeline runs
+(count rows, cut ranges), then one read-only connection per split."""
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, Optional
+
+import apache_beam as beam
+
+from ._duckdb_common import (arrow_reader, connect_read_only, quote_identifier,
+                             run_query)
+from ._duckdb_rows import RowConverter
+
+_WHAT = 'ReadFromDuckDB'
+
+
+@dataclasses.dataclass(frozen=True)
+class ReadSplit:
+  """One part of the query's rows: its own SQL over the user's query."""
+  index: int
+  sql: str
+
+
+@dataclasses.dataclass(frozen=True)
+class ReadPlan:
+  """How to cut ``query`` into splits."""
+  database: str
+  query: str
+  partition_column: Optional[str] = None
+  order_by: str = 'ALL'
+  num_splits: Optional[int] = None
+  rows_per_split: int = 100_000
+
+  def _count(self, n: int) -> int:
+    if self.num_splits is not None:
+      return max(1, min(self.num_splits, n))
+    return max(1, math.ceil(n / self.rows_per_split))
+
+  def splits(self, con) -> list[ReadSplit]:
+    if self.partition_column is not None:
+      return self._range_splits(con)
+    n = self._scalar(con, f'SELECT count(*) FROM ({self.query})')
+    if not n:
+      return []
+    k = self._count(n)
+    per = math.ceil(n / k)
+    return [
+        ReadSplit(i, f'SELECT * FROM ({self.query}) ORDER BY {self.order_by} '
+                  f'LIMIT {per} OFFSET {i * per}')
+        for i in range(math.ceil(n / per))
+    ]
+
+  def _range_splits(self, con) -> list[ReadSplit]:
+    col = quote_identifier(self.partition_column)
+    lo, hi, n = run_query(
+        con, f'SELECT min({col}), max({col}), count(*) FROM ({self.query})',
+        _WHAT).fetchall()[0]
+    base = f'SELECT * FROM ({self.query}) WHERE '
+    if not n:
+      return []
+    if lo is None:  # every value is NULL
+      return [ReadSplit(0, base + f'{col} IS NULL')]
+    k = self._count(n)
+    if isinstance(lo, int) and isinstance(hi, int):
+      k = min(k, hi - lo + 1)
+      bounds = [lo + (hi - lo + 1) * i // k for i in range(k)]
+    else:
+      lo, hi = float(lo), float(hi)
+      bounds = [lo + (hi - lo) * i / k for i in range(k)] if hi > lo else [lo]
+    splits = []
+    for i, start in enumerate(bounds):
+      cond = f'{col} >= {start!r}'
+      if i + 1 < len(bounds):
+        cond += f' AND {col} < {bounds[i + 1]!r}'
+      if i == 0:
+        cond = f'({cond}) OR {col} IS NULL'
+      splits.append(ReadSplit(i, base + cond))
+    return splits
+
+  def _scalar(self, con, sql: str) -> Any:
+    return run_query(con, sql, _WHAT, self.query).fetchall()[0][0]
+
+
+class PlanSplits(beam.DoFn):
+  """Impulse -> the splits of the query, planned against the file as it is
+  when the pipeline runs."""
+  def __init__(self, plan: ReadPlan):
+    self._plan = plan
+
+  def process(self, unused_impulse):
+    con = connect_read_only(self._plan.database)
+    try:
+      yield from self._plan.splits(con)
+    finally:
+      con.close()
+
+
+class ReadSplits(beam.DoFn):
+  """ReadSplit -> its rows (dicts, beam.Rows or Arrow RecordBatches)."""
+  def __init__(self, database: str, converter: RowConverter,
+               rows_per_batch: int):
+    self._database = database
+    self._converter = converter
+    self._rows_per_batch = rows_per_batch
+
+  def process(self, split: ReadSplit):
+    con = connect_read_only(self._database)
+    try:
+      relation = run_query(con, split.sql, _WHAT)
+      for batch in arrow_reader(relation, self._rows_per_batch):
+        yield from self._converter.convert(batch)
+    finally:
+      con.close()
+
+
+def query_schema(database: str, query: str):
+  """The Arrow schema of ``query``'s result; checks the file and the SQL."""
+  con = connect_read_only(database)
+  try:
+    relation = run_query(con, f'SELECT * FROM ({query}) LIMIT 0', _WHAT, query)
+    schema = arrow_reader(relation, 1).schema
+  finally:
+    con.close()
+  return schema
+
+
+def check_partition_column(schema, column: str) -> None:
+  import pyarrow as pa
+  if column not in schema.names:
+    raise ValueError(
+        f'{_WHAT}: partition_column {column!r} is not a column of the query; '
+        f'its columns are {schema.names}')
+  kind = schema.field(column).type
+  if not (pa.types.is_integer(kind) or pa.types.is_floating(kind) or
+          pa.types.is_decimal(kind)):
+    raise ValueError(
+        f'{_WHAT}: partition_column {column!r} is {kind}; give a numeric '
+        'column, or leave partition_column unset to split by row ranges')
