@@ -1,0 +1,63 @@
+"""The ``runinference`` command.
+
+    runinference run PIPELINE.yaml [--quiet] [--metrics-port N]
+                     [--report out.html] [beam pipeline options...]
+    runinference inspect MODEL_PATH [--json]
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Optional, Sequence
+
+
+def _parser() -> argparse.ArgumentParser:
+  ap = argparse.ArgumentParser(
+      prog='runinference',
+      description='Run Beam YAML inference pipelines; inspect model files.')
+  sub = ap.add_subparsers(dest='command', required=True)
+  run = sub.add_parser(
+      'run', help='run a Beam YAML pipeline file',
+      description='Runs a Beam YAML pipeline. Options not listed here are '
+      'Beam pipeline options (e.g. --runner=FlinkRunner) and pass through; '
+      'without --runner it runs in this process on the DirectRunner\'s '
+      'local runner.')
+  run.add_argument('pipeline', help='the pipeline file (.yaml)')
+  run.add_argument('--quiet', action='store_true',
+                   help='no progress display and no summary')
+  run.add_argument('--metrics-port', type=int, default=None, metavar='PORT',
+                   help='serve live metrics in Prometheus text format on '
+                   '127.0.0.1:PORT/metrics while the pipeline runs (0: any '
+                   'free port)')
+  run.add_argument('--metrics-host', default='127.0.0.1',
+                   help='address to serve metrics on (default 127.0.0.1)')
+  run.add_argument('--report', metavar='PATH', default=None,
+                   help='write an HTML run report to PATH at the end')
+  run.add_argument('--jinja_variables', '--jinja-variables', default=None,
+                   metavar='JSON', help='variables for the file\'s Jinja '
+                   'placeholders, as a JSON object (as Beam\'s yaml main)')
+  run.add_argument('--timeout', type=float, default=None, metavar='SECONDS',
+                   help='give up (exit status 124) when the pipeline runs '
+                   'longer than this')
+  insp = sub.add_parser(
+      'inspect', help='which handler fits a model file, and its signature')
+  insp.add_argument('model_path', help='a model file or directory')
+  insp.add_argument('--json', action='store_true', help='print JSON')
+  return ap
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+  args, rest = _parser().parse_known_args(argv)
+  if args.command == 'run':
+    from .run import run_command
+    return run_command(args, rest)
+  if rest:
+    _parser().error(f'unrecognized arguments: {" ".join(rest)}')
+  from .inspect import inspect_command
+  return inspect_command(args)
+
+
+__all__ = ['main']
+
+if __name__ == '__main__':
+  sys.exit(main())

@@ -1,0 +1,44 @@
+"""runinference in Beam YAML pipelines.
+
+Declare the provider once at the top of a pipeline file; the file then runs
+with Beam's ``python -m apache_beam.yaml.main --yaml_pipeline_file=...`` and
+with ``runinference run FILE.yaml``::
+
+    providers:
+      - type: python
+        config: {}
+        transforms:
+          RunInference: runinference.yaml.RunInference
+
+    pipeline:
+      transforms:
+        - type: RunInference
+          config:
+            model_handler:
+              type: SklearnModelHandlerNumpy
+              config:
+                model_uri: model.pkl
+                preprocess: {expression: '[value]'}
+
+See docs/yaml.md for every option and handler.
+"""
+from .callables import UserFunction
+from .errors import YamlConfigError
+from .handlers import known_handler_types
+from .provider import TRANSFORMS, provider_spec, providers
+from .transform import RunInference
+
+
+def __getattr__(name):
+  # DuckDB transforms come from runinference.io.duckdb (optional: duckdb).
+  if name in ('ReadFromDuckDB', 'WriteToDuckDB'):
+    from runinference.io import duckdb as _duckdb
+    return getattr(_duckdb, name)
+  raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
+
+
+__all__ = [
+    'ReadFromDuckDB', 'RunInference', 'TRANSFORMS', 'UserFunction',
+    'WriteToDuckDB', 'YamlConfigError', 'known_handler_types', 'provider_spec',
+    'providers'
+]

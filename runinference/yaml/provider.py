@@ -1,0 +1,41 @@
+"""The transforms runinference adds to Beam YAML, as a provider.
+
+A pipeline file declares them itself (``provider_spec()`` is that block), so
+that Beam's own ``apache_beam.yaml.main`` finds them; ``runinference run``
+adds them when a file does not.
+"""
+from __future__ import annotations
+
+import importlib
+
+# YAML type name -> fully qualified factory (what a `python` provider lists).
+TRANSFORMS = {
+    'RunInference': 'runinference.yaml.RunInference',
+    'ReadFromDuckDB': 'runinference.yaml.ReadFromDuckDB',
+    'WriteToDuckDB': 'runinference.yaml.WriteToDuckDB',
+}
+
+
+def available_transforms() -> dict[str, str]:
+  """``TRANSFORMS`` less those whose module is missing (DuckDB)."""
+  out = {}
+  for name, target in TRANSFORMS.items():
+    module, _, attr = target.rpartition('.')
+    try:
+      getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError):
+      continue
+    out[name] = target
+  return out
+
+
+def provider_spec() -> dict:
+  """The ``providers:`` entry to put in a pipeline file."""
+  return {'type': 'python', 'config': {}, 'transforms': available_transforms()}
+
+
+def providers() -> dict:
+  """``{type name: [Provider]}`` for ``apache_beam.yaml.yaml_transform``."""
+  from apache_beam.yaml import yaml_provider
+  return yaml_provider.merge_providers(
+      yaml_provider.parse_providers('', [provider_spec()]))
