@@ -131,6 +131,7 @@ class CommitStaged(beam.DoFn):
     if existing is None:
       run_query(con, _create_sql(table, staged_types, spec.schema or {}),
                 f'{_WHAT} creating table {spec.table!r}')
+      existing = _table_columns(con, spec.table)
     else:
       extra = [c for c in staged_types if c not in existing]
       if extra:
@@ -145,7 +146,7 @@ class CommitStaged(beam.DoFn):
     except import_duckdb().Error as e:
       raise DuckDBSchemaError(
           f'{_WHAT}: could not insert the records into {spec.table!r} '
-          f'(columns {_table_columns(con, spec.table)}): {e}') from e
+          f'(columns {existing}): {e}') from e
 
 
 def _table_columns(con, table: str) -> Optional[dict]:
