@@ -1,10 +1,15 @@
 """Public core API, import-compatible with ``apache_beam.ml.inference.base``."""
-from ._handler import ModelHandler
-from ._remote import RateLimiter, RateLimitExceeded, RemoteModelHandler
-from ._keyed import KeyedModelHandler, KeyModelMapping, MaybeKeyedModelHandler
-from ._transform import RunInference
-from ._types import (KeyModelPathMapping, ModelMetadata, PredictionResult,
+from ._core.contract import ModelHandler
+from ._core.naming import label
+from ._handlers.remote import RateLimiter, RateLimitExceeded, RemoteModelHandler
+from ._core.keyed import KeyedModelHandler, KeyModelMapping, MaybeKeyedModelHandler
+from ._core.transform import RunInference
+from ._core.types import (KeyModelPathMapping, ModelMetadata, PredictionResult,
                      RunInferenceDLQ)
+
+label(__name__, KeyModelMapping, KeyModelPathMapping, KeyedModelHandler,
+      MaybeKeyedModelHandler, ModelHandler, ModelMetadata, PredictionResult,
+      RemoteModelHandler, RunInference, RunInferenceDLQ)
 
 __all__ = [
     'KeyModelMapping',

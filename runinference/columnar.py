@@ -26,11 +26,11 @@ from typing import Any, Callable, Optional, Sequence, Union
 import apache_beam as beam
 from apache_beam.pvalue import TaggedOutput
 
-from ._columnar_frames import MissingColumnsError
-from ._columnar_predict import predictor_for
-from ._columnar_scorer import ColumnarScorer
-from ._errors import FAILED_INFERENCES, ErrorPolicy
-from ._types import RunInferenceDLQ
+from ._columnar.frames import MissingColumnsError
+from ._columnar.predict import predictor_for
+from ._columnar.scorer import ColumnarScorer
+from ._core.failures import FAILED_INFERENCES, ErrorPolicy
+from ._core.types import RunInferenceDLQ
 
 __all__ = ['MissingColumnsError', 'RunInferenceColumnar']
 

@@ -1,6 +1,10 @@
 """Helpers importable as in ``apache_beam.ml.inference.utils``."""
-from ._refresh import (_START_TIME_STAMP, WatchFilePattern,
+from ._core.refresh import (_START_TIME_STAMP, WatchFilePattern,
                        _ConvertIterToSingleton, _GetLatestFileByTimeStamp)
-from ._results import to_results as _convert_to_result
+from ._core.results import to_results as _convert_to_result
+
+from ._core.naming import label
+
+label(__name__, WatchFilePattern)
 
 __all__ = ['WatchFilePattern']

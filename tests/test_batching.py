@@ -5,7 +5,7 @@ import pytest
 import torch
 from apache_beam.testing.util import assert_that, equal_to
 
-from runinference._batching import Batcher, BatchConfig, group_by_shape
+from runinference._core.batching import Batcher, BatchConfig, group_by_shape
 from runinference.base import RunInference
 from runinference.pytorch_inference import PytorchModelHandlerTensor
 from runinference.sklearn_inference import SklearnModelHandlerNumpy

@@ -336,9 +336,9 @@ def test_keyed_refresh_per_key_and_all_or_nothing(models):
 
 
 def _engine(handler):
-  from runinference._batching import BatchConfig
-  from runinference._engine import InferenceEngine
-  from runinference._errors import ErrorPolicy
+  from runinference._core.batching import BatchConfig
+  from runinference._core.engine import InferenceEngine
+  from runinference._core.failures import ErrorPolicy
   engine = InferenceEngine(
       handler, namespace=None, inference_args=None, policy=ErrorPolicy(),
       batch_config=BatchConfig(), prebatched=False, tag=uuid.uuid4().hex,
@@ -375,7 +375,7 @@ def test_failed_load_keeps_the_old_model(models, caplog):
 def test_background_watcher_loads_while_old_model_serves(models):
   """The watcher loads in its own thread; the serving thread only switches
   (between batches) once the new model is ready."""
-  from runinference._refresh import WatchSpec
+  from runinference._core.refresh import WatchSpec
   first = save_model(str(models / 'g_x2.pkl'), 2)
   engine = _engine(SklearnModelHandlerNumpy(first))
   engine.watch_spec = WatchSpec(str(models / '*.pkl'), 0.05, time.time(),
@@ -396,7 +396,7 @@ def test_background_watcher_loads_while_old_model_serves(models):
 
 
 def test_poller_offers_each_newer_file_once_and_retries_changed_failures(models):
-  from runinference._refresh import FilePatternPoller, WatchSpec
+  from runinference._core.refresh import FilePatternPoller, WatchSpec
   save_model(str(models / 'p_x1.pkl'), 1)
   poller = FilePatternPoller(
       WatchSpec(str(models / '*.pkl'), 1, time.time(), float('inf')))

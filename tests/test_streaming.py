@@ -12,8 +12,8 @@ from apache_beam.testing.util import BeamAssertException, assert_that, equal_to
 from apache_beam.transforms import window
 from apache_beam.transforms.periodicsequence import PeriodicImpulse
 
-from runinference._batching import BatchConfig
-from runinference._stream_batching import (LocalStreamBatchElements,
+from runinference._core.batching import BatchConfig
+from runinference._core.stream_batching import (LocalStreamBatchElements,
                                            batch_across_bundles)
 from runinference.base import RunInference
 from runinference.sklearn_inference import SklearnModelHandlerNumpy

@@ -8,6 +8,8 @@ import threading
 import traceback
 from typing import Any, Callable
 
+from ..exceptions import InferenceTimeoutError
+
 FAILED_INFERENCES = 'failed_inferences'
 
 
@@ -67,7 +69,7 @@ class TimeoutRunner:
         if self._pool is pool:
           self._pool = None
       pool.shutdown(wait=False, cancel_futures=True)
-      raise TimeoutError(
+      raise InferenceTimeoutError(
           f'RunInference gave up after {self.timeout}s (the timeout set in '
           'with_exception_handling(timeout=...)); the model was dropped and '
           'will be reloaded for the next batch.') from None

@@ -30,7 +30,7 @@ from apache_beam.transforms import window
 from apache_beam.transforms.userstate import ReadModifyWriteStateSpec
 from apache_beam.utils.timestamp import MAX_TIMESTAMP, Timestamp
 
-from ._types import ModelMetadata
+from .types import ModelMetadata
 
 _LOGGER = logging.getLogger(__name__)
 

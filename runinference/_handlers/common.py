@@ -10,7 +10,7 @@ from typing import Any, Optional, Sequence
 
 import numpy
 
-from ._results import ModelFileNotFoundError
+from ..exceptions import MissingDependencyError, ModelFileNotFoundError
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ def require(module: str, who: str, purpose: str = '') -> Any:
     if extra:
       how += f" (or pip install 'runinference[{extra}]')"
     why = f' {purpose}' if purpose else ''
-    raise ImportError(
+    raise MissingDependencyError(
         f'{who} needs the {module!r} package{why}, which is not installed '
         f'in this environment ({e}). Install it on the workers: {how}.') from e
 

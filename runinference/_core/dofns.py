@@ -10,7 +10,7 @@ import apache_beam as beam
 from apache_beam.pvalue import TaggedOutput
 from apache_beam.transforms.window import GlobalWindows
 
-from ._engine import InferenceEngine, _Failed
+from .engine import InferenceEngine, _Failed
 
 _global_wv = GlobalWindows.windowed_value
 # Returned by process while an element waits in the batch (Beam warns about

@@ -10,16 +10,13 @@ from typing import Any, Callable, Iterable, Optional, Sequence
 from apache_beam.io.components.adaptive_throttler import ReactiveThrottler
 from apache_beam.utils import retry, shared
 
-from ._handler import ExampleT, ModelHandler, ModelT, PredictionT
+from ..exceptions import RateLimitExceeded
+from .._core.contract import ExampleT, ModelHandler, ModelT, PredictionT
 
 try:
   from apache_beam.io.components.rate_limiter import RateLimiter
 except ImportError:  # older Beam
   RateLimiter = Any  # type: ignore
-
-
-class RateLimitExceeded(RuntimeError):
-  """The shared rate limit does not allow this batch now."""
 
 
 class RemoteModelHandler(abc.ABC, ModelHandler[ExampleT, PredictionT, ModelT]):

@@ -4,7 +4,8 @@ from __future__ import annotations
 from itertools import repeat
 from typing import Any, Iterable, Optional
 
-from ._types import PredictionResult
+from ..exceptions import ModelFileNotFoundError
+from .types import PredictionResult
 
 _tuple_new = tuple.__new__
 
@@ -22,10 +23,6 @@ def to_results(
   return list(
       map(_tuple_new, repeat(PredictionResult),
           zip(batch, predictions, repeat(model_id))))
-
-
-class ModelFileNotFoundError(FileNotFoundError, RuntimeError):
-  """A model file is missing (a RuntimeError too, as the reference raises)."""
 
 
 def check_file(path: str, what: str) -> None:

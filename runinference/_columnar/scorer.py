@@ -8,11 +8,11 @@ from typing import Any, Optional, Sequence, Union
 
 import numpy
 
-from ._columnar_frames import Chunk, chunk_ops
-from ._columnar_predict import MatrixPredictor, output_columns
-from ._errors import ErrorPolicy, describe
-from ._model_holder import ModelHolder
-from ._step import ModelStep
+from .frames import Chunk, chunk_ops
+from .predict import MatrixPredictor, output_columns
+from .._core.failures import ErrorPolicy, describe
+from .._core.model_holder import ModelHolder
+from .._core.step import ModelStep
 
 
 class ColumnarScorer(ModelStep):

@@ -53,7 +53,7 @@ def _pandas_rows_fn(fn, model, frame, args):
 
 
 def _sklearn_numpy(handler) -> MatrixPredictor:
-  from . import sklearn_inference
+  from .._handlers import sklearn as sklearn_inference
   fn = handler._model_inference_fn
   if fn is sklearn_inference._default_numpy_inference_fn:
     return MatrixPredictor(functools.partial(_call_method, 'predict'))
@@ -61,7 +61,7 @@ def _sklearn_numpy(handler) -> MatrixPredictor:
 
 
 def _sklearn_pandas(handler) -> MatrixPredictor:
-  from . import sklearn_inference
+  from .._handlers import sklearn as sklearn_inference
   fn = handler._model_inference_fn
   if fn is sklearn_inference._default_pandas_inference_fn:
     return MatrixPredictor(functools.partial(_call_method, 'predict'), 'pandas')
@@ -83,7 +83,7 @@ def _xgboost_block(handler, model, x, args):
 
 def _xgboost(takes: str):
   def adapter(handler) -> MatrixPredictor:
-    from . import xgboost_inference
+    from .._handlers import xgboost as xgboost_inference
     if handler._inference_fn is xgboost_inference.default_xgboost_inference_fn:
       return MatrixPredictor(_xgboost_predict, takes)
     return MatrixPredictor(functools.partial(_xgboost_block, handler), takes)
@@ -91,7 +91,7 @@ def _xgboost(takes: str):
 
 
 def _onnx_feed(session, x, args) -> dict:
-  from .onnx_inference import _cast
+  from .._handlers.onnx import _cast
   first = session.get_inputs()[0]
   feed = {first.name: _cast(first.type, numpy.ascontiguousarray(x))}
   feed.update(args)
@@ -99,18 +99,18 @@ def _onnx_feed(session, x, args) -> dict:
 
 
 def _onnx_first_output(session, x, args):
-  from .onnx_inference import _run
+  from .._handlers.onnx import _run
   return _run(session, _onnx_feed(session, x, args))[0]
 
 
 def _onnx_all_outputs(session, x, args):
-  from .onnx_inference import _run
+  from .._handlers.onnx import _run
   names = [o.name for o in session.get_outputs()]
   return dict(zip(names, _run(session, _onnx_feed(session, x, args))))
 
 
 def _onnx(handler) -> MatrixPredictor:
-  from . import onnx_inference
+  from .._handlers import onnx as onnx_inference
   fn = handler._model_inference_fn
   if fn is onnx_inference.default_numpy_inference_fn:
     return MatrixPredictor(_onnx_first_output)
@@ -132,7 +132,7 @@ def _torch_forward(model, x, args):
 
 
 def _torch(handler) -> MatrixPredictor:
-  from . import pytorch_inference
+  from .._handlers import pytorch as pytorch_inference
   if handler._inference_fn is not pytorch_inference.default_tensor_inference_fn:
     raise TypeError(
         'RunInferenceColumnar runs PytorchModelHandlerTensor with its default '
@@ -157,7 +157,7 @@ def unwrap(handler):
   """The framework handler under ``with_*`` wrappers; TypeError if a wrapper
   adds per-row pre/post-processing (the columnar path has no rows to give
   them)."""
-  from ._handler import _DelegatingModelHandler
+  from .._core.contract import _DelegatingModelHandler
   pre, post = handler.get_preprocess_fns(), handler.get_postprocess_fns()
   if pre or post:
     raise TypeError(

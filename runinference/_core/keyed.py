@@ -6,10 +6,11 @@ import logging
 import time
 from typing import Any, Generic, Optional, Sequence, TypeVar, Union
 
-from ._handler import ExampleT, ModelHandler, ModelT, PredictionT
-from ._metrics import MetricsCollector
-from ._model_holder import KeyedModelManager
-from ._types import KeyModelPathMapping
+from ..exceptions import ResultCountError
+from .contract import ExampleT, ModelHandler, ModelT, PredictionT
+from .metrics import MetricsCollector
+from .model_holder import KeyedModelManager
+from .types import KeyModelPathMapping
 
 KeyT = TypeVar('KeyT')
 _LOGGER = logging.getLogger(__name__)
@@ -154,7 +155,7 @@ class KeyedModelHandler(Generic[KeyT, ExampleT, PredictionT, ModelT],
         raise
       latency_us = int((time.perf_counter() - start) * 1e6)
       if len(preds) != len(idx):
-        raise ValueError(
+        raise ResultCountError(
             f'{type(mh).__name__}.run_inference returned {len(preds)} '
             f'results for {len(idx)} examples.')
       if collectors:

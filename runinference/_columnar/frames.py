@@ -11,9 +11,7 @@ from typing import Any, Optional, Sequence
 
 import numpy
 
-
-class MissingColumnsError(ValueError):
-  """A chunk lacks some of the feature columns."""
+from ..exceptions import MissingColumnsError
 
 
 class Chunk:

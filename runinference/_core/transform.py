@@ -10,16 +10,16 @@ from typing import Any, Optional
 import apache_beam as beam
 from apache_beam.options.pipeline_options import StandardOptions
 
-from ._batching import BatchConfig
-from ._dofn import (GlobalBatchDoFn, PreprocessDoFn, SideInputDoFn,
+from .batching import BatchConfig
+from .dofns import (GlobalBatchDoFn, PreprocessDoFn, SideInputDoFn,
                     WindowedBatchDoFn)
-from ._engine import InferenceEngine
-from ._errors import (FAILED_INFERENCES, ErrorPolicy, postprocess_tag,
+from .engine import InferenceEngine
+from .failures import (FAILED_INFERENCES, ErrorPolicy, postprocess_tag,
                       preprocess_tag)
-from ._handler import ModelHandler
-from ._refresh import watch_spec_of
-from ._stream_batching import batch_across_bundles
-from ._types import ModelMetadata, RunInferenceDLQ
+from .contract import ModelHandler
+from .refresh import watch_spec_of
+from .stream_batching import batch_across_bundles
+from .types import ModelMetadata, RunInferenceDLQ
 
 _MAIN = 'main'
 
@@ -155,7 +155,7 @@ class RunInference(beam.PTransform):
   # -- expand ---------------------------------------------------------------
   def _metadata_pcoll(self, pipeline):
     if self._watch_model_pattern:
-      from .utils import WatchFilePattern
+      from ..utils import WatchFilePattern
       extra = {
           k: self._kwargs[k]
           for k in ('interval', 'stop_timestamp') if k in self._kwargs

@@ -32,7 +32,7 @@ from apache_beam.transforms.userstate import (BagStateSpec,
                                               ReadModifyWriteStateSpec,
                                               TimerSpec, on_timer)
 
-from ._batching import BatchConfig
+from .batching import BatchConfig
 
 # One key per worker process (as BatchElements does): each process batches
 # the elements it receives.

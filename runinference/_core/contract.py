@@ -8,7 +8,7 @@ from types import MappingProxyType
 from typing import (Any, Callable, Generic, Iterable, Mapping, Optional,
                     Sequence, TypeVar, Union)
 
-from ._types import KeyModelPathMapping
+from .types import KeyModelPathMapping
 
 ExampleT = TypeVar('ExampleT')
 PredictionT = TypeVar('PredictionT')

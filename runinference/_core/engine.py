@@ -7,13 +7,14 @@ import logging
 import time
 from typing import Any, Callable, Optional
 
-from ._batching import Batcher, BatchConfig, group_by_shape, split_by_weight
-from ._errors import (FAILED_INFERENCES, ErrorPolicy, TimeoutRunner, describe,
+from ..exceptions import ResultCountError
+from .batching import Batcher, BatchConfig, group_by_shape, split_by_weight
+from .failures import (FAILED_INFERENCES, ErrorPolicy, TimeoutRunner, describe,
                       postprocess_tag, preprocess_tag)
-from ._metrics import MetricsCollector
-from ._model_holder import ModelHolder
-from ._refresh import ModelWatcher, refresh_target
-from ._step import ModelStep
+from .metrics import MetricsCollector
+from .model_holder import ModelHolder
+from .refresh import ModelWatcher, refresh_target
+from .step import ModelStep
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -241,7 +242,7 @@ class InferenceEngine(ModelStep):
     results, nanos = self.timeout_runner(call)
     n = len(values)
     if len(results) != n:
-      raise ValueError(
+      raise ResultCountError(
           f'{type(handler).__name__}.run_inference returned {len(results)} '
           f'results for a batch of {n}; it must return one per example.')
     self.batcher.sizer.observe(n, nanos / 1e9)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Optional
 
-from ._errors import ErrorPolicy
-from ._metrics import MetricsCollector
-from ._model_holder import LoadedModel, ModelHolder
+from ..exceptions import FailureThresholdExceeded
+from .failures import ErrorPolicy
+from .metrics import MetricsCollector
+from .model_holder import LoadedModel, ModelHolder
 
 
 class ModelStep:
@@ -63,7 +64,7 @@ class ModelStep:
   def check_threshold(self) -> None:
     seen, dead = self.counts
     if seen and self.policy.threshold < 1 and dead / seen > self.policy.threshold:
-      raise RuntimeError(
+      raise FailureThresholdExceeded(
           f'{dead} of {seen} {self._UNIT} failed in {self._STEP_NAME}, over '
           f'the threshold of {self.policy.threshold:.0%} set in '
           'with_exception_handling(threshold=...).')

@@ -1,0 +1,1 @@
+"""The columnar path: chunk types, matrix predictors and the chunk scorer."""
