@@ -1,9 +1,10 @@
 """Pipeline sources and sinks for the data around inference."""
-from .duckdb import (DuckDBDatabaseNotFoundError, DuckDBQueryError,
-                     DuckDBSchemaError, DuckDBWriteResult, ReadFromDuckDB,
-                     WriteToDuckDB)
+from .duckdb import (DuckDBDatabaseNotFoundError, DuckDBLockTimeoutError,
+                     DuckDBQueryError, DuckDBSchemaError, DuckDBWriteResult,
+                     ReadFromDuckDB, WriteToDuckDB)
 
 __all__ = [
-    'DuckDBDatabaseNotFoundError', 'DuckDBQueryError', 'DuckDBSchemaError',
-    'DuckDBWriteResult', 'ReadFromDuckDB', 'WriteToDuckDB'
+    'DuckDBDatabaseNotFoundError', 'DuckDBLockTimeoutError',
+    'DuckDBQueryError', 'DuckDBSchemaError', 'DuckDBWriteResult',
+    'ReadFromDuckDB', 'WriteToDuckDB'
 ]

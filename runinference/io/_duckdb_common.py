@@ -6,20 +6,29 @@ import os
 import time
 from typing import Any
 
+from runinference.exceptions import (ConfigurationError,
+                                     ConfigurationTypeError,
+                                     MissingDependencyError, RunInferenceError)
 
-class DuckDBQueryError(ValueError):
+
+class DuckDBQueryError(RunInferenceError, ValueError):
   """DuckDB rejected a query (bad SQL, unknown table or column)."""
 
 
-class DuckDBSchemaError(ValueError):
+class DuckDBSchemaError(RunInferenceError, ValueError):
   """The records do not fit the table they are written to."""
 
 
-class DuckDBDatabaseNotFoundError(FileNotFoundError):
+class DuckDBDatabaseNotFoundError(RunInferenceError, FileNotFoundError):
   """A database file to read from does not exist."""
 
 
-for _cls in (DuckDBQueryError, DuckDBSchemaError, DuckDBDatabaseNotFoundError):
+class DuckDBLockTimeoutError(RunInferenceError, TimeoutError):
+  """Another process held a database's write lock for too long."""
+
+
+for _cls in (DuckDBQueryError, DuckDBSchemaError, DuckDBDatabaseNotFoundError,
+             DuckDBLockTimeoutError):
   _cls.__module__ = 'runinference.io.duckdb'
 
 
@@ -27,7 +36,7 @@ def import_duckdb():
   try:
     import duckdb
   except ImportError as e:
-    raise ImportError(
+    raise MissingDependencyError(
         'The DuckDB transforms need the duckdb package: '
         "pip install 'runinference[duckdb]'") from e
   return duckdb
@@ -35,11 +44,12 @@ def import_duckdb():
 
 def check_database_path(database: Any, what: str) -> str:
   if not isinstance(database, (str, os.PathLike)) or not str(database):
-    raise TypeError(f'{what}: database must be a path to a DuckDB file, got '
-                    f'{database!r}')
+    raise ConfigurationTypeError(
+        f'{what}: database must be a path to a DuckDB file, got '
+        f'{database!r}')
   database = os.fspath(database)
   if database == ':memory:':
-    raise ValueError(
+    raise ConfigurationError(
         f'{what}: an in-memory database is private to one connection, so '
         'pipeline workers cannot share it; give a file path')
   return database
@@ -61,7 +71,7 @@ def connect_writable(database: str, lock_timeout_s: float):
   duckdb = import_duckdb()
   directory = os.path.dirname(os.path.abspath(database))
   if not os.path.isdir(directory):
-    raise FileNotFoundError(
+    raise ConfigurationError(
         f'WriteToDuckDB: the directory of database {database!r} does not '
         'exist; create it first')
   deadline = time.monotonic() + lock_timeout_s
@@ -71,7 +81,7 @@ def connect_writable(database: str, lock_timeout_s: float):
       return duckdb.connect(database)
     except duckdb.IOException as e:
       if 'lock' not in str(e).lower() or time.monotonic() > deadline:
-        raise DuckDBSchemaError(
+        raise DuckDBLockTimeoutError(
             f'WriteToDuckDB could not open {database!r} for writing within '
             f'{lock_timeout_s:g}s: {e}. A DuckDB file takes one writing '
             'process at a time; close other connections to it.') from e
@@ -104,10 +114,11 @@ def quote_identifier(name: str) -> str:
 def quote_table(table: Any) -> str:
   """``name`` or ``schema.name``, each part quoted."""
   if not isinstance(table, str) or not table.strip():
-    raise TypeError(f'WriteToDuckDB: table must be a table name, got {table!r}')
+    raise ConfigurationTypeError(
+        f'WriteToDuckDB: table must be a table name, got {table!r}')
   parts = table.split('.')
   if len(parts) > 2 or not all(p.strip() for p in parts):
-    raise ValueError(
+    raise ConfigurationError(
         f'WriteToDuckDB: table {table!r} is not a name or schema.name')
   return '.'.join(quote_identifier(p.strip()) for p in parts)
 
@@ -118,5 +129,6 @@ def quote_literal(value: str) -> str:
 
 def clean_query(query: Any) -> str:
   if not isinstance(query, str) or not query.strip():
-    raise TypeError(f'ReadFromDuckDB: query must be SQL text, got {query!r}')
+    raise ConfigurationTypeError(
+        f'ReadFromDuckDB: query must be SQL text, got {query!r}')
   return query.strip().rstrip(';').strip()

@@ -8,6 +8,8 @@ from typing import Any, Optional
 
 import apache_beam as beam
 
+from runinference.exceptions import ConfigurationError
+
 from ._duckdb_common import (arrow_reader, connect_read_only, quote_identifier,
                              run_query)
 from ._duckdb_rows import RowConverter
@@ -128,12 +130,12 @@ def query_schema(database: str, query: str):
 def check_partition_column(schema, column: str) -> None:
   import pyarrow as pa
   if column not in schema.names:
-    raise ValueError(
+    raise ConfigurationError(
         f'{_WHAT}: partition_column {column!r} is not a column of the query; '
         f'its columns are {schema.names}')
   kind = schema.field(column).type
   if not (pa.types.is_integer(kind) or pa.types.is_floating(kind) or
           pa.types.is_decimal(kind)):
-    raise ValueError(
+    raise ConfigurationError(
         f'{_WHAT}: partition_column {column!r} is {kind}; give a numeric '
         'column, or leave partition_column unset to split by row ranges')

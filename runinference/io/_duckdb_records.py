@@ -7,6 +7,9 @@ import datetime
 import decimal
 from typing import Any
 
+from runinference.exceptions import (InvalidInputError,
+                                     InvalidInputTypeError)
+
 _PLAIN = (str, bytes, bool, int, float, decimal.Decimal, datetime.date,
           datetime.time, datetime.timedelta)
 
@@ -34,12 +37,12 @@ def to_record(element: Any) -> dict:
     inner = _as_mapping(element[1])
     if inner is not None:
       if 'key' in inner:
-        raise ValueError(
+        raise InvalidInputError(
             'WriteToDuckDB: a (key, record) pair whose record already has a '
             "'key' field; map the pairs to dicts yourself")
       mapping = {'key': element[0], **inner}
   if mapping is None:
-    raise TypeError(
+    raise InvalidInputTypeError(
         'WriteToDuckDB writes dicts, NamedTuples (e.g. PredictionResult), '
         'beam.Rows, dataclasses or (key, one of those) pairs; got '
         f'{type(element).__name__}: {element!r:.80}. Map the elements to '
@@ -64,7 +67,7 @@ def _plain(value: Any, path: str) -> Any:
     return {str(k): _plain(v, f'{path}.{k}') for k, v in mapping.items()}
   if hasattr(value, 'tolist'):  # torch / TensorFlow tensors and the like
     return _plain(value.tolist(), path)
-  raise TypeError(
+  raise InvalidInputTypeError(
       f'WriteToDuckDB: field {path!r} holds a {type(value).__name__}, which '
       'has no DuckDB column type; convert it (e.g. to a list, dict or str) '
       'before writing')

@@ -11,6 +11,8 @@ import apache_beam as beam
 from apache_beam.typehints.row_type import RowTypeConstraint
 from apache_beam.utils.timestamp import Timestamp
 
+from runinference.exceptions import ConfigurationError, ConfigurationTypeError
+
 OUTPUTS = ('dict', 'row', 'arrow')
 
 
@@ -67,7 +69,7 @@ def _field(kind, path: str) -> _Field:
       return beam.Row(**{n: _opt(f.convert, v.get(n)) for n, f in fields})
 
     return _Field(hint, to_row)
-  raise TypeError(
+  raise ConfigurationTypeError(
       f"ReadFromDuckDB(output='row'): column {path!r} has type {kind}, which "
       'has no Beam schema type here; cast it in the query (e.g. '
       f'CAST({path.split(".")[0]} AS VARCHAR)) or use output=\'dict\'')
@@ -79,14 +81,15 @@ def _opt(convert, value):
 
 def _naive_timestamp(value):
   import datetime
-  return Timestamp.from_utc_datetime(value.replace(tzinfo=datetime.timezone.utc))
+  return Timestamp.from_utc_datetime(
+      value.replace(tzinfo=datetime.timezone.utc))
 
 
 class RowConverter:
   """Turns one Arrow RecordBatch into output elements."""
   def __init__(self, schema, output: str):
     if output not in OUTPUTS:
-      raise ValueError(
+      raise ConfigurationError(
           f'ReadFromDuckDB: output must be one of {OUTPUTS}, got {output!r}')
     self.output = output
     self._fields = None

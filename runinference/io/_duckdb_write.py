@@ -22,6 +22,8 @@ from typing import Optional
 import apache_beam as beam
 from apache_beam.utils.windowed_value import WindowedValue
 
+from runinference.exceptions import ConfigurationError, ConfigurationTypeError
+
 from ._duckdb_common import (DuckDBSchemaError, connect_writable,
                              import_duckdb, quote_identifier, quote_literal,
                              quote_table, run_query)
@@ -174,7 +176,7 @@ def check_schema(schema) -> Optional[dict]:
     return None
   if not isinstance(schema, dict) or not all(
       isinstance(k, str) and isinstance(v, str) for k, v in schema.items()):
-    raise TypeError(
+    raise ConfigurationTypeError(
         f'{_WHAT}: schema must map column names to DuckDB types, e.g. '
         f"{{'id': 'BIGINT', 'scores': 'DOUBLE[]'}}; got {schema!r}")
   return dict(schema)
@@ -189,7 +191,7 @@ def staging_dir_for(database: str) -> str:
 def global_window_only(pcoll, mode: str) -> None:
   if mode == 'replace' and not isinstance(
       pcoll.windowing.windowfn, beam.transforms.window.GlobalWindows):
-    raise ValueError(
+    raise ConfigurationError(
         f"{_WHAT}: mode='replace' replaces the table at every commit, and "
         'windowed input commits once per window; use the global window or '
         "mode='append'")

@@ -19,7 +19,10 @@ from typing import Optional
 
 import apache_beam as beam
 
-from ._duckdb_common import (DuckDBDatabaseNotFoundError, DuckDBQueryError,
+from runinference.exceptions import ConfigurationError
+
+from ._duckdb_common import (DuckDBDatabaseNotFoundError,
+                             DuckDBLockTimeoutError, DuckDBQueryError,
                              DuckDBSchemaError, check_database_path,
                              clean_query, quote_table)
 from ._duckdb_read import (PlanSplits, ReadPlan, ReadSplits,
@@ -30,14 +33,16 @@ from ._duckdb_write import (MODES, CommitStaged, DuckDBWriteResult,
                             global_window_only, staging_dir_for)
 
 __all__ = [
-    'DuckDBDatabaseNotFoundError', 'DuckDBQueryError', 'DuckDBSchemaError',
-    'DuckDBWriteResult', 'ReadFromDuckDB', 'WriteToDuckDB'
+    'DuckDBDatabaseNotFoundError', 'DuckDBLockTimeoutError',
+    'DuckDBQueryError', 'DuckDBSchemaError', 'DuckDBWriteResult',
+    'ReadFromDuckDB', 'WriteToDuckDB'
 ]
 
 
 def _positive_int(value, name: str, what: str) -> int:
   if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-    raise ValueError(f'{what}: {name} must be a positive int, got {value!r}')
+    raise ConfigurationError(
+        f'{what}: {name} must be a positive int, got {value!r}')
   return value
 
 
@@ -67,11 +72,13 @@ class ReadFromDuckDB(beam.PTransform):
     super().__init__()
     what = 'ReadFromDuckDB'
     if num_splits is not None and rows_per_split is not None:
-      raise ValueError(f'{what}: give num_splits or rows_per_split, not both')
+      raise ConfigurationError(
+          f'{what}: give num_splits or rows_per_split, not both')
     if num_splits is not None:
       _positive_int(num_splits, 'num_splits', what)
     if not isinstance(order_by, str) or not order_by.strip():
-      raise ValueError(f'{what}: order_by must be SQL text, got {order_by!r}')
+      raise ConfigurationError(
+          f'{what}: order_by must be SQL text, got {order_by!r}')
     self._plan = ReadPlan(
         check_database_path(database, what), clean_query(query),
         partition_column, order_by, num_splits,
@@ -80,7 +87,8 @@ class ReadFromDuckDB(beam.PTransform):
     self._output = output
     self._validate = validate
     if output not in OUTPUTS:
-      raise ValueError(f'{what}: output must be one of {OUTPUTS}, got {output!r}')
+      raise ConfigurationError(
+          f'{what}: output must be one of {OUTPUTS}, got {output!r}')
 
   def expand(self, pbegin):
     plan = self._plan
@@ -128,10 +136,12 @@ class WriteToDuckDB(beam.PTransform):
     database = check_database_path(database, what)
     quote_table(table)
     if mode not in MODES:
-      raise ValueError(f'{what}: mode must be one of {MODES}, got {mode!r}')
+      raise ConfigurationError(
+          f'{what}: mode must be one of {MODES}, got {mode!r}')
     if not isinstance(lock_timeout_s, (int, float)) or lock_timeout_s < 0:
-      raise ValueError(
-          f'{what}: lock_timeout_s must be a number >= 0, got {lock_timeout_s!r}')
+      raise ConfigurationError(
+          f'{what}: lock_timeout_s must be a number >= 0, got '
+          f'{lock_timeout_s!r}')
     self._batch_size = _positive_int(batch_size, 'batch_size', what)
     self._spec = WriteSpec(
         database, table,
