@@ -1,0 +1,197 @@
+"""Per-row numpy operations behind the ``tft`` transforms.
+
+Every function takes one row's column as a 1-D numpy array (what
+``to_numeric`` / ``to_strings`` return) plus the statistics it needs, and
+returns a numpy array, matching TensorFlow Transform's dtypes: float32 for
+scaled values, int64 for indices and buckets, object arrays of bytes for text.
+"""
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Any, Optional
+
+import numpy as np
+
+from ._errors import ColumnTypeError
+from ._hashing import fingerprint64, hash_buckets
+
+_NUMERIC_KINDS = 'biuf'
+
+
+def to_numeric(value: Any, column: str, transform: str) -> np.ndarray:
+  """A column value (scalar, list or array of numbers) as a float32 array."""
+  if isinstance(value, np.ndarray):
+    arr = value
+  elif isinstance(value, (list, tuple)):
+    arr = np.asarray(value)
+  else:
+    arr = np.asarray([value])
+  if arr.dtype.kind not in _NUMERIC_KINDS:
+    raise ColumnTypeError(
+        f'{transform} needs numbers in column {column!r}, got '
+        f'{_describe(value)}. Convert the column to int/float (or a list of '
+        'them), or apply a string transform (e.g. ComputeAndApplyVocabulary) '
+        'to it instead.')
+  return arr.astype(np.float32, copy=False).reshape(-1)
+
+
+def to_strings(value: Any, column: str, transform: str) -> np.ndarray:
+  """A column value (str/bytes or a list of them) as an object array of bytes."""
+  if isinstance(value, (str, bytes)):
+    items = [value]
+  elif isinstance(value, (list, tuple, np.ndarray)):
+    items = list(np.asarray(value, dtype=object).reshape(-1))
+  else:
+    items = [value]
+  out = np.empty(len(items), dtype=object)
+  for i, v in enumerate(items):
+    if isinstance(v, bytes):
+      out[i] = v
+    elif isinstance(v, (str, np.str_)):
+      out[i] = str(v).encode('utf-8')
+    elif isinstance(v, np.bytes_):
+      out[i] = bytes(v)
+    else:
+      raise ColumnTypeError(
+          f'{transform} needs text (str or bytes) in column {column!r}, got '
+          f'{_describe(value)}. Convert the column to strings first.')
+  return out
+
+
+def to_indices(value: Any, column: str, transform: str) -> np.ndarray:
+  arr = np.asarray(value).reshape(-1)
+  if arr.dtype.kind not in 'iu':
+    raise ColumnTypeError(
+        f'{transform} needs integer indices in column {column!r} (e.g. the '
+        f'output of ComputeAndApplyVocabulary), got {_describe(value)}.')
+  return arr.astype(np.int64, copy=False)
+
+
+def _describe(value: Any) -> str:
+  if isinstance(value, np.ndarray):
+    return f'a numpy array of dtype {value.dtype}'
+  if isinstance(value, (list, tuple)) and value:
+    return f'a {type(value).__name__} of {type(value[0]).__name__}'
+  return f'{type(value).__name__} {value!r:.60}'
+
+
+def split_strings(tokens: np.ndarray, delimiters: str) -> np.ndarray:
+  """Splits each string on any of the characters in ``delimiters``."""
+  pattern = b'[' + re.escape(delimiters.encode('utf-8')) + b']'
+  out = []
+  for t in tokens:
+    out.extend(p for p in re.split(pattern, t) if p)
+  return _object_array(out)
+
+
+def _object_array(items: Sequence[Any]) -> np.ndarray:
+  arr = np.empty(len(items), dtype=object)
+  arr[:] = items
+  return arr
+
+
+# -- numeric -------------------------------------------------------------------
+
+
+def z_score(x: np.ndarray, mean, var) -> np.ndarray:
+  mean = np.asarray(mean, dtype=np.float32)
+  var = np.asarray(var, dtype=np.float32)
+  centered = x - mean
+  with np.errstate(divide='ignore', invalid='ignore'):
+    scaled = centered / np.sqrt(var)
+  # A constant column (var 0) is centred only, as TensorFlow Transform does.
+  return np.where(var > 0, scaled, centered).astype(np.float32)
+
+
+def min_max(x: np.ndarray, lo, hi, out_min: float, out_max: float) -> np.ndarray:
+  lo = np.asarray(lo, dtype=np.float32)
+  hi = np.asarray(hi, dtype=np.float32)
+  span = np.float32(out_max - out_min)
+  with np.errstate(divide='ignore', invalid='ignore'):
+    scaled = (x - lo) / (hi - lo)
+  # A constant column is squashed with a sigmoid, as TensorFlow Transform does.
+  squashed = 1.0 / (1.0 + np.exp(-x.astype(np.float32)))
+  unit = np.where(lo < hi, scaled, squashed).astype(np.float32)
+  if out_min == 0.0 and out_max == 1.0:
+    return unit
+  return (unit * span + np.float32(out_min)).astype(np.float32)
+
+
+def apply_buckets(x: np.ndarray, boundaries: Sequence[float]) -> np.ndarray:
+  """Index i with ``b[i-1] <= x < b[i]``; NaN goes to ``len(b)``."""
+  b = np.asarray(boundaries, dtype=np.float32)
+  idx = np.searchsorted(b, x, side='right').astype(np.int64)
+  return np.where(np.isnan(x), len(b), idx).astype(np.int64)
+
+
+def buckets_with_interpolation(x: np.ndarray,
+                               boundaries: Sequence[float]) -> np.ndarray:
+  """Position of x between the boundaries, in [0, 1]; NaN gives 0.5."""
+  b = np.asarray(boundaries, dtype=np.float64)
+  xs = x.astype(np.float64)
+  if len(b) < 2:
+    out = np.where(xs < b[0], 0.0, 1.0) if len(b) else np.full_like(xs, 0.5)
+  else:
+    i = np.clip(np.searchsorted(b, xs, side='right') - 1, 0, len(b) - 2)
+    lo, hi = b[i], b[i + 1]
+    with np.errstate(divide='ignore', invalid='ignore'):
+      frac = np.where(hi > lo, (xs - lo) / (hi - lo), 0.0)
+    out = np.clip((i + np.clip(frac, 0.0, 1.0)) / (len(b) - 1), 0.0, 1.0)
+  return np.where(np.isnan(xs), 0.5, out).astype(np.float32)
+
+
+# -- text ----------------------------------------------------------------------
+
+
+def vocab_lookup(tokens: np.ndarray, index: dict, default_value: int,
+                 num_oov_buckets: int) -> np.ndarray:
+  size = len(index)
+  out = np.empty(len(tokens), dtype=np.int64)
+  for i, t in enumerate(tokens):
+    j = index.get(t)
+    if j is None:
+      j = (size + fingerprint64(t) % num_oov_buckets
+           if num_oov_buckets > 0 else default_value)
+    out[i] = j
+  return out
+
+
+def ngrams(tokens: np.ndarray, ngram_range: tuple[int, int],
+           separator: Optional[str]) -> np.ndarray:
+  """All n-grams, by start position, then by length (TFT's order)."""
+  lo, hi = ngram_range
+  sep = (separator or '').encode('utf-8')
+  toks = list(tokens)
+  out = []
+  for start in range(len(toks)):
+    for n in range(lo, hi + 1):
+      if start + n <= len(toks):
+        out.append(sep.join(toks[start:start + n]))
+  return _object_array(out)
+
+
+def dedupe(values: np.ndarray) -> np.ndarray:
+  """Unique values in order of first occurrence."""
+  seen = dict.fromkeys(values.tolist())
+  if values.dtype == object:
+    return _object_array(list(seen))
+  return np.asarray(list(seen), dtype=values.dtype)
+
+
+def hash_strings(tokens: np.ndarray, num_buckets: int, key=None) -> np.ndarray:
+  return np.asarray(hash_buckets(tokens, num_buckets, key), dtype=np.int64)
+
+
+def tfidf(indices: np.ndarray, df: dict, num_docs: int,
+          smooth: bool) -> tuple[np.ndarray, np.ndarray]:
+  """(unique indices sorted, tf-idf weight of each) for one document."""
+  uniq, counts = np.unique(indices, return_counts=True)
+  tf = counts / max(len(indices), 1)
+  dfs = np.asarray([df.get(int(u), 0) for u in uniq], dtype=np.float64)
+  if smooth:
+    idf = np.log((1.0 + num_docs) / (1.0 + dfs)) + 1.0
+  else:
+    with np.errstate(divide='ignore'):
+      idf = np.log(num_docs / dfs) + 1.0
+  return uniq.astype(np.int64), (tf * idf).astype(np.float32)
