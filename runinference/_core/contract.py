@@ -2,11 +2,12 @@
 turn batching off. Knows nothing of Beam."""
 from __future__ import annotations
 
+import dataclasses
 import os
 import pickle
 from types import MappingProxyType
-from typing import (Any, Callable, Generic, Iterable, Mapping, Optional,
-                    Sequence, TypeVar, Union)
+from typing import (Any, Callable, ClassVar, Generic, Iterable, Mapping,
+                    Optional, Sequence, TypeVar, Union)
 
 from .types import KeyModelPathMapping
 
@@ -17,6 +18,31 @@ PreProcessT = TypeVar('PreProcessT')
 PostProcessT = TypeVar('PostProcessT')
 
 _EMPTY: Mapping = MappingProxyType({})
+
+
+@dataclasses.dataclass(frozen=True)
+class MatrixPredictor:
+  """How a handler's loaded model predicts many rows at once: the hook the
+  columnar path (``RunInferenceColumnar``) uses.
+
+  ``fn(model, features, inference_args)`` returns one prediction per row
+  (an array, a 2-D array, or a dict of such per output). ``takes`` is
+  ``'numpy'`` (a 2-D feature matrix) or ``'pandas'`` (a DataFrame of the
+  feature columns, for models that need column names).
+  """
+  fn: Callable[[Any, Any, dict], Any]
+  takes: str = 'numpy'
+
+  def __post_init__(self):
+    if not callable(self.fn):
+      raise TypeError(f'MatrixPredictor.fn must be callable, got {self.fn!r}.')
+    if self.takes not in ('numpy', 'pandas'):
+      raise ValueError(
+          f"MatrixPredictor.takes must be 'numpy' or 'pandas', got "
+          f'{self.takes!r}.')
+
+  def __call__(self, model, features, inference_args: dict):
+    return self.fn(model, features, inference_args)
 
 
 class ModelHandler(Generic[ExampleT, PredictionT, ModelT]):
@@ -33,6 +59,10 @@ class ModelHandler(Generic[ExampleT, PredictionT, ModelT]):
   _large_model: bool = False
   _model_copies: Optional[int] = None
   _share_across_processes: bool = False
+  #: The attribute holding the path/URI of the model file, for handlers whose
+  #: model is one location: ``model_location``, the default
+  #: ``update_model_path`` and ``__repr__`` read it.
+  _model_location_attr: ClassVar[Optional[str]] = None
 
   def __init__(
       self,
@@ -108,8 +138,23 @@ class ModelHandler(Generic[ExampleT, PredictionT, ModelT]):
   def validate_inference_args(self, inference_args: Optional[dict[str, Any]]):
     """Raise here to reject ``inference_args`` at pipeline construction."""
 
+  @property
+  def model_location(self) -> Optional[str]:
+    """Path or URI of the model this handler loads (None if it has none);
+    also the ``model_id`` of its results."""
+    attr = self._model_location_attr
+    value = getattr(self, attr, None) if attr else None
+    return value if isinstance(value, str) else None
+
   def update_model_path(self, model_path: Optional[str] = None):
     """Point the handler at a new model; the next ``load_model`` loads it."""
+    if model_path and self._model_location_attr:
+      setattr(self, self._model_location_attr, model_path)
+
+  def matrix_predictor(self) -> Optional[MatrixPredictor]:
+    """How the loaded model predicts a whole feature matrix at once, for
+    ``RunInferenceColumnar``; None (the default) if it cannot."""
+    return None
 
   def update_model_paths(
       self,
@@ -164,6 +209,12 @@ class ModelHandler(Generic[ExampleT, PredictionT, ModelT]):
   def should_garbage_collect_on_timeout(self) -> bool:
     return self.share_model_across_processes()
 
+  def __repr__(self):
+    attr = self._model_location_attr
+    if attr is None:
+      return super().__repr__()
+    return f'{type(self).__name__}({attr.lstrip("_")}={self.model_location!r})'
+
 
 class _DelegatingModelHandler(ModelHandler):
   """Forwards the whole contract to ``base``; wrappers override a part."""
@@ -179,6 +230,13 @@ class _DelegatingModelHandler(ModelHandler):
 
   def get_num_bytes(self, batch):
     return self._base.get_num_bytes(batch)
+
+  @property
+  def model_location(self):
+    return self._base.model_location
+
+  def matrix_predictor(self):
+    return self._base.matrix_predictor()
 
   def get_metrics_namespace(self):
     return self._base.get_metrics_namespace()

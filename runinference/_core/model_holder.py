@@ -96,16 +96,8 @@ class ModelHolder:
   def loaded(self) -> Optional[LoadedModel]:
     return self._loaded
 
-  def _model_id(self, handler) -> Optional[str]:
-    for attr in ('_model_uri', '_state_dict_path', '_torch_script_model_path',
-                 '_model_path', 'model_uri'):
-      value = getattr(handler, attr, None)
-      if isinstance(value, str):
-        return value
-    return None
-
   def _load(self, handler, version: str) -> LoadedModel:
-    model_id = self._model_id(handler)
+    model_id = getattr(handler, 'model_location', None)
     if handler.share_model_across_processes():
       return self._load_copies(handler, version, model_id)
     return _shared_for(self._tag).acquire(

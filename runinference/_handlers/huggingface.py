@@ -374,6 +374,7 @@ def _tf_unbatch(tf, predictions):
 
 
 class _HFModelHandler(ModelHandler):
+  _model_location_attr = '_model_uri'
   _framework = ''
   _device = 'CPU'
   _inference_fn = None
@@ -584,6 +585,7 @@ class HuggingFacePipelineModelHandler(ModelHandler):
     pcoll | RunInference(HuggingFacePipelineModelHandler(
         task=PipelineTask.FeatureExtraction, model='/models/minilm'))
   """
+  _model_location_attr = '_model'
   _device: Optional[str] = None
   _load_pipeline_args: dict = {}
 

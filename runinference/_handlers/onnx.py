@@ -206,6 +206,7 @@ class OnnxModelHandlerNumpy(ModelHandler):
   _providers = _DEFAULT_PROVIDERS
   _provider_options = None
   _model_inference_fn = staticmethod(default_numpy_inference_fn)
+  _model_location_attr = '_model_uri'
 
   def __init__(  # pylint: disable=dangerous-default-value
       self,

@@ -224,8 +224,10 @@ class _PytorchHandler(ModelHandler):
       self._state_dict_path = model_path
 
   @property
-  def _model_id(self) -> Optional[str]:
+  def model_location(self) -> Optional[str]:
     return self._torch_script_model_path or self._state_dict_path
+
+  _model_id = model_location
 
   def run_inference(
       self,

@@ -86,6 +86,7 @@ def _default_pandas_inference_fn(
 
 
 class _SklearnHandler(ModelHandler):
+  _model_location_attr = '_model_uri'
   def __init__(
       self,
       model_uri: str,

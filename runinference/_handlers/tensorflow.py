@@ -240,6 +240,7 @@ def default_tensor_inference_fn(
 
 
 class _TFHandler(ModelHandler):
+  _model_location_attr = '_model_uri'
   _default_fn: Callable = staticmethod(default_numpy_inference_fn)
   _namespace = 'BeamML_TF_Numpy'
   _model_type = ModelType.SAVED_MODEL
@@ -424,6 +425,7 @@ class TFExampleModelHandler(ModelHandler):
 
     records | RunInference(TFExampleModelHandler('gs://bucket/saved_model'))
   """
+  _model_location_attr = '_model_uri'
   _signature_name = 'serving_default'
   _input_name: Optional[str] = None
   _output_key: Optional[str] = None

@@ -280,6 +280,10 @@ class TensorRTEngineHandlerNumPy(ModelHandler):
   def get_metrics_namespace(self) -> str:
     return 'BeamML_TensorRT'
 
+  @property
+  def model_location(self) -> Optional[str]:
+    return self.engine_path or self.onnx_path
+
   def update_model_path(self, model_path: Optional[str] = None):
     if not model_path:
       return

@@ -164,6 +164,7 @@ class XGBoostModelHandler(ModelHandler):
   _kind_name = ''  # which container run_inference accepts ('' = any)
   _type_hint = ''
   _inference_fn = staticmethod(default_xgboost_inference_fn)
+  _model_location_attr = '_model_state'
 
   def __init__(
       self,
