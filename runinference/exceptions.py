@@ -20,6 +20,8 @@ __all__ = [
     'InferenceTimeoutError',
     'ResultCountError',
     'FailureThresholdExceeded',
+    'BatchFailedError',
+    'ModelIntegrityError',
 ]
 
 
@@ -77,3 +79,13 @@ class ResultCountError(RunInferenceError, ValueError):
 class FailureThresholdExceeded(RunInferenceError, RuntimeError):
   """More elements failed than ``with_exception_handling(threshold=...)``
   allows."""
+
+
+class BatchFailedError(RunInferenceError, RuntimeError):
+  """A batch failed for a reason that is not about any one of its rows (a
+  server error, throttling, a timeout, a lost connection): its rows fail once,
+  together, and the batch is not bisected."""
+
+
+class ModelIntegrityError(RunInferenceError, ValueError):
+  """A model file's digest is not one of the allowed ``model_sha256``."""
