@@ -27,7 +27,7 @@ from apache_beam.runners.dask.overrides import (_Create, _Flatten,
                                                 _GroupByKeyOnly, _Read,
                                                 _Reshuffle)
 from apache_beam.transforms.sideinputs import SideInputMap
-from apache_beam.transforms.window import GlobalWindow
+from apache_beam.transforms.window import GlobalWindow, GlobalWindows
 from apache_beam.utils.timestamp import MIN_TIMESTAMP
 from apache_beam.utils.windowed_value import WindowedValue
 
@@ -210,6 +210,13 @@ class ReadOp(Op):
         .map_partitions(_read_split))
 
 
+def _window_fn(pcoll):
+  try:
+    return pcoll.windowing.windowfn
+  except AttributeError:  # the output of a source override (_Read): global
+    return GlobalWindows()
+
+
 class ParDoOp(Op):
   def apply(self, inputs, side_bags):
     transform = t.cast(beam.ParDo, self.applied.transform)
@@ -226,7 +233,7 @@ class ParDoOp(Op):
         serialized_fn=pickler.dumps(transform.fn),
         args=list(transform.args or []),
         kwargs=dict(transform.kwargs or {}),
-        window_fn=main_input.windowing.windowfn,
+        window_fn=_window_fn(main_input),
         side_views=[(type(si), si._view_options())
                     for si in self.applied.side_inputs])
     pairs = inputs[0].map_partitions(run_bundle, spec,
