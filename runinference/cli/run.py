@@ -4,6 +4,7 @@ a summary from the pipeline's metrics."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -14,7 +15,7 @@ from typing import Any, Optional, Sequence
 
 from runinference import live_metrics
 
-from .progress import ProgressDisplay, describe, read_counts
+from .progress import Counts, ProgressDisplay, describe, read_counts
 
 _LOG = logging.getLogger('runinference.cli')
 
@@ -41,7 +42,7 @@ def _unknown_beam_options(beam_args: Sequence[str]) -> list[str]:
   return sorted(everything - known)
 
 
-def load_pipeline(path: str, jinja_variables: Optional[str]) -> dict:
+def load_pipeline(path: str, jinja_variables: Optional[dict] = None) -> dict:
   """Reads, Jinja-expands, parses and checks a pipeline file."""
   from apache_beam.yaml import yaml_transform
   from apache_beam.yaml.yaml_utils import SafeLineLoader
@@ -50,10 +51,7 @@ def load_pipeline(path: str, jinja_variables: Optional[str]) -> dict:
   from runinference.yaml.check import YamlFileError, check_pipeline
   if not os.path.exists(path):
     raise CliError(f'{path}: no such pipeline file')
-  try:
-    variables = json.loads(jinja_variables) if jinja_variables else {}
-  except json.JSONDecodeError as e:
-    raise CliError(f'--jinja_variables is not valid JSON: {e}') from e
+  variables = jinja_variables or {}
   if not isinstance(variables, dict):
     raise CliError('--jinja_variables must be a JSON object')
   with open(path) as f:
@@ -144,12 +142,40 @@ def _run_with_progress(pipeline, quiet: bool, timeout: Optional[float]):
   return box['result'], time.monotonic() - start
 
 
-def _summary(result, seconds: float) -> None:
-  from runinference.report import RunReport
-  counts = read_counts(time.monotonic() - seconds)
-  report = RunReport.from_result(result)
-  print(report)
-  print(f'Done in {seconds:.1f}s: {describe(counts)}')
+@dataclasses.dataclass
+class RunOutcome:
+  """A finished run: the Beam result, wall seconds, and the live counts."""
+  result: Any
+  seconds: float
+  counts: Counts
+
+
+def run_file(path: str, *, jinja_variables: Optional[dict] = None,
+             beam_args: Sequence[str] = (), quiet: bool = True,
+             metrics_port: Optional[int] = None,
+             metrics_host: str = '127.0.0.1',
+             report: Optional[str] = None,
+             timeout: Optional[float] = None) -> RunOutcome:
+  """Checks, builds and runs a pipeline file (what ``runinference run``
+  does); raises ``CliError`` for a bad file or option."""
+  spec = load_pipeline(path, jinja_variables)
+  pipeline = build_pipeline(spec, path, beam_args)
+  server = None
+  live_metrics.reset()
+  live_metrics.enable()
+  try:
+    if metrics_port is not None:
+      server = live_metrics.serve(metrics_port, metrics_host)
+      print(f'metrics: {server.url}', file=sys.stderr, flush=True)
+    result, seconds = _run_with_progress(pipeline, quiet, timeout)
+    counts = read_counts(time.monotonic() - seconds)
+  finally:
+    if server is not None:
+      server.stop()
+    live_metrics.disable()
+  if report:
+    _write_report(result, report)
+  return RunOutcome(result, seconds, counts)
 
 
 def _write_report(result, path: str) -> None:
@@ -162,22 +188,18 @@ def _write_report(result, path: str) -> None:
 
 
 def run_command(args: argparse.Namespace, beam_args: Sequence[str]) -> int:
-  server = None
   try:
-    spec = load_pipeline(args.pipeline, args.jinja_variables)
-    pipeline = build_pipeline(spec, args.pipeline, beam_args)
-    live_metrics.reset()
-    live_metrics.enable()
-    if args.metrics_port is not None:
-      server = live_metrics.serve(args.metrics_port, args.metrics_host)
-      print(f'metrics: {server.url}', file=sys.stderr, flush=True)
-    result, seconds = _run_with_progress(pipeline, args.quiet, args.timeout)
-    if not args.quiet:
-      _summary(result, seconds)
-    if args.report:
-      _write_report(result, args.report)
-      print(f'report: {os.path.abspath(args.report)}')
-    return 0
+    variables = json.loads(args.jinja_variables) if args.jinja_variables else {}
+  except json.JSONDecodeError as e:
+    print(f'runinference: --jinja_variables is not valid JSON: {e}',
+          file=sys.stderr)
+    return 2
+  try:
+    outcome = run_file(
+        args.pipeline, jinja_variables=variables, beam_args=beam_args,
+        quiet=args.quiet, metrics_port=args.metrics_port,
+        metrics_host=args.metrics_host, report=args.report,
+        timeout=args.timeout)
   except CliError as e:
     print(f'runinference: {e}', file=sys.stderr)
     return e.code
@@ -186,7 +208,10 @@ def run_command(args: argparse.Namespace, beam_args: Sequence[str]) -> int:
     print(f'runinference: the pipeline failed: {type(e).__name__}: {e}',
           file=sys.stderr)
     return 1
-  finally:
-    if server is not None:
-      server.stop()
-    live_metrics.disable()
+  if not args.quiet:
+    from runinference.report import RunReport
+    print(RunReport.from_result(outcome.result))
+    print(f'Done in {outcome.seconds:.1f}s: {describe(outcome.counts)}')
+  if args.report:
+    print(f'report: {os.path.abspath(args.report)}')
+  return 0

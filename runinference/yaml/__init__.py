@@ -26,15 +26,8 @@ from .callables import UserFunction
 from .errors import YamlConfigError
 from .handlers import known_handler_types
 from .provider import TRANSFORMS, provider_spec, providers
+from .duckdb import ReadFromDuckDB, WriteToDuckDB
 from .transform import RunInference
-
-
-def __getattr__(name):
-  # DuckDB transforms come from runinference.io.duckdb (optional: duckdb).
-  if name in ('ReadFromDuckDB', 'WriteToDuckDB'):
-    from runinference.io import duckdb as _duckdb
-    return getattr(_duckdb, name)
-  raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
 
 
 __all__ = [

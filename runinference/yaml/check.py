@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any, Iterator, Optional, Sequence
 
+from runinference.exceptions import ConfigurationError
+
 from .errors import PathPart, YamlConfigError, format_path
 from .transform import RunInference
 
@@ -12,7 +14,7 @@ from .transform import RunInference
 _CHECKED = {'RunInference': RunInference}
 
 
-class YamlFileError(ValueError):
+class YamlFileError(ConfigurationError):
   """A bad field in a pipeline file, with the file, line and full path."""
 
   def __init__(self, file: str, line: Optional[int], path: str, message: str):

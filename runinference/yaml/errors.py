@@ -4,6 +4,8 @@ from __future__ import annotations
 import difflib
 from typing import Sequence, Union
 
+from runinference.exceptions import ConfigurationError
+
 PathPart = Union[str, int]
 
 
@@ -16,7 +18,7 @@ def format_path(parts: Sequence[PathPart]) -> str:
   return out
 
 
-class YamlConfigError(ValueError):
+class YamlConfigError(ConfigurationError):
   """A transform's YAML config is wrong. ``path`` is the offending field's
   path inside the transform's ``config`` (a list of keys and indices)."""
 

@@ -37,11 +37,14 @@ _PROCESSING = ('preprocess', 'postprocess')
 _FUNCTION_FORMS = ('callable', 'expression', 'path')
 
 
-def _public_handlers(module) -> dict[str, type]:
+def _public_handlers(module_name: str) -> dict[str, type]:
+  """The handler classes a public framework module defines (by their
+  public ``__module__``; the module object may be an alias)."""
+  module = importlib.import_module(module_name)
   return {
       name: obj for name, obj in vars(module).items()
       if isinstance(obj, type) and issubclass(obj, ModelHandler) and
-      not name.startswith('_') and obj.__module__ == module.__name__
+      not name.startswith('_') and obj.__module__ == module_name
   }
 
 
@@ -51,7 +54,7 @@ def known_handler_types() -> list[str]:
   names = []
   for _, module_name in _FRAMEWORK_MODULES:
     try:
-      names += _public_handlers(importlib.import_module(module_name))
+      names += _public_handlers(module_name)
     except ImportError:
       continue
   return sorted(names)
@@ -74,8 +77,7 @@ def resolve_handler_class(type_name, path: Sequence[PathPart]) -> type:
     cls = None
     if module_name is not None:
       try:
-        cls = _public_handlers(importlib.import_module(module_name)).get(
-            type_name)
+        cls = _public_handlers(module_name).get(type_name)
       except ImportError as e:
         raise YamlConfigError(
             path, f'{type_name} needs a framework that is not installed '

@@ -6,8 +6,6 @@ adds them when a file does not.
 """
 from __future__ import annotations
 
-import importlib
-
 # YAML type name -> fully qualified factory (what a `python` provider lists).
 TRANSFORMS = {
     'RunInference': 'runinference.yaml.RunInference',
@@ -16,22 +14,9 @@ TRANSFORMS = {
 }
 
 
-def available_transforms() -> dict[str, str]:
-  """``TRANSFORMS`` less those whose module is missing (DuckDB)."""
-  out = {}
-  for name, target in TRANSFORMS.items():
-    module, _, attr = target.rpartition('.')
-    try:
-      getattr(importlib.import_module(module), attr)
-    except (ImportError, AttributeError):
-      continue
-    out[name] = target
-  return out
-
-
 def provider_spec() -> dict:
   """The ``providers:`` entry to put in a pipeline file."""
-  return {'type': 'python', 'config': {}, 'transforms': available_transforms()}
+  return {'type': 'python', 'config': {}, 'transforms': dict(TRANSFORMS)}
 
 
 def providers() -> dict:
