@@ -4,12 +4,14 @@ metrics after it finishes.
     result = pipeline.run()
     result.wait_until_finish()
     print(RunReport.from_result(result))
+    RunReport.from_result(result).write_html('report.html')
 """
 from __future__ import annotations
 
 import dataclasses
 import json
-from typing import Any, Optional
+import os
+from typing import Any, Iterable, Optional, Sequence
 
 _COUNTERS = ('num_inferences', 'failed_batches_counter', 'failed_inferences',
              'model_load_failures', 'model_swaps')
@@ -44,6 +46,8 @@ class StepReport:
   mean_load_ms: float = 0.0
   model_swaps: int = 0
   model_load_failures: int = 0
+  min_batch_size: int = 0
+  min_batch_latency_ms: float = 0.0
 
   @property
   def rows_per_second_in_model(self) -> Optional[float]:
@@ -63,6 +67,42 @@ def _split(name: str) -> Optional[tuple[str, str, bool]]:
       prefix = name[:-len(known)].rstrip('_')
       return prefix.rstrip('-'), known, prefix.endswith('-')
   return None
+
+
+@dataclasses.dataclass(frozen=True)
+class TimelinePoint:
+  """Running totals over every RunInference step at one moment of a run
+  (``seconds`` since it started); a list of them is the report's timeline."""
+  seconds: float
+  inferences: int
+  failed: int = 0
+  batches: int = 0
+  batch_rows: int = 0  # sum of the batch sizes
+  batch_latency_us: int = 0  # sum of the batches' model latency
+
+  @classmethod
+  def from_snapshot(cls, seconds: float, snapshot) -> 'TimelinePoint':
+    """From a ``runinference.live_metrics`` snapshot taken during the run."""
+    sizes = snapshot.distribution('inference_request_batch_size')
+    latency = snapshot.distribution('inference_batch_latency_micro_secs')
+    return cls(seconds, snapshot.counter('num_inferences'),
+               snapshot.counter('failed_inferences'), sizes.count, sizes.sum,
+               latency.sum)
+
+
+@dataclasses.dataclass(frozen=True)
+class ErrorSample:
+  """One dead letter to show in the report."""
+  step: str
+  error: str  # e.g. "ValueError('cannot score 3')"
+  example: str = ''
+
+  @classmethod
+  def from_dead_letter(cls, step: str, record) -> 'ErrorSample':
+    """From a dead-letter record ``(input, (exception type, repr,
+    traceback lines))`` of ``RunInference(...).with_exception_handling()``."""
+    example, (_, text, _) = record
+    return cls(step, str(text), repr(example)[:200])
 
 
 @dataclasses.dataclass
@@ -110,9 +150,11 @@ class RunReport:
         report.batches = value.count
         report.mean_batch_size = value.mean
         report.max_batch_size = value.max
+        report.min_batch_size = value.min
       elif name == 'inference_batch_latency_micro_secs':
         report.mean_batch_latency_ms = value.mean / 1000
         report.max_batch_latency_ms = value.max / 1000
+        report.min_batch_latency_ms = value.min / 1000
       elif name == 'inference_request_batch_byte_size':
         report.bytes_in = value.sum
       elif name == 'load_model_latency_milli_secs':
@@ -140,6 +182,26 @@ class RunReport:
       with open(path, 'w') as f:
         f.write(text)
     return text
+
+  def to_html(self, *, title: str = 'RunInference report',
+              timeline: Iterable[TimelinePoint] = (),
+              errors: Iterable[ErrorSample] = ()) -> str:
+    """A self-contained HTML page (inline SVG plots, no network) of the
+    report; ``timeline`` adds throughput over time and interval histograms,
+    ``errors`` sample dead letters. Each plot says what it is made from."""
+    from . import _report_html
+    points = sorted(_checked(timeline, TimelinePoint, 'timeline'),
+                    key=lambda p: p.seconds)
+    return _report_html.render(
+        title, self.steps, self.rows(), [h for h, _ in self._COLUMNS],
+        points, _checked(errors, ErrorSample, 'errors'))
+
+  def write_html(self, path: str, **kwargs) -> str:
+    """Writes ``to_html(**kwargs)`` to ``path``; returns the path."""
+    page = self.to_html(**kwargs)
+    with open(path, 'w', encoding='utf-8') as f:
+      f.write(page)
+    return os.fspath(path)
 
   _COLUMNS = (('step', 'step'), ('model', 'model'), ('rows', 'inferences'),
               ('failed', 'failed_inferences'), ('batches', 'batches'),
@@ -183,3 +245,12 @@ class RunReport:
     for row in self.rows():
       table.add_row(*row)
     Console().print(table)
+
+
+def _checked(items: Iterable, cls: type, name: str) -> Sequence:
+  items = list(items)
+  for item in items:
+    if not isinstance(item, cls):
+      raise TypeError(f'to_html: {name} takes {cls.__name__} objects, got '
+                      f'{type(item).__name__}: {item!r:.80}')
+  return items

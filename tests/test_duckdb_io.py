@@ -170,7 +170,8 @@ def test_sklearn_predictions_land_in_duckdb_as_nested_columns(
     records = preds | beam.Map(lambda r: {
         'id': int(r.example[0]),
         'result': {'value': r.inference, 'input': r.example,
-                   'bounds': {'low': r.inference - 1, 'high': r.inference + 1}}})
+                   'bounds': {'low': r.inference - 1,
+                              'high': r.inference + 1}}})
     _ = records | 'WriteRecords' >> WriteToDuckDB(out, 'records')
 
   run_pipeline(build)

@@ -1,0 +1,322 @@
+"""The run report as one self-contained HTML page: inline CSS, inline SVG
+plots drawn here, a few lines of inline JS; nothing is fetched."""
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import html
+from typing import Sequence
+
+_W = 760  # SVG user units; the page scales it to its width
+_LABEL_W = 230
+
+
+def _e(text) -> str:
+  return html.escape(str(text), quote=True)
+
+
+def _num(value) -> str:
+  if isinstance(value, float):
+    if value and abs(value) < 10:
+      return f'{value:.3g}'  # small latencies keep their digits
+    return f'{value:,.1f}'
+  return f'{value:,}'
+
+
+def _step_label(step) -> str:
+  label = step.step.replace('/BeamML_RunInference', '')
+  return f'{label} · {step.model}' if step.model else label
+
+
+@dataclasses.dataclass(frozen=True)
+class _Interval:
+  """What happened between two timeline points."""
+  start: float
+  end: float
+  rows: int
+  failed: int
+  batches: int
+  batch_rows: int
+  latency_us: int
+
+
+def _intervals(points) -> list[_Interval]:
+  out = []
+  for a, b in zip(points, points[1:]):
+    # Totals only grow; a drop means the counters were reset: skip it.
+    if b.seconds > a.seconds and b.inferences >= a.inferences and (
+        b.batches >= a.batches and b.batch_latency_us >= a.batch_latency_us):
+      out.append(_Interval(a.seconds, b.seconds, b.inferences - a.inferences,
+                           b.failed - a.failed, b.batches - a.batches,
+                           b.batch_rows - a.batch_rows,
+                           b.batch_latency_us - a.batch_latency_us))
+  return out
+
+
+# --- SVG charts -------------------------------------------------------------
+
+
+def _svg(height: int, body: str, name: str) -> str:
+  return (f'<svg class="chart" data-chart="{name}" viewBox="0 0 {_W} {height}" '
+          f'width="100%" role="img" xmlns="http://www.w3.org/2000/svg">'
+          f'{body}</svg>')
+
+
+def _text(x, y, text, cls='', anchor='start') -> str:
+  return (f'<text x="{x:.1f}" y="{y:.1f}" class="{cls}" '
+          f'text-anchor="{anchor}">{_e(text)}</text>')
+
+
+def _bars(items, name: str) -> str:
+  """Horizontal bars: items are (label, [(value, css class, series)])."""
+  top = max([v for _, series in items for v, _, _ in series] + [1])
+  span = _W - _LABEL_W - 90
+  y, parts = 6, []
+  for label, series in items:
+    parts.append(_text(0, y + 13, label, 'label'))
+    for value, cls, what in series:
+      width = span * value / top
+      parts.append(
+          f'<rect class="{cls}" x="{_LABEL_W}" y="{y}" width="{width:.1f}" '
+          f'height="16" data-series="{_e(what)}" data-label="{_e(label)}" '
+          f'data-value="{value}"><title>{_e(what)}: {_num(value)}</title>'
+          '</rect>')
+      parts.append(_text(_LABEL_W + width + 6, y + 13, _num(value), 'value'))
+      y += 19
+    y += 9
+  return _svg(y, ''.join(parts), name)
+
+
+def _ranges(items, unit: str, name: str) -> str:
+  """min..max lines with the mean marked: items are (label, min, mean, max)."""
+  top = max([hi for _, _, _, hi in items] + [1e-9])
+  span = _W - _LABEL_W - 20
+  y, parts = 8, []
+  for label, lo, mean, hi in items:
+    xlo, xmean, xhi = (_LABEL_W + span * v / top for v in (lo, mean, hi))
+    parts.append(_text(0, y + 12, label, 'label'))
+    parts.append(f'<line class="range" x1="{xlo:.1f}" x2="{xhi:.1f}" '
+                 f'y1="{y + 8}" y2="{y + 8}"/>')
+    parts.append(f'<circle class="mean" cx="{xmean:.1f}" cy="{y + 8}" r="5">'
+                 f'<title>mean {_num(mean)} {unit}</title></circle>')
+    parts.append(_text(_LABEL_W, y + 30, f'min {_num(lo)} · mean '
+                       f'{_num(mean)} · max {_num(hi)} {unit}', 'value'))
+    y += 44
+  return _svg(y, ''.join(parts), name)
+
+
+def _histogram(values: Sequence[float], weights: Sequence[float], unit: str,
+               name: str) -> str:
+  lo, hi = min(values), max(values)
+  bins = min(10, len(set(values)))
+  width = (hi - lo) / bins if hi > lo else 1.0
+  counts = [0] * bins
+  for v, w in zip(values, weights):
+    counts[min(int((v - lo) / width), bins - 1)] += w
+  top, height, base, left = max(counts), 140, 160, 50
+  step = (_W - left - 10) / bins
+  parts = []
+  for i, count in enumerate(counts):
+    h = height * count / top
+    x = left + i * step
+    start = lo + i * width
+    end = start + width if hi > lo else hi
+    parts.append(
+        f'<rect class="bar" x="{x + 2:.1f}" y="{base - h:.1f}" '
+        f'width="{step - 4:.1f}" height="{h:.1f}" data-count="{count}">'
+        f'<title>{_num(start)}–{_num(end)} {unit}: {count}</title></rect>')
+    if count:
+      parts.append(_text(x + step / 2, base - h - 4, _num(count), 'value',
+                         'middle'))
+    parts.append(_text(x + step / 2, base + 16, f'{_num(start)}–{_num(end)}',
+                       'axis', 'middle'))
+  parts.append(_text(left, base + 34, f'{unit} (bars: batches)', 'axis'))
+  return _svg(base + 40, ''.join(parts), name)
+
+
+def _line(xs, ys, unit: str, name: str) -> str:
+  top = max(ys + [1e-9])
+  end = max(xs + [1e-9])
+  height, left = 170, 70
+
+  def point(x, y):
+    return (left + (_W - left - 20) * x / end, 10 + height * (1 - y / top))
+
+  coords = [point(x, y) for x, y in zip(xs, ys)]
+  path = ' '.join(f'{x:.1f},{y:.1f}' for x, y in coords)
+  parts = [f'<polyline class="line" points="{path}"/>']
+  for (cx, cy), x, y in zip(coords, xs, ys):
+    parts.append(f'<circle class="dot" cx="{cx:.1f}" cy="{cy:.1f}" r="3" '
+                 f'data-value="{y:.3f}"><title>{x:.2f}s: {y:,.1f} {unit}'
+                 '</title></circle>')
+  parts.append(_text(left - 6, 16, f'{top:,.0f}', 'axis', 'end'))
+  parts.append(_text(left - 6, 14 + height / 2, f'{top / 2:,.0f}', 'axis',
+                     'end'))
+  parts.append(_text(left - 6, 10 + height, '0', 'axis', 'end'))
+  parts.append(_text(_W - 20, height + 30, f'{end:,.1f} s', 'axis', 'end'))
+  parts.append(_text(left, height + 30, f'{unit} over seconds since start',
+                     'axis'))
+  return _svg(height + 40, ''.join(parts), name)
+
+
+# --- sections ---------------------------------------------------------------
+
+
+def _section(title: str, made_from: str, body: str, name: str) -> str:
+  return (f'<section data-section="{name}"><h2>{_e(title)}</h2>'
+          f'<p class="source">Made from: {_e(made_from)}</p>{body}</section>')
+
+
+def _counts(steps) -> str:
+  items = [(_step_label(s), [(s.inferences, 'ok', 'rows'),
+                             (s.failed_inferences, 'bad', 'failed')])
+           for s in steps]
+  return _section(
+      'Rows per step and model', 'the num_inferences and failed_inferences '
+      'counters of each step (a key cohort row is part of its step row).',
+      _bars(items, 'counts'), 'counts')
+
+
+def _distribution(steps, intervals, kind: str) -> str:
+  if kind == 'batch':
+    items = [(_step_label(s), s.min_batch_size, s.mean_batch_size,
+              s.max_batch_size) for s in steps if s.batches]
+    pairs = [(i.batch_rows / i.batches, i.batches) for i in intervals
+             if i.batches]
+    title, unit, metric = 'Batch sizes', 'rows', 'inference_request_batch_size'
+  else:
+    items = [(_step_label(s), s.min_batch_latency_ms, s.mean_batch_latency_ms,
+              s.max_batch_latency_ms) for s in steps if s.batches]
+    pairs = [(i.latency_us / i.batches / 1000, i.batches) for i in intervals
+             if i.batches]
+    title, unit = 'Inference latency per batch', 'ms'
+    metric = 'inference_batch_latency_micro_secs'
+  body = (_ranges(items, unit, f'{kind}-range') if items else
+          '<p class="empty">No batches ran.</p>')
+  source = (f'the {metric} distribution of each step: Beam keeps its count, '
+            'sum, min and max (not single values), shown as min–mean–max.')
+  if pairs:
+    body += ('<h3>Histogram over the run</h3>' + _histogram(
+        [v for v, _ in pairs], [w for _, w in pairs], unit, f'{kind}-hist'))
+    source += (f' The histogram: the mean per batch in each of the '
+               f'{len(intervals)} intervals of the timeline, weighted by the '
+               'batches run in it.')
+  else:
+    body += ('<p class="empty">No timeline was given, so no histogram '
+             '(<code>runinference run --report</code> records one).</p>')
+  return _section(title, source, body, kind)
+
+
+def _throughput(steps, points, intervals) -> str:
+  if not intervals:
+    model_ms = sum(s.mean_batch_latency_ms * s.batches for s in steps
+                   if not s.cohort)
+    rows = sum(s.inferences for s in steps if not s.cohort)
+    rate = f'{rows / model_ms * 1000:,.0f}' if model_ms else 'n/a'
+    return _section(
+        'Throughput over time', 'no timeline was given.',
+        f'<p class="empty">Rows per second of model time over the whole run: '
+        f'<span data-metric="model_rows_per_s">{rate}</span>. Pass a timeline '
+        '(<code>runinference run --report</code> records one) for the curve.'
+        '</p>', 'throughput')
+  xs = [i.end for i in intervals]
+  ys = [i.rows / (i.end - i.start) for i in intervals]
+  return _section(
+      'Throughput over time', f'{len(points)} timeline snapshots of the '
+      'num_inferences counters: rows inferred per second between '
+      'consecutive snapshots.', _line(xs, ys, 'rows/s', 'throughput'),
+      'throughput')
+
+
+def _dead_letters(steps, errors) -> str:
+  rows = ''.join(
+      f'<tr data-step="{_e(_step_label(s))}"><td>{_e(_step_label(s))}</td>'
+      f'<td data-col="failed_inferences">{_num(s.failed_inferences)}</td>'
+      f'<td data-col="failed_batches">{_num(s.failed_batches)}</td>'
+      f'<td data-col="model_load_failures">{_num(s.model_load_failures)}</td>'
+      '</tr>' for s in steps)
+  body = ('<table class="dead"><thead><tr><th>step</th><th>dead letters</th>'
+          '<th>failed batches</th><th>model load failures</th></tr></thead>'
+          f'<tbody>{rows}</tbody></table>')
+  if errors:
+    body += '<h3>Sample errors</h3><ul class="errors">' + ''.join(
+        f'<li data-step="{_e(e.step)}"><b>{_e(e.step)}</b>: '
+        f'<code>{_e(e.error)}</code>' +
+        (f' <span class="example">on {_e(e.example)}</span>' if e.example
+         else '') + '</li>' for e in errors) + '</ul>'
+  else:
+    body += '<p class="empty">No sample errors were given.</p>'
+  return _section(
+      'Dead letters', 'the failed_inferences, failed_batches_counter and '
+      'model_load_failures counters; sample errors from the dead-letter '
+      'records passed to the report.', body, 'dead-letters')
+
+
+def _table(headers, table_rows) -> str:
+  head = ''.join(f'<th>{_e(h)}</th>' for h in headers)
+  body = ''.join(
+      '<tr>' + ''.join(f'<td data-col="{_e(h)}">{_e(v)}</td>'
+                       for h, v in zip(headers, row)) + '</tr>'
+      for row in table_rows)
+  return _section('All numbers', 'every metric of every RunInference step, '
+                  'as RunReport prints them.',
+                  f'<table class="all"><thead><tr>{head}</tr></thead>'
+                  f'<tbody>{body}</tbody></table>', 'table')
+
+
+_CSS = """
+body{font:14px/1.45 system-ui,sans-serif;margin:24px auto;max-width:880px;
+color:#1d232a;background:#fff}h1{margin:0 0 4px}h2{margin:28px 0 2px;
+font-size:18px}h3{font-size:14px;margin:14px 0 4px}.meta,.source{color:#5b6570;
+font-size:12px;margin:0 0 8px}.cards{display:flex;gap:12px;margin:16px 0}
+.card{flex:1;border:1px solid #d7dde3;border-radius:8px;padding:10px 14px}
+.card b{display:block;font-size:22px}section{border-top:1px solid #e4e8ec}
+svg text{font-size:12px;fill:#1d232a}svg .axis{fill:#5b6570;font-size:11px}
+rect.ok{fill:#2f7fd1}rect.bad{fill:#d1482f}rect.bar{fill:#5a9e6f}
+line.range{stroke:#2f7fd1;stroke-width:6;stroke-linecap:round}
+circle.mean{fill:#d18a2f}polyline.line{fill:none;stroke:#2f7fd1;
+stroke-width:2}circle.dot{fill:#2f7fd1}table{border-collapse:collapse;
+width:100%;font-size:12px}th,td{border-bottom:1px solid #e4e8ec;
+padding:4px 6px;text-align:right}th:first-child,td:first-child{text-align:left}
+.empty{color:#5b6570}.errors code{color:#a3321f}
+"""
+
+# Proves the page laid out in a browser: counts the charts with a real size.
+_JS = """
+(function(){var c=document.querySelectorAll('svg.chart'),n=0;
+for(var i=0;i<c.length;i++){var r=c[i].getBoundingClientRect();
+if(r.width>0&&r.height>0)n++;}
+document.body.setAttribute('data-rendered',n+'/'+c.length);})();
+"""
+
+
+def render(title, steps, table_rows, headers, points, errors) -> str:
+  main = [s for s in steps if not s.cohort]
+  intervals = _intervals(points)
+  total = sum(s.inferences for s in main)
+  failed = sum(s.failed_inferences for s in main)
+  batches = sum(s.batches for s in main)
+  cards = ''.join(
+      f'<div class="card">{_e(label)}<b data-metric="{key}">{_num(value)}</b>'
+      '</div>' for label, key, value in (
+          ('rows inferred', 'total_inferences', total),
+          ('dead letters', 'total_failed', failed),
+          ('batches', 'total_batches', batches),
+          ('steps', 'steps', len(main))))
+  when = datetime.datetime.now(datetime.timezone.utc).strftime(
+      '%Y-%m-%d %H:%M UTC')
+  if steps:
+    sections = (_counts(steps) + _distribution(steps, intervals, 'batch') +
+                _distribution(steps, intervals, 'latency') +
+                _throughput(steps, points, intervals) +
+                _dead_letters(steps, errors) + _table(headers, table_rows))
+  else:
+    sections = '<p class="empty">No RunInference metrics in this run.</p>'
+  return (
+      '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
+      '<meta name="viewport" content="width=device-width,initial-scale=1">'
+      f'<title>{_e(title)}</title><style>{_CSS}</style></head><body>'
+      f'<h1>{_e(title)}</h1><p class="meta">Generated {when} by runinference '
+      'from the pipeline\'s metrics.</p>'
+      f'<div class="cards">{cards}</div>{sections}'
+      f'<script>{_JS}</script></body></html>')
