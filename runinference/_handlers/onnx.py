@@ -14,7 +14,7 @@ import numpy
 
 from .common import (check_model_path, describe_value, read_model_bytes,
                           require, stack_numpy)
-from .._core.contract import ModelHandler
+from .._core.contract import MatrixPredictor, ModelHandler
 from .._core.naming import publish
 from .._core.results import to_results
 from .._core.types import PredictionResult
@@ -60,7 +60,7 @@ def _ort_inputs(
   """Builds the feed dict: one stacked array for a single-input model, or
   one per name when each example is a dict ``{input_name: array}``."""
   inputs = session.get_inputs()
-  if batch and isinstance(batch[0], dict):
+  if len(batch) and isinstance(batch[0], dict):
     names = list(batch[0])
     declared = {i.name: i.type for i in inputs}
     unknown = [n for n in names if n not in declared]
@@ -129,6 +129,29 @@ def all_outputs_inference_fn(
   feed = _ort_inputs(inference_session, batch, inference_args)
   names = [o.name for o in inference_session.get_outputs()]
   return dict(zip(names, _run(inference_session, feed)))
+
+
+def _matrix_feed(session, features, inference_args: dict) -> dict:
+  first = session.get_inputs()[0]
+  feed = {first.name: _cast(first.type, numpy.ascontiguousarray(features))}
+  feed.update(inference_args)
+  return feed
+
+
+def _first_output_matrix(session, features, inference_args: dict) -> Any:
+  return _run(session, _matrix_feed(session, features, inference_args))[0]
+
+
+def _all_outputs_matrix(session, features, inference_args: dict) -> dict:
+  names = [o.name for o in session.get_outputs()]
+  return dict(
+      zip(names, _run(session, _matrix_feed(session, features,
+                                            inference_args))))
+
+
+def _rows_matrix(fn: Callable, session, features, inference_args: dict) -> Any:
+  # A 2-D array is a sequence of rows: a batch fn takes the matrix as it is.
+  return fn(session, features, inference_args)
 
 
 class NodeInfo(NamedTuple):
@@ -296,6 +319,14 @@ class OnnxModelHandlerNumpy(ModelHandler):
 
   def get_metrics_namespace(self) -> str:
     return 'BeamML_Onnx'
+
+  def matrix_predictor(self) -> MatrixPredictor:
+    fn = self._model_inference_fn
+    if fn is default_numpy_inference_fn:
+      return MatrixPredictor(_first_output_matrix)
+    if fn is all_outputs_inference_fn:
+      return MatrixPredictor(_all_outputs_matrix)
+    return MatrixPredictor(functools.partial(_rows_matrix, fn))
 
   def update_model_path(self, model_path: Optional[str] = None):
     self._model_uri = model_path or self._model_uri

@@ -6,7 +6,7 @@ from typing import Any, Callable, Iterable, Optional, Sequence
 
 import torch
 
-from .._core.contract import ModelHandler
+from .._core.contract import MatrixPredictor, ModelHandler
 from .._core.naming import publish
 from .._core.results import check_file, to_results
 from .._core.types import PredictionResult
@@ -151,6 +151,18 @@ def _load_model(model_class, state_dict_path, device, model_params,
   return model, device
 
 
+def _forward_matrix(model, features, inference_args: dict):
+  import numpy
+  param = next(iter(model.parameters()), None)
+  device = param.device if param is not None else torch.device('cpu')
+  dtype = (param.dtype if param is not None and param.is_floating_point()
+           else torch.float32)
+  with torch.no_grad():
+    tensor = torch.from_numpy(numpy.ascontiguousarray(features)).to(
+        device=device, dtype=dtype)
+    return model(tensor, **inference_args)
+
+
 class _PytorchHandler(ModelHandler):
   _default_fn: Callable = staticmethod(default_tensor_inference_fn)
 
@@ -259,6 +271,18 @@ class PytorchModelHandlerTensor(_PytorchHandler):
 
   def get_num_bytes(self, batch: Sequence[torch.Tensor]) -> int:
     return sum(t.element_size() * t.nelement() for t in batch)
+
+  def matrix_predictor(self) -> MatrixPredictor:
+    """``model(matrix)`` under ``no_grad`` on the model's device and dtype;
+    TypeError for a custom ``inference_fn`` (it takes tensors per example)."""
+    if self._inference_fn is not default_tensor_inference_fn:
+      raise TypeError(
+          'PytorchModelHandlerTensor offers the whole-matrix path only with '
+          'its default inference_fn (model(matrix)); for a custom one pass '
+          'RunInferenceColumnar(..., predict_fn=lambda model, matrix, '
+          'inference_args: ...) that calls the model on the feature matrix '
+          '(a numpy array) yourself.')
+    return MatrixPredictor(_forward_matrix)
 
 
 class PytorchModelHandlerKeyedTensor(_PytorchHandler):

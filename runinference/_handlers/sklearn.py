@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import enum
+import functools
 import pickle
 import sys
 from typing import Any, Callable, Iterable, Optional, Sequence
@@ -9,7 +10,7 @@ from typing import Any, Callable, Iterable, Optional, Sequence
 import numpy
 
 from ..exceptions import UnsupportedModelFileType
-from .._core.contract import ModelHandler
+from .._core.contract import MatrixPredictor, ModelHandler
 from .._core.naming import publish
 from .._core.results import check_file, to_results
 from .._core.types import PredictionResult
@@ -85,6 +86,24 @@ def _default_pandas_inference_fn(
   return predictions, splits
 
 
+def _predict_matrix(model: Any, features: Any, inference_args: dict) -> Any:
+  return model.predict(features, **inference_args)
+
+
+def _rows_matrix(fn: Callable, model: Any, features: Any,
+                 inference_args: dict) -> Any:
+  # A 2-D array is a sequence of 1-D rows: a batch inference fn written for a
+  # list of rows takes the matrix as it is.
+  return fn(model, features, inference_args)
+
+
+def _frames_matrix(fn: Callable, model: Any, frame: Any,
+                   inference_args: dict) -> Any:
+  # Pandas inference fns take a list of DataFrames and return
+  # (predictions, per-row splits).
+  return fn(model, [frame], inference_args)[0]
+
+
 class _SklearnHandler(ModelHandler):
   _model_location_attr = '_model_uri'
   def __init__(
@@ -155,6 +174,12 @@ class SklearnModelHandlerNumpy(_SklearnHandler):
   def get_num_bytes(self, batch: Sequence[numpy.ndarray]) -> int:
     return sum(map(sys.getsizeof, batch))
 
+  def matrix_predictor(self) -> MatrixPredictor:
+    fn = self._model_inference_fn
+    if fn is _default_numpy_inference_fn:
+      return MatrixPredictor(_predict_matrix)
+    return MatrixPredictor(functools.partial(_rows_matrix, fn))
+
 
 class SklearnModelHandlerPandas(_SklearnHandler):
   """Runs a scikit-learn estimator on one-row pandas DataFrames."""
@@ -192,6 +217,13 @@ class SklearnModelHandlerPandas(_SklearnHandler):
 
   def get_num_bytes(self, batch: Sequence[Any]) -> int:
     return sum(int(df.memory_usage(deep=True).sum()) for df in batch)
+
+  def matrix_predictor(self) -> MatrixPredictor:
+    fn = self._model_inference_fn
+    if fn is _default_pandas_inference_fn:
+      return MatrixPredictor(_predict_matrix, takes='pandas')
+    return MatrixPredictor(
+        functools.partial(_frames_matrix, fn), takes='pandas')
 
 
 publish(globals(), 'runinference.sklearn_inference', alias=True)

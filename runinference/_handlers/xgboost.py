@@ -14,6 +14,7 @@ their handlers.
 """
 from __future__ import annotations
 
+import functools
 import sys
 from typing import Any, Callable, Iterable, Optional, Sequence
 
@@ -21,7 +22,7 @@ import numpy
 
 from .common import (check_model_path, describe_value, read_model_bytes,
                           require, warn_once)
-from .._core.contract import ModelHandler
+from .._core.contract import MatrixPredictor, ModelHandler
 from .._core.naming import publish
 from .._core.results import to_results
 from .._core.types import PredictionResult
@@ -101,6 +102,13 @@ def _predict(model: Any, data: Any, inference_args: dict) -> Any:
   if isinstance(model, xgboost.Booster):
     data = xgboost.DMatrix(data)
   return model.predict(data, **inference_args)
+
+
+def _block_matrix(fn: Callable, model: Any, features: Any,
+                  inference_args: dict) -> Any:
+  # An example may be a whole block of rows: its inference is the array of
+  # their predictions.
+  return list(fn([features], model, inference_args))[0].inference
 
 
 def default_xgboost_inference_fn(
@@ -232,6 +240,15 @@ class XGBoostModelHandler(ModelHandler):
 
   def get_metrics_namespace(self) -> str:
     return 'BeamML_XGBoost'
+
+  def matrix_predictor(self) -> Optional[MatrixPredictor]:
+    if self._kind_name not in ('numpy', 'pandas'):
+      return None
+    if self._inference_fn is default_xgboost_inference_fn:
+      return MatrixPredictor(_predict, takes=self._kind_name)
+    return MatrixPredictor(
+        functools.partial(_block_matrix, self._inference_fn),
+        takes=self._kind_name)
 
   def __repr__(self):
     return (f'{type(self).__name__}(model_class='
