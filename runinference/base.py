@@ -1,5 +1,6 @@
 """Public core API, import-compatible with ``apache_beam.ml.inference.base``."""
 from ._core.contract import ModelHandler
+from ._core.beam_internals import _ModelHandlerManager, _ModelStatus
 from ._core.naming import label
 from ._handlers.remote import RateLimiter, RateLimitExceeded, RemoteModelHandler
 from ._core.keyed import KeyedModelHandler, KeyModelMapping, MaybeKeyedModelHandler

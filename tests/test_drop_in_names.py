@@ -23,10 +23,7 @@ COMPAT_FILES = (
     'tensorflow_inference_test.py', 'xgboost_inference_test.py',
     'huggingface_inference_test.py')
 # Names the compat suite uses that runinference deliberately lacks, and why.
-KNOWN_MISSING: dict[tuple[str, str], str] = {
-    ('base', '_ModelHandlerManager'): 'Beam-internal model manager: issue 12',
-    ('base', '_ModelStatus'): 'Beam-internal model manager: issue 12',
-}
+KNOWN_MISSING: dict[tuple[str, str], str] = {}
 
 
 def _names_used(path: pathlib.Path) -> set[tuple[str, str]]:

@@ -1,0 +1,92 @@
+"""The central model manager: models held under a memory budget."""
+import threading
+
+import numpy as np
+import pytest
+
+from runinference.model_manager import ModelManager, ModelTooLargeError
+from runinference.exceptions import ConfigurationError
+
+MB = 1 << 20
+
+
+class Weights:
+  """A model whose weights take ``mb`` MiB of real memory."""
+  def __init__(self, mb):
+    self.w = np.ones(mb * MB // 8)  # touched pages count in RSS
+
+  def predict(self, x):
+    return x * float(self.w[0])
+
+
+def loader(mb, counter):
+  def load():
+    counter.append(mb)
+    return Weights(mb)
+  return load
+
+
+def test_budget_fitting_two_of_three_evicts_least_recently_used():
+  loads = []
+  mm = ModelManager(memory_budget_bytes=130 * MB)
+  for tag in ('a', 'b'):
+    mm.acquire(tag, loader(50, loads))
+    mm.release(tag)
+  mm.acquire('a', loader(50, loads))  # 'a' is now the most recent
+  mm.release('a')
+  mm.acquire('c', loader(50, loads))
+  mm.release('c')
+  assert sorted(mm.held()) == ['a', 'c']  # 'b' was least recently used
+  assert len(loads) == 3 and mm.evictions == 1
+  assert mm.used <= mm.budget
+
+
+def test_models_in_use_are_not_evicted():
+  mm = ModelManager(memory_budget_bytes=80 * MB)
+  a = mm.acquire('a', lambda: Weights(50))
+  mm.acquire('b', lambda: Weights(50))  # over budget, but 'a' is in use
+  assert sorted(mm.held()) == ['a', 'b']
+  assert a.predict(2) == 2.0
+  mm.release('b')
+  mm.acquire('c', lambda: Weights(50))  # 'b' is idle: it goes, 'a' stays
+  assert sorted(mm.held()) == ['a', 'c']
+
+
+def test_acquire_waits_for_a_release_and_the_wait_is_bounded():
+  mm = ModelManager(memory_budget_bytes=110 * MB, wait_timeout_seconds=0.5)
+  mm.acquire('b', lambda: Weights(50))
+  mm.release('b')  # b's cost is now known
+  mm.acquire('a', lambda: Weights(50))  # evicts idle b
+  mm.acquire('c', lambda: Weights(50))  # a and c both in use
+  with pytest.raises(Exception, match='waited 0.5s'):
+    mm.acquire('b', lambda: Weights(50))
+  mm2 = ModelManager(memory_budget_bytes=110 * MB, wait_timeout_seconds=10)
+  mm2.acquire('b', lambda: Weights(50))
+  mm2.release('b')
+  mm2.acquire('a', lambda: Weights(50))
+  mm2.acquire('c', lambda: Weights(50))
+  got = []
+  t = threading.Thread(target=lambda: got.append(
+      mm2.acquire('b', lambda: Weights(50))))
+  t.start()
+  t.join(0.3)
+  assert t.is_alive()  # waiting for a model to be released
+  mm2.release('c')
+  t.join(10)
+  assert got and sorted(mm2.held()) == ['a', 'b']
+
+
+def test_model_larger_than_budget_is_a_clear_error():
+  mm = ModelManager(memory_budget_bytes=20 * MB)
+  with pytest.raises(ModelTooLargeError, match='budget'):
+    mm.acquire('big', lambda: Weights(60))
+  assert mm.held() == []
+
+
+def test_unknown_options_are_errors_and_beam_options_are_accepted():
+  with pytest.raises(ConfigurationError, match='slack_percentag'):
+    ModelManager(slack_percentag=0.2)
+  mm = ModelManager(slack_percentage=0.2, poll_interval=1.0,
+                    peak_window_seconds=10.0, min_data_points=10,
+                    smoothing_factor=0.5)
+  assert mm.budget > 0
