@@ -303,3 +303,17 @@ def test_a_held_write_lock_is_waited_for_within_a_bound(tmp_path):
   finally:
     holder.kill()
     holder.wait(timeout=10)
+
+
+def test_example_scores_a_warehouse_into_duckdb(tmp_path):
+  import importlib.util
+  from pathlib import Path
+  path = Path(__file__).resolve().parent.parent / 'examples/duckdb_scoring.py'
+  spec = importlib.util.spec_from_file_location('duckdb_scoring', path)
+  example = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(example)
+  assert example.main(['--rows', '300', '--out', str(tmp_path)]) == 0
+  db = str(tmp_path / 'shop.duckdb')
+  assert query(db, 'SELECT count(DISTINCT key), min(len(inference)) '
+                   'FROM scores') == [(300, 2)]
+  assert (tmp_path / 'report.html').read_text().count('data-chart=') == 3
