@@ -26,13 +26,17 @@ from typing import Any, Callable, Optional, Sequence, Union
 import apache_beam as beam
 from apache_beam.pvalue import TaggedOutput
 
-from ._columnar.frames import MissingColumnsError
 from ._columnar.predict import predictor_for
 from ._columnar.scorer import ColumnarScorer
+from ._core.contract import MatrixPredictor
 from ._core.failures import FAILED_INFERENCES, ErrorPolicy
 from ._core.types import RunInferenceDLQ
+from .exceptions import MissingColumnsError
 
-__all__ = ['MissingColumnsError', 'RunInferenceColumnar']
+__all__ = ['MatrixPredictor', 'MissingColumnsError', 'RunInferenceColumnar']
+
+if MatrixPredictor.__module__.startswith('runinference._'):
+  MatrixPredictor.__module__ = __name__  # its public home (unless base has it)
 
 _MAIN = 'main'
 
@@ -69,10 +73,10 @@ class RunInferenceColumnar(beam.PTransform):
       metrics_namespace: Optional[str] = None):
     """
     Args:
-      model_handler: loads the model: ``SklearnModelHandlerNumpy``,
-        ``SklearnModelHandlerPandas``, ``XGBoostModelHandlerNumpy``,
-        ``XGBoostModelHandlerPandas``, ``OnnxModelHandlerNumpy`` or
-        ``PytorchModelHandlerTensor`` (any handler with ``predict_fn``).
+      model_handler: loads the model; how the model runs on a whole matrix
+        comes from its ``matrix_predictor()`` hook (scikit-learn, XGBoost,
+        ONNX and PyTorch tensor handlers have one; so can your own), or from
+        ``predict_fn`` (any handler).
       feature_columns: the columns, in the model's feature order, that make
         the ``(rows, len(feature_columns))`` matrix the model runs on.
       output_column: the name of the prediction column; a 2-D output (e.g.

@@ -10,7 +10,8 @@ import numpy
 
 from .frames import Chunk, chunk_ops
 from .predict import MatrixPredictor, output_columns
-from .._core.failures import ErrorPolicy, describe
+from .._core.failures import (ErrorPolicy, RangeFailure, RangeResult,
+                              bisect_failures, describe)
 from .._core.model_holder import ModelHolder
 from .._core.step import ModelStep
 
@@ -93,22 +94,22 @@ class ColumnarScorer(ModelStep):
         # Some value does not convert: each part is converted on its own
         # while the rows are bisected.
     step = self.max_rows or n
-    parts: list = []  # (lo, hi, outputs), in row order
-    failed: list = []  # (lo, hi, exception)
+    parts: list = []  # RangeResult(lo, hi, outputs)
+    failed: list = []  # RangeFailure(lo, hi, exception)
     for lo in range(0, n, step):
       hi = min(n, lo + step)
       self._run(ops, chunk, matrix, lo, hi, parts, failed)
     dead = []
     if failed:
       if self.metrics is not None:
-        self.metrics.failed_elements.inc(sum(hi - lo for lo, hi, _ in failed))
-      for lo, hi, exc in failed:
-        dead.extend(self._dead(ops, chunk, lo, hi, exc))
+        self.metrics.failed_elements.inc(sum(f.stop - f.start for f in failed))
+      for f in failed:
+        dead.extend(self._dead(ops, chunk, f.start, f.stop, f.error))
       if not parts:
         return None, dead
-      parts.sort(key=lambda p: p[0])
+      parts.sort(key=lambda p: p.start)
       chunk = ops.take(chunk, numpy.concatenate(
-          [numpy.arange(lo, hi) for lo, hi, _ in parts]))
+          [numpy.arange(p.start, p.stop) for p in parts]))
     try:
       outputs = _concat_outputs(parts)
       self._check_names(ops, chunk, [name for name, _ in outputs])
@@ -172,43 +173,36 @@ class ColumnarScorer(ModelStep):
     return outputs
 
   def _run(self, ops, chunk, matrix, lo, hi, parts, failed) -> None:
+    """Predicts rows ``lo:hi`` into ``parts`` (RangeResult); a failing call
+    is bisected (``bisect_failures``) so only failing rows reach ``failed``
+    (RangeFailure)."""
+    def call(a: int, b: int) -> list:
+      return self._call(ops, chunk, matrix, lo + a, lo + b)
     try:
-      parts.append((lo, hi, self._call(ops, chunk, matrix, lo, hi)))
+      parts.append(RangeResult(lo, hi, call(0, hi - lo)))
       return
     except Exception as exc:  # pylint: disable=broad-except
       if self.metrics is not None:
         self.metrics.failed_batches_counter.inc()
-      if not self.policy.catches(exc):
-        raise
       first = exc
-    self._bisect(ops, chunk, matrix, lo, hi, first, parts, failed)
-
-  def _bisect(self, ops, chunk, matrix, lo, hi, exc, parts, failed) -> None:
-    """Splits a failing row range in halves until each failure is one row
-    (each with its own exception); the rows between still get predictions."""
-    if hi - lo == 1 or not self.policy.bisect:
-      failed.append((lo, hi, exc))
-      return
-    mid = (lo + hi) // 2
-    for a, b in ((lo, mid), (mid, hi)):
-      try:
-        parts.append((a, b, self._call(ops, chunk, matrix, a, b)))
-      except Exception as e:  # pylint: disable=broad-except
-        if not self.policy.catches(e):
-          raise
-        self._bisect(ops, chunk, matrix, a, b, e, parts, failed)
+    outcome = bisect_failures(
+        hi - lo, call, first, catches=self.policy.catches,
+        enabled=self.policy.bisect)
+    parts.extend(RangeResult(lo + r.start, lo + r.stop, r.value)
+                 for r in outcome.results)
+    failed.extend(RangeFailure(lo + f.start, lo + f.stop, f.error)
+                  for f in outcome.failures)
 
 
 def _concat_outputs(parts: list) -> list:
-  """One ``[(name, array)]`` for parts in row order."""
+  """One ``[(name, array)]`` for parts (RangeResult) in row order."""
   if len(parts) == 1:
-    return parts[0][2]
-  first = parts[0][2]
-  names = [name for name, _ in first]
-  for _, _, outputs in parts[1:]:
-    if [name for name, _ in outputs] != names:
+    return parts[0].value
+  names = [name for name, _ in parts[0].value]
+  for part in parts[1:]:
+    if [name for name, _ in part.value] != names:
       raise ValueError(
           'The model returned different outputs for different parts of one '
-          f'chunk: {names} and {[name for name, _ in outputs]}.')
-  return [(name, numpy.concatenate([p[2][j][1] for p in parts]))
+          f'chunk: {names} and {[name for name, _ in part.value]}.')
+  return [(name, numpy.concatenate([p.value[j][1] for p in parts]))
           for j, name in enumerate(names)]
