@@ -147,6 +147,12 @@ def test_read_errors_name_the_problem(tmp_path, items_db):
   with pytest.raises(ValueError, match="partition_column 'name' is string"):
     beam.Pipeline() | ReadFromDuckDB(items_db, 'SELECT * FROM items',
                                      partition_column='name')
+  def build(p):
+    _ = p | ReadFromDuckDB(items_db, 'SELECT * FROM items', validate=False,
+                           partition_column='name')
+
+  with pytest.raises(Exception, match="'name' holds str values"):
+    run_pipeline(build)
   with pytest.raises(ValueError, match='output must be one of'):
     ReadFromDuckDB(items_db, 'SELECT 1', output='pandas')
   with pytest.raises(ValueError, match='not both'):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import decimal
 import math
 from typing import Any, Optional
 
@@ -64,6 +65,10 @@ class ReadPlan:
     if lo is None:  # every value is NULL
       return [ReadSplit(0, base + f'{col} IS NULL')]
     k = self._count(n)
+    if not all(isinstance(v, (int, float, decimal.Decimal)) for v in (lo, hi)):
+      raise ConfigurationError(
+          f'{_WHAT}: partition_column {self.partition_column!r} holds '
+          f'{type(lo).__name__} values; give a numeric column')
     if isinstance(lo, int) and isinstance(hi, int):
       k = min(k, hi - lo + 1)
       bounds = [lo + (hi - lo + 1) * i // k for i in range(k)]
