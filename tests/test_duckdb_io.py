@@ -199,6 +199,27 @@ def test_sklearn_predictions_land_in_duckdb_as_nested_columns(
                     'FROM records WHERE id = 7') == [(36.0, 7.0)]
 
 
+def test_rows_round_trip_through_read_and_write(tmp_path, items_db):
+  out = str(tmp_path / 'copy.duckdb')
+
+  def build(p):
+    rows = p | ReadFromDuckDB(items_db, 'SELECT * FROM items', output='row',
+                              rows_per_split=9)
+    _ = rows | WriteToDuckDB(out, 'items', batch_size=7)
+    grids = rows | beam.Map(lambda r: {
+        'id': r.id, 'grid': np.arange(6.0).reshape(2, 3) * r.id,
+        'flags': np.array([r.id % 2 == 0, True]), 'n': np.int32(r.id)})
+    _ = grids | 'WriteGrids' >> WriteToDuckDB(out, 'grids')
+
+  run_pipeline(build)
+  sql = 'SELECT * FROM items ORDER BY id'
+  assert query(out, sql) == query(items_db, sql)
+  assert [r[1] for r in query(out, 'DESCRIBE grids')] == [
+      'BIGINT', 'DOUBLE[][]', 'BOOLEAN[]', 'BIGINT']  # numpy -> Python types
+  assert query(out, 'SELECT grid, flags FROM grids WHERE id = 2') == [
+      ([[0.0, 2.0, 4.0], [6.0, 8.0, 10.0]], [True, True])]
+
+
 def test_write_is_one_transaction_rolled_back_on_a_bad_row(tmp_path):
   db = str(tmp_path / 'w.duckdb')
   con = duckdb.connect(db)
