@@ -7,11 +7,14 @@ import datetime
 import decimal
 from typing import Any
 
+import numpy as np
+
 from runinference.exceptions import (InvalidInputError,
                                      InvalidInputTypeError)
 
 _PLAIN = (str, bytes, bool, int, float, decimal.Decimal, datetime.date,
           datetime.time, datetime.timedelta)
+_EXACT = frozenset((str, bytes, bool, int, float, type(None)))
 
 
 def _as_mapping(element: Any):
@@ -51,9 +54,10 @@ def to_record(element: Any) -> dict:
 
 
 def _plain(value: Any, path: str) -> Any:
-  if value is None or isinstance(value, _PLAIN):
+  if type(value) in _EXACT:  # the common case, checked first
     return value
-  import numpy as np
+  if isinstance(value, _PLAIN):
+    return value
   if isinstance(value, np.ndarray):
     if value.dtype == object:
       return [_plain(v, f'{path}[]') for v in value.tolist()]
