@@ -201,9 +201,12 @@ def _distribution(steps, intervals, kind: str) -> str:
     source += (f' The histogram: the mean per batch in each of the '
                f'{len(intervals)} intervals of the timeline, weighted by the '
                'batches run in it.')
+  elif intervals:
+    body += ('<p class="empty">No batch ran between the timeline\'s '
+             'snapshots, so no histogram.</p>')
   else:
     body += ('<p class="empty">No timeline was given, so no histogram '
-             '(<code>runinference run --report</code> records one).</p>')
+             '(see <code>TimelinePoint</code> in docs/report.md).</p>')
   return _section(title, source, body, kind)
 
 
@@ -217,7 +220,7 @@ def _throughput(steps, points, intervals) -> str:
         'Throughput over time', 'no timeline was given.',
         f'<p class="empty">Rows per second of model time over the whole run: '
         f'<span data-metric="model_rows_per_s">{rate}</span>. Pass a timeline '
-        '(<code>runinference run --report</code> records one) for the curve.'
+        '(<code>TimelinePoint</code>s) for the curve.'
         '</p>', 'throughput')
   xs = [i.end for i in intervals]
   ys = [i.rows / (i.end - i.start) for i in intervals]

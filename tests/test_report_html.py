@@ -302,3 +302,11 @@ def test_error_sample_from_a_dead_letter_record():
   record = (7, (ValueError, "ValueError('no')", ['tb']))
   sample = ErrorSample.from_dead_letter('S', record)
   assert sample == ErrorSample('S', "ValueError('no')", '7')
+
+
+def test_a_timeline_without_batches_says_so(run):
+  result, _, _ = run
+  idle = [TimelinePoint(0.0, 0), TimelinePoint(1.0, 0)]
+  page = RunReport.from_result(result).to_html(timeline=idle)
+  assert page.count("No batch ran between the timeline's snapshots") == 2
+  assert 'data-chart="throughput"' in page
