@@ -142,6 +142,7 @@ def _browse(page, tmp_path, *args):
   cmd = [chromium, '--headless', '--no-sandbox', '--disable-gpu',
          '--disable-quic', '--no-first-run', '--disable-background-networking',
          '--disable-component-update', '--disable-sync', '--hide-scrollbars',
+         '--disable-dev-shm-usage',
          f'--user-data-dir={profile}', *args, f'file://{page}']
   done = subprocess.run(cmd, capture_output=True, text=True, timeout=120,
                         cwd=tmp_path)
