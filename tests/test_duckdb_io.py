@@ -155,6 +155,8 @@ def test_read_errors_name_the_problem(tmp_path, items_db):
     run_pipeline(build)
   with pytest.raises(ValueError, match='output must be one of'):
     ReadFromDuckDB(items_db, 'SELECT 1', output='pandas')
+  with pytest.raises(ValueError, match='rows_per_split must be a positive'):
+    ReadFromDuckDB(items_db, 'SELECT 1', rows_per_split=0)
   with pytest.raises(ValueError, match='not both'):
     ReadFromDuckDB(items_db, 'SELECT 1', num_splits=2, rows_per_split=3)
   with pytest.raises(TypeError):

@@ -51,8 +51,7 @@ class ReadFromDuckDB(beam.PTransform):
 
   Args:
     database: path of an existing DuckDB file (opened read-only).
-    query: a SELECT (or any relation: a table name wrapped as
-      ``SELECT * FROM t``).
+    query: a SELECT (any query DuckDB accepts as a subquery).
     output: ``'dict'`` (default), ``'row'`` (``beam.Row``s with a schema, as
       Beam YAML and SqlTransform need) or ``'arrow'`` (``pyarrow.RecordBatch``
       chunks, e.g. for ``RunInferenceColumnar``).
@@ -82,7 +81,8 @@ class ReadFromDuckDB(beam.PTransform):
     self._plan = ReadPlan(
         check_database_path(database, what), clean_query(query),
         partition_column, order_by, num_splits,
-        _positive_int(rows_per_split or 100_000, 'rows_per_split', what))
+        _positive_int(100_000 if rows_per_split is None else rows_per_split,
+                      'rows_per_split', what))
     self._rows_per_batch = _positive_int(rows_per_batch, 'rows_per_batch', what)
     self._output = output
     self._validate = validate
