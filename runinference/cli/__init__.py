@@ -7,6 +7,8 @@
 from __future__ import annotations
 
 import argparse
+import logging
+import os
 import sys
 from typing import Optional, Sequence
 
@@ -46,8 +48,29 @@ def _parser() -> argparse.ArgumentParser:
   return ap
 
 
+class _ImportNoise(logging.Filter):
+  """Drops the warnings Beam logs while importing optional modules (its YAML
+  provider imports every ML transform module it has)."""
+  NOISE = ('apitools not found', 'Could not load ML transform module')
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    return not any(n in record.getMessage() for n in self.NOISE)
+
+
+def _quiet_imports() -> None:
+  os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+  root = logging.getLogger()
+  if not root.handlers:
+    logging.basicConfig(level=logging.WARNING,
+                        format='%(levelname)s %(name)s: %(message)s')
+  for handler in root.handlers:
+    handler.addFilter(_ImportNoise())
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
+  """The ``runinference`` console script; returns the exit status."""
   args, rest = _parser().parse_known_args(argv)
+  _quiet_imports()
   if args.command == 'run':
     from .run import run_command
     return run_command(args, rest)

@@ -94,10 +94,6 @@ def build_pipeline(spec: dict, path: str, beam_args: Sequence[str]):
   from apache_beam.yaml.yaml_utils import SafeLineLoader
 
   from runinference.yaml import providers
-  unknown = _unknown_beam_options(beam_args)
-  if unknown:
-    raise CliError(f'unknown option(s) {unknown}: neither runinference run '
-                   'options (see --help) nor Beam pipeline options')
   file_options = SafeLineLoader.strip_metadata(spec.get('options', {}))
   options = PipelineOptions(list(beam_args), pickle_library='cloudpickle',
                             **file_options)
@@ -158,6 +154,11 @@ def run_file(path: str, *, jinja_variables: Optional[dict] = None,
              timeout: Optional[float] = None) -> RunOutcome:
   """Checks, builds and runs a pipeline file (what ``runinference run``
   does); raises ``CliError`` for a bad file or option."""
+  unknown = _unknown_beam_options(beam_args)
+  if unknown:
+    names = ', '.join('--' + u for u in unknown)
+    raise CliError(f'unknown option(s) {names}: neither runinference run '
+                   'options (see --help) nor Beam pipeline options')
   spec = load_pipeline(path, jinja_variables)
   pipeline = build_pipeline(spec, path, beam_args)
   server = None
