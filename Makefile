@@ -26,7 +26,7 @@ $(VENV)/.test-deps: pyproject.toml Makefile | $(BIN)/python
 
 # Headless Chromium for the HTML report test (skips, saying why, without it).
 $(VENV)/.chromium: | $(BIN)/python
-	command -v chromium >/dev/null || (timeout 900 apt-get update -qq && timeout 900 apt-get install -y -qq chromium) \
+	command -v chromium >/dev/null || (timeout 900 apt-get update -qq && DEBIAN_FRONTEND=noninteractive timeout 900 apt-get install -y -qq chromium) \
 	  || echo "chromium could not be installed: tests/test_report_html.py will skip its browser checks"
 	touch $@
 
