@@ -1,52 +1,149 @@
-"""Handlers for models behind a remote endpoint: retries with backoff,
-client-side adaptive throttling and an optional shared rate limit."""
+"""Handlers for models behind a remote endpoint.
+
+Design: the engine calls ``run_inference`` once per batch, synchronously. To
+keep several requests in flight, ``run_inference`` splits a batch into
+sub-requests (``request_batch_size`` rows each, or ``max_concurrent_requests``
+equal parts) and sends them together from a small thread pool; results are
+joined in input order. Retries run in rounds on the calling thread: each round
+admits the pending sub-requests (shared rate limit, adaptive client-side
+throttling), sends them concurrently, and backs off (exponential, jittered,
+at least the server's Retry-After) before resending only the failed ones. So a
+failing batch makes one retry sequence, and Beam metrics (thread-local) are
+recorded on the calling thread.
+
+Once retries are spent, an error that is not about the rows (server error,
+throttling, timeout, lost connection) is raised as ``BatchFailedError``, which
+the engine does not bisect; an error about the payload is raised as is.
+"""
 from __future__ import annotations
 
 import abc
+import concurrent.futures as cf
+import dataclasses
 import logging
+import math
+import random
+import threading
 import time
 from typing import Any, Callable, Iterable, Optional, Sequence
 
-from apache_beam.io.components.adaptive_throttler import ReactiveThrottler
-from apache_beam.utils import retry, shared
+from apache_beam.io.components.adaptive_throttler import AdaptiveThrottler
+from apache_beam.metrics.metric import Metrics
+from apache_beam.utils import shared
 
-from ..exceptions import RateLimitExceeded
+from ..exceptions import (BatchFailedError, ConfigurationError,
+                          RateLimitExceeded, ResultCountError)
 from .._core.contract import ExampleT, ModelHandler, ModelT, PredictionT
+from .remote_errors import RemoteTimeoutError, is_transient, retry_on_transient
 
 try:
   from apache_beam.io.components.rate_limiter import RateLimiter
 except ImportError:  # older Beam
   RateLimiter = Any  # type: ignore
 
+__all__ = ['RemoteModelHandler', 'RateLimiter', 'RateLimitExceeded',
+           'RateLimitedBatchError']
+
+_LOGGER = logging.getLogger(__name__)
+
+
+class RateLimitedBatchError(BatchFailedError, RateLimitExceeded):
+  """A batch the shared rate limit kept refusing until retries ran out."""
+
+
+@dataclasses.dataclass
+class _Part:
+  """One sub-request of a batch: its slice and what happened to it."""
+  start: int
+  stop: int
+  result: Optional[list] = None
+  error: Optional[BaseException] = None
+
+
+class _RemoteMetrics:
+  """Counters and a latency distribution under the handler's namespace."""
+  def __init__(self, namespace: str):
+    c = lambda name: Metrics.counter(namespace, name)
+    self.requests = c('remote_requests')
+    self.retries = c('remote_retries')
+    self.request_failures = c('remote_request_failures')
+    self.failed_batches = c('remote_failed_batches')
+    self.throttled_ms = c('remote_throttled_ms')
+    # The name Beam's throttling signal uses (whole seconds).
+    self.throttled_secs = c('cumulativeThrottlingSeconds')
+    self.backoff_ms = c('remote_backoff_ms')
+    self.latency_ms = Metrics.distribution(namespace, 'remote_request_latency_ms')
+
+  def throttled(self, seconds: float) -> None:
+    self.throttled_ms.inc(int(seconds * 1000))
+    if seconds >= 1:
+      self.throttled_secs.inc(int(seconds))
+
 
 class RemoteModelHandler(abc.ABC, ModelHandler[ExampleT, PredictionT, ModelT]):
-  """Calls a model behind a service. Implement ``create_client`` (the
-  connection, made once per process) and ``request`` (one call for a batch);
-  failed requests are retried with exponential backoff while ``retry_filter``
-  says so, and calls are throttled client-side when the service is overloaded.
+  """Calls a model behind a service. Implement ``create_client`` (made once
+  per worker) and ``request`` (one call for some rows; must return a list,
+  not a generator, so its errors surface where they can be retried).
   """
   def __init__(
       self,
       namespace: str = '',
       num_retries: int = 5,
       throttle_delay_secs: int = 5,
-      retry_filter: Callable[[Exception], bool] = lambda e: True,
+      retry_filter: Callable[[Exception], bool] = retry_on_transient,
       *,
       window_ms: int = 1000,
       bucket_ms: int = 1000,
       overload_ratio: float = 2,
       rate_limiter: Optional['RateLimiter'] = None,
+      max_concurrent_requests: int = 1,
+      request_batch_size: Optional[int] = None,
+      request_timeout_secs: Optional[float] = None,
+      initial_retry_delay_secs: float = 1.0,
+      max_retry_delay_secs: float = 30.0,
       **kwargs):
+    """
+    Args:
+      namespace: metrics and logging namespace (default: the class name).
+      num_retries: how many times a failed request is resent.
+      throttle_delay_secs: wait when the client throttles itself.
+      retry_filter: whether an exception is worth a retry (default: all but
+        errors about the payload, such as an HTTP 400).
+      window_ms, bucket_ms, overload_ratio: adaptive throttling (see
+        https://sre.google/sre-book/handling-overload/).
+      rate_limiter: a RateLimiter shared by the process's workers.
+      max_concurrent_requests: requests in flight at once per worker.
+      request_batch_size: most rows per request; a larger batch is split
+        (default: a batch is split into ``max_concurrent_requests`` parts).
+      request_timeout_secs: bound on one request (None: none).
+      initial_retry_delay_secs, max_retry_delay_secs: exponential backoff
+        range; each wait is jittered.
+      **kwargs: batching options of ``ModelHandler`` (``max_batch_size``...).
+    """
     super().__init__(**kwargs)
-    self.throttler = ReactiveThrottler(
-        window_ms=window_ms,
-        bucket_ms=bucket_ms,
-        overload_ratio=overload_ratio,
-        namespace=namespace,
-        throttle_delay_secs=throttle_delay_secs)
-    self.logger = logging.getLogger(namespace or __name__)
+    _check_positive('num_retries', num_retries, allow_zero=True)
+    _check_positive('max_concurrent_requests', max_concurrent_requests)
+    if request_batch_size is not None:
+      _check_positive('request_batch_size', request_batch_size)
+    if request_timeout_secs is not None and not request_timeout_secs > 0:
+      raise ConfigurationError(
+          f'request_timeout_secs must be > 0 or None, got '
+          f'{request_timeout_secs!r}.')
+    if not callable(retry_filter):
+      raise ConfigurationError(
+          f'retry_filter must be a callable taking an exception, got '
+          f'{retry_filter!r}.')
+    self._namespace = namespace or type(self).__name__
+    self.throttler = AdaptiveThrottler(window_ms, bucket_ms, overload_ratio)
+    self.throttle_delay_secs = throttle_delay_secs
+    self.logger = logging.getLogger(self._namespace)
     self.num_retries = num_retries
     self.retry_filter = retry_filter
+    self.max_concurrent_requests = max_concurrent_requests
+    self.request_batch_size = request_batch_size
+    self.request_timeout_secs = request_timeout_secs
+    self.initial_retry_delay_secs = initial_retry_delay_secs
+    self.max_retry_delay_secs = max_retry_delay_secs
     self._rate_limiter = rate_limiter
     self._shared_limiter = None
     self._shared_handle = shared.Shared()
@@ -60,9 +157,18 @@ class RemoteModelHandler(abc.ABC, ModelHandler[ExampleT, PredictionT, ModelT]):
             f'{cls.__name__} overrides RemoteModelHandler.{name}; implement '
             f'{instead} instead.')
 
+  # Runtime state, rebuilt lazily on each worker (never pickled).
+  _RUNTIME = ('_pool', '_pool_lock', '_metrics', '_shared_limiter')
+
+  def __getstate__(self):
+    state = dict(self.__dict__)
+    for name in self._RUNTIME:
+      state.pop(name, None)
+    return state
+
   @abc.abstractmethod
   def create_client(self) -> Any:
-    """Creates the client ``request`` uses."""
+    """Creates the client ``request`` uses (once per worker)."""
 
   @abc.abstractmethod
   def request(
@@ -70,32 +176,189 @@ class RemoteModelHandler(abc.ABC, ModelHandler[ExampleT, PredictionT, ModelT]):
       batch: Sequence[Any],
       model: Any,
       inference_args: Optional[dict[str, Any]] = None) -> Iterable[Any]:
-    """Sends one batch; returns one prediction per example (not a
-    generator: errors must surface here to be retried)."""
+    """Sends some rows; returns one prediction per row."""
 
   def load_model(self) -> Any:
     return self.create_client()
 
-  def _call_once(self, batch, model, inference_args):
-    if self._rate_limiter is not None:
-      if self._shared_limiter is None:
-        self._shared_limiter = self._shared_handle.acquire(
-            lambda: self._rate_limiter)
-      if not self._shared_limiter.allow(hits_added=len(batch)):
-        raise RateLimitExceeded(
-            f'Rate limit exceeded: could not send a batch of {len(batch)}.')
-    self.throttler.throttle()
-    start_ms = time.time() * 1000
-    try:
-      predictions = self.request(batch, model, inference_args)
-    except Exception as e:
-      self.logger.error('request to the remote model failed: %s', e)
-      raise
-    self.throttler.successful_request(start_ms)
-    return predictions
+  def is_batch_error(self, exc: BaseException) -> bool:
+    """Whether ``exc`` (after retries) fails the batch as a whole instead of
+    pointing at some row. Override for a service's own error types."""
+    return is_transient(exc)
+
+  # -- the retry loop -------------------------------------------------------
 
   def run_inference(self, batch, model, inference_args=None):
-    call = retry.with_exponential_backoff(
-        num_retries=self.num_retries,
-        retry_filter=self.retry_filter)(self._call_once)
-    return call(batch, model, inference_args)
+    batch = list(batch)
+    if not batch:
+      return []
+    parts = self._split(len(batch))
+    pending = parts
+    metrics = self._remote_metrics()
+    for attempt in range(self.num_retries + 1):
+      if attempt:
+        metrics.retries.inc(len(pending))
+      self._send_round(batch, model, inference_args, pending, metrics)
+      failed = [p for p in pending if p.error is not None]
+      if not failed:
+        break
+      final = self._final_error(failed, attempt)
+      if final is not None:
+        metrics.failed_batches.inc()
+        raise final
+      self._back_off(attempt, failed, metrics)
+      pending = failed
+    out: list = []
+    for p in parts:
+      out.extend(p.result)
+    return out
+
+  def _split(self, n: int) -> list[_Part]:
+    size = self.request_batch_size or math.ceil(n / self.max_concurrent_requests)
+    return [_Part(i, min(i + size, n)) for i in range(0, n, size)]
+
+  def _final_error(self, failed: list[_Part], attempt: int):
+    """The error to raise now, or None to retry the failed parts."""
+    for p in failed:
+      if not self.retry_filter(p.error):
+        return p.error
+    if attempt < self.num_retries:
+      return None
+    last = failed[0].error
+    if not self.is_batch_error(last):
+      return last
+    kind = (RateLimitedBatchError if isinstance(last, RateLimitExceeded)
+            else BatchFailedError)
+    error = kind(
+        f'{type(self).__name__}: request failed after {attempt + 1} '
+        f'attempt(s) ({len(failed)} sub-request(s) failing); last error: '
+        f'{type(last).__name__}: {last}')
+    error.__cause__ = last
+    return error
+
+  def _back_off(self, attempt: int, failed: list[_Part], metrics) -> None:
+    ceiling = min(self.max_retry_delay_secs,
+                  self.initial_retry_delay_secs * (2**attempt))
+    delay = ceiling / 2 + random.uniform(0, ceiling / 2)
+    hinted = [getattr(p.error, 'retry_after', None) for p in failed]
+    hinted = [h for h in hinted if h]
+    if hinted:
+      delay = max(delay, min(max(hinted), self.max_retry_delay_secs))
+    self.logger.warning(
+        'remote request failed (%s: %s); retry %d of %d in %.2fs',
+        type(failed[0].error).__name__, failed[0].error, attempt + 1,
+        self.num_retries, delay)
+    metrics.backoff_ms.inc(int(delay * 1000))
+    time.sleep(delay)
+
+  # -- one round ------------------------------------------------------------
+
+  def _send_round(self, batch, model, inference_args, parts, metrics) -> None:
+    admitted = []
+    for p in parts:
+      p.error = None
+      try:
+        self._admit(p.stop - p.start, metrics)
+      except RateLimitExceeded as e:
+        p.error = e
+        metrics.request_failures.inc()
+      else:
+        admitted.append(p)
+    if not admitted:
+      return
+    metrics.requests.inc(len(admitted))
+    if len(admitted) == 1 and self.request_timeout_secs is None:
+      outcomes = [self._timed_request(batch, admitted[0], model,
+                                      inference_args)]
+    else:
+      outcomes = self._concurrent(batch, admitted, model, inference_args)
+    for p, (result, error, started, latency) in zip(admitted, outcomes):
+      metrics.latency_ms.update(int(latency * 1000))
+      if error is None and len(result) != p.stop - p.start:
+        error = _count_error(type(self).__name__, len(result), p)
+      if error is not None:
+        p.error = error
+        metrics.request_failures.inc()
+        continue
+      p.result = result
+      self.throttler.successful_request(started * 1000)
+
+  def _admit(self, rows: int, metrics) -> None:
+    """Applies the shared rate limit and client-side throttling."""
+    if self._rate_limiter is not None:
+      if getattr(self, '_shared_limiter', None) is None:
+        limiter = self._rate_limiter
+        self._shared_limiter = self._shared_handle.acquire(lambda: limiter)
+      if not self._shared_limiter.allow(hits_added=rows):
+        raise RateLimitExceeded(
+            f'Rate limit exceeded: could not send a request of {rows} rows.')
+    waited = 0.0
+    while self.throttler.throttle_request(time.time() * 1000):
+      time.sleep(self.throttle_delay_secs)
+      waited += self.throttle_delay_secs
+    if waited:
+      self.logger.info('throttled for %.1fs client-side', waited)
+      metrics.throttled(waited)
+
+  def _timed_request(self, batch, part, model, inference_args):
+    started = time.time()
+    t0 = time.perf_counter()
+    try:
+      result = self.request(batch[part.start:part.stop], model, inference_args)
+      result = result if isinstance(result, list) else list(result)
+      return result, None, started, time.perf_counter() - t0
+    except Exception as e:  # pylint: disable=broad-except
+      return None, e, started, time.perf_counter() - t0
+
+  def _concurrent(self, batch, parts, model, inference_args):
+    pool = self._executor()
+    futures = [pool.submit(self._timed_request, batch, p, model, inference_args)
+               for p in parts]
+    # A request that ignores request_timeout_secs is abandoned after it (plus
+    # a grace for the client's own timeout to fire first).
+    bound = (None if self.request_timeout_secs is None else
+             self.request_timeout_secs * 1.5 + 1)
+    deadline = None if bound is None else time.monotonic() + bound
+    outcomes = []
+    for f in futures:
+      left = None if deadline is None else max(0.0, deadline - time.monotonic())
+      try:
+        outcomes.append(f.result(timeout=left))
+      except cf.TimeoutError:
+        outcomes.append((None, RemoteTimeoutError(
+            f'request took longer than request_timeout_secs='
+            f'{self.request_timeout_secs}'), time.time(), bound))
+    return outcomes
+
+  def _executor(self) -> cf.ThreadPoolExecutor:
+    if getattr(self, '_pool_lock', None) is None:
+      self._pool_lock = threading.Lock()
+    with self._pool_lock:
+      if getattr(self, '_pool', None) is None:
+        self._pool = cf.ThreadPoolExecutor(
+            self.max_concurrent_requests,
+            thread_name_prefix=f'{self._namespace}-request')
+      return self._pool
+
+  def _remote_metrics(self) -> _RemoteMetrics:
+    if getattr(self, '_metrics', None) is None:
+      self._metrics = _RemoteMetrics(self.metrics_namespace)
+    return self._metrics
+
+  @property
+  def metrics_namespace(self) -> str:
+    """The namespace of this handler's request metrics."""
+    return getattr(self, '_namespace', None) or type(self).__name__
+
+
+def _count_error(name: str, got: int, part: _Part):
+  return ResultCountError(
+      f'{name}.request returned {got} predictions for {part.stop - part.start}'
+      ' rows; it must return one per row.')
+
+
+def _check_positive(name: str, value, allow_zero: bool = False) -> None:
+  low = 0 if allow_zero else 1
+  if isinstance(value, bool) or not isinstance(value, int) or value < low:
+    raise ConfigurationError(
+        f'{name} must be an integer >= {low}, got {value!r}.')

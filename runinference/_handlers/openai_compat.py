@@ -1,0 +1,136 @@
+"""OpenAI-compatible APIs (vLLM, infinity, text-embeddings-inference,
+``transformers serve``, OpenAI itself): embeddings, completions and chat.
+
+``base_url`` is what the OpenAI client takes, e.g. ``http://host:8000/v1``.
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping, Optional, Sequence
+
+import numpy as np
+
+from ..exceptions import InvalidInputError
+from .._core.naming import publish
+from .http_handler import HttpModelHandler
+
+__all__ = [
+    'OpenAIEmbeddingsModelHandler',
+    'OpenAICompletionsModelHandler',
+    'OpenAIChatModelHandler',
+]
+
+
+def _auth(api_key: Optional[str], headers: Optional[Mapping[str, str]]):
+  out = dict(headers or {})
+  if api_key:
+    out.setdefault('Authorization', f'Bearer {api_key}')
+  return out
+
+
+class _OpenAIHandler(HttpModelHandler):
+  def __init__(self, base_url: str, model: str, *,
+               api_key: Optional[str] = None,
+               headers: Optional[Mapping[str, str]] = None,
+               request_params: Optional[Mapping[str, Any]] = None,
+               **kwargs):
+    super().__init__(base_url, headers=_auth(api_key, headers), **kwargs)
+    self.model = model
+    self.request_params = dict(request_params or {})
+
+  def _params(self, inference_args: dict) -> dict:
+    return {**self.request_params, **inference_args, 'model': self.model}
+
+  def __repr__(self):
+    return (f'{type(self).__name__}(base_url={self.base_url!r}, '
+            f'model={self.model!r})')
+
+
+class OpenAIEmbeddingsModelHandler(_OpenAIHandler):
+  """Embeds strings with ``POST {base_url}/embeddings``; a prediction is a
+  float32 numpy vector. Rows of a batch go in one request."""
+  def path(self, inference_args):
+    return '/embeddings'
+
+  def encode(self, batch, inference_args):
+    bad = [type(x).__name__ for x in batch if not isinstance(x, str)]
+    if bad:
+      raise InvalidInputError(
+          f'OpenAIEmbeddingsModelHandler embeds strings; got {bad[0]}.')
+    return {**self._params(inference_args), 'input': list(batch)}
+
+  def decode(self, answer, batch):
+    data = sorted(answer['data'], key=lambda d: d.get('index', 0))
+    return [np.asarray(d['embedding'], dtype=np.float32) for d in data]
+
+
+class OpenAICompletionsModelHandler(_OpenAIHandler):
+  """Completes prompts with ``POST {base_url}/completions``; a prediction is
+  the completion's text. One prompt per request, ``max_concurrent_requests``
+  of them in flight (set ``request_batch_size`` to send several at once to a
+  server that takes a list of prompts)."""
+  def __init__(self, base_url: str, model: str, **kwargs):
+    kwargs.setdefault('request_batch_size', 1)
+    super().__init__(base_url, model, **kwargs)
+
+  def path(self, inference_args):
+    return '/completions'
+
+  def encode(self, batch, inference_args):
+    bad = [type(x).__name__ for x in batch if not isinstance(x, str)]
+    if bad:
+      raise InvalidInputError(
+          f'{type(self).__name__} completes string prompts; got {bad[0]}.')
+    prompt = batch[0] if len(batch) == 1 else list(batch)
+    return {**self._params(inference_args), 'prompt': prompt}
+
+  def decode(self, answer, batch):
+    return [c['text'] for c in self.choices(answer, batch)]
+
+  @staticmethod
+  def choices(answer, batch) -> list:
+    return sorted(answer['choices'], key=lambda c: c.get('index', 0))
+
+
+def chat_messages(conversation: Any) -> list[dict]:
+  """A conversation as the chat API's messages: a string is one user
+  message; messages may be dicts or objects with ``role`` and ``content``."""
+  if isinstance(conversation, str):
+    return [{'role': 'user', 'content': conversation}]
+  if not isinstance(conversation, Sequence) or not conversation:
+    raise InvalidInputError(
+        'A chat row is a string or a non-empty sequence of messages, got '
+        f'{type(conversation).__name__}.')
+  out = []
+  for m in conversation:
+    if isinstance(m, Mapping):
+      role, content = m.get('role'), m.get('content')
+    else:
+      role, content = getattr(m, 'role', None), getattr(m, 'content', None)
+    if not isinstance(role, str) or content is None:
+      raise InvalidInputError(
+          f'A chat message needs a role and a content, got {m!r}.')
+    out.append({'role': role, 'content': content})
+  return out
+
+
+class OpenAIChatModelHandler(_OpenAIHandler):
+  """Answers conversations with ``POST {base_url}/chat/completions``; a
+  prediction is the assistant's reply text. The chat API takes one
+  conversation per request: ``max_concurrent_requests`` are in flight."""
+  def __init__(self, base_url: str, model: str, **kwargs):
+    kwargs['request_batch_size'] = 1
+    super().__init__(base_url, model, **kwargs)
+
+  def path(self, inference_args):
+    return '/chat/completions'
+
+  def encode(self, batch, inference_args):
+    (conversation,) = batch
+    return {**self._params(inference_args),
+            'messages': chat_messages(conversation)}
+
+  def decode(self, answer, batch):
+    return [answer['choices'][0]['message']['content']]
+
+
+publish(globals(), 'runinference.remote')

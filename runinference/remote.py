@@ -1,0 +1,41 @@
+"""Handlers for models behind a server: MLflow scoring, KServe V1/V2 (Triton,
+MLServer), OpenAI-compatible embeddings/completions/chat, and the base
+classes to write another protocol on (``RemoteModelHandler``,
+``HttpModelHandler``). See docs/remote.md."""
+from ._core.naming import label
+from ._handlers.http_handler import HttpModelHandler
+from ._handlers.kserve import KServeV1ModelHandler, KServeV2ModelHandler
+from ._handlers.mlflow import MLflowModelHandler
+from ._handlers.openai_compat import (OpenAIChatModelHandler,
+                                      OpenAICompletionsModelHandler,
+                                      OpenAIEmbeddingsModelHandler)
+from ._handlers.remote import RateLimitedBatchError, RemoteModelHandler
+from ._handlers.remote_errors import (RemoteConnectionError,
+                                      RemoteRequestError, RemoteServerError,
+                                      RemoteTimeoutError, is_transient,
+                                      retry_on_transient)
+from .exceptions import BatchFailedError, RateLimitExceeded
+
+label(__name__, HttpModelHandler, RateLimitedBatchError, RemoteConnectionError,
+      RemoteRequestError, RemoteServerError, RemoteTimeoutError, is_transient,
+      retry_on_transient)
+
+__all__ = [
+    'BatchFailedError',
+    'HttpModelHandler',
+    'KServeV1ModelHandler',
+    'KServeV2ModelHandler',
+    'MLflowModelHandler',
+    'OpenAIChatModelHandler',
+    'OpenAICompletionsModelHandler',
+    'OpenAIEmbeddingsModelHandler',
+    'RateLimitExceeded',
+    'RateLimitedBatchError',
+    'RemoteConnectionError',
+    'RemoteModelHandler',
+    'RemoteRequestError',
+    'RemoteServerError',
+    'RemoteTimeoutError',
+    'is_transient',
+    'retry_on_transient',
+]
