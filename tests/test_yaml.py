@@ -252,3 +252,31 @@ def test_custom_handler_by_qualified_name():
         preprocess: {expression: 'value'}
         postprocess: {expression: 'inference'}
 ''', {'out': rows_close({v: 3 * v for v in VALUES})}, {'out': 'RunInference'})
+
+
+def test_mltransform_scales_columns(tmp_path):
+  def check(rows):
+    got = sorted(float(np.ravel(r.value)[0]) for r in rows)
+    assert got == pytest.approx([0.0, 1 / 6, 2 / 6, 1.0])
+  run_yaml(CREATE + f'''
+- type: MLTransform
+  input: Create
+  config:
+    write_artifact_location: {tmp_path / 'artifacts'}
+    transforms:
+      - type: ScaleTo01
+        config: {{columns: [value]}}
+''', {'out': check}, {'out': 'MLTransform'})
+
+
+def test_mltransform_config_errors_name_the_field(tmp_path):
+  from runinference.yaml import MLTransform, YamlConfigError
+  with pytest.raises(YamlConfigError, match=r'^transforms\[0\]\.type: unknown'):
+    MLTransform(write_artifact_location=str(tmp_path),
+                transforms=[{'type': 'ScaleToOne', 'config': {}}])
+  with pytest.raises(YamlConfigError,
+                     match=r"^transforms\[0\]\.config\.column: unknown .*'columns'"):
+    MLTransform(write_artifact_location=str(tmp_path),
+                transforms=[{'type': 'ScaleTo01', 'config': {'column': ['x']}}])
+  with pytest.raises(YamlConfigError, match='write_artifact_location'):
+    MLTransform(transforms=[])

@@ -27,11 +27,12 @@ from .errors import YamlConfigError
 from .handlers import known_handler_types
 from .provider import TRANSFORMS, provider_spec, providers
 from .duckdb import ReadFromDuckDB, WriteToDuckDB
+from .mltransform import MLTransform
 from .transform import RunInference
 
 
 __all__ = [
-    'ReadFromDuckDB', 'RunInference', 'TRANSFORMS', 'UserFunction',
+    'MLTransform', 'ReadFromDuckDB', 'RunInference', 'TRANSFORMS', 'UserFunction',
     'WriteToDuckDB', 'YamlConfigError', 'known_handler_types', 'provider_spec',
     'providers'
 ]

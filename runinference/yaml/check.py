@@ -7,11 +7,12 @@ from typing import Any, Iterator, Optional, Sequence
 from runinference.exceptions import ConfigurationError
 
 from .errors import PathPart, YamlConfigError, format_path
+from .mltransform import MLTransform
 from .transform import RunInference
 
 # Transforms whose config is checked here (the DuckDB transforms check their
 # own arguments when the pipeline is built).
-_CHECKED = {'RunInference': RunInference}
+_CHECKED = {'RunInference': RunInference, 'MLTransform': MLTransform}
 
 
 class YamlFileError(ConfigurationError):

@@ -9,6 +9,7 @@ from __future__ import annotations
 # YAML type name -> fully qualified factory (what a `python` provider lists).
 TRANSFORMS = {
     'RunInference': 'runinference.yaml.RunInference',
+    'MLTransform': 'runinference.yaml.MLTransform',
     'ReadFromDuckDB': 'runinference.yaml.ReadFromDuckDB',
     'WriteToDuckDB': 'runinference.yaml.WriteToDuckDB',
 }
