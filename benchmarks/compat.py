@@ -26,6 +26,17 @@ Usage::
     .venv/bin/python benchmarks/compat.py --reuse-reference    # only rerun ours
     .venv/bin/python benchmarks/compat.py --files base_test.py sklearn_inference_test.py
     .venv/bin/python benchmarks/compat.py --only reference     # just the reference half
+
+MLTransform (``--suite transforms``): Beam's ``apache_beam/ml/transforms`` tests
+(``base_test.py``, ``tft_test.py``, ``handlers_test.py``,
+``embeddings/huggingface_test.py``) with ``apache_beam.ml.transforms`` swapped for
+``runinference.transforms`` and ``apache_beam.ml.inference`` for ``runinference``
+(a drop-in pipeline swaps both). The reference needs tensorflow_transform, which
+the project venv does not have: run its half in the venv built by
+``benchmarks/reference_tft_venv.sh``::
+
+    .venv/bin/python benchmarks/compat.py --suite transforms \
+        --reference-python /tmp/ri-reference-tft/bin/python
 """
 from __future__ import annotations
 
@@ -58,6 +69,14 @@ TEST_FILES: dict[str, tuple[str, ...]] = {
     "xgboost_inference_test.py": ("xgboost",),
     "huggingface_inference_test.py": ("transformers",),
 }
+# MLTransform suite: test file (relative to apache_beam/ml/transforms) -> modules.
+TRANSFORMS_TEST_FILES: dict[str, tuple[str, ...]] = {
+    "base_test.py": (),
+    "tft_test.py": (),
+    "handlers_test.py": (),
+    "embeddings/huggingface_test.py": ("sentence_transformers",),
+}
+TRANSFORMS_PREFIX = "apache_beam.ml.transforms"
 CORE = ("base_test.py", "sklearn_inference_test.py",
         "pytorch_inference_test.py", "utils_test.py")
 PREFIX = "apache_beam.ml.inference"
@@ -67,6 +86,19 @@ def beam_inference_dir() -> Path:
   spec = importlib.util.find_spec("apache_beam")
   assert spec and spec.origin, "apache_beam is not installed"
   return Path(spec.origin).parent / "ml" / "inference"
+
+
+def beam_transforms_dir() -> Path:
+  return beam_inference_dir().parent / "transforms"
+
+
+_TRANSFORMS_RE = re.compile(r"\bapache_beam\.ml\.transforms\b")
+
+
+def swap_transforms_imports(src: str) -> str:
+  """Point a Beam MLTransform test file at ``runinference.transforms`` (and its
+  RunInference/ModelHandler imports at ``runinference``)."""
+  return _PREFIX_RE.sub("runinference", _TRANSFORMS_RE.sub("runinference.transforms", src))
 
 
 def beam_version() -> str:
@@ -102,7 +134,13 @@ def available(mods: tuple[str, ...]) -> tuple[bool, str]:
   return True, ""
 
 
-def prepare(dest: Path, files: list[str], src_dir: Path, ours: bool) -> None:
+def flat(f: str) -> str:
+  """embeddings/huggingface_test.py -> embeddings_huggingface_test.py"""
+  return f.replace("/", "_")
+
+
+def prepare(dest: Path, files: list[str], src_dir: Path, ours: bool,
+            swap=None) -> None:
   dest.mkdir(parents=True, exist_ok=True)
   # Empty ini: makes `dest` the rootdir so no project ini leaks in.
   (dest / "pytest.ini").write_text("[pytest]\n")
@@ -116,18 +154,18 @@ def prepare(dest: Path, files: list[str], src_dir: Path, ours: bool) -> None:
   for f in sorted(wanted):
     text = (src_dir / f).read_text()
     if ours:
-      text = swap_imports(text)
-    (dest / f).write_text(text)
+      text = (swap or swap_imports)(text)
+    (dest / flat(f)).write_text(text)
 
 
 def run_pytest(workdir: Path, test_file: str, junit: Path, timeout: int,
-               ours: bool, log) -> float:
+               ours: bool, log, python: str = sys.executable) -> float:
   env = dict(os.environ)
   env.pop("PYTEST_ADDOPTS", None)
   if ours:
     env["PYTHONPATH"] = os.pathsep.join(
         [str(REPO)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
-  cmd = [sys.executable, "-m", "pytest", test_file, "-q", "-p", "no:cacheprovider",
+  cmd = [python, "-m", "pytest", flat(test_file), "-q", "-p", "no:cacheprovider",
          f"--timeout={timeout}", f"--junitxml={junit}", "-o", "junit_family=xunit2",
          "-W", "ignore::DeprecationWarning", "-W", "ignore::FutureWarning"]
   t0 = time.time()
@@ -139,7 +177,7 @@ def run_pytest(workdir: Path, test_file: str, junit: Path, timeout: int,
     junit.write_text(
         '<testsuites><testsuite name="pytest"><testcase classname="%s" name="collection">'
         '<error message="pytest exited %d without a junit report"/></testcase>'
-        '</testsuite></testsuites>' % (test_file[:-3], proc.returncode))
+        '</testsuite></testsuites>' % (flat(test_file)[:-3], proc.returncode))
   return dt
 
 
@@ -216,11 +254,25 @@ def main(argv=None) -> int:
                  help="run only one half (the other is read from saved results if any)")
   p.add_argument("--timeout", type=int, default=180, help="per-test timeout, seconds")
   p.add_argument("--keep", action="store_true", help="keep the temp dir")
-  p.add_argument("--out", default=str(RESULTS / "compat.md"))
+  p.add_argument("--out", default=None,
+                 help="report file (default: benchmarks/results/compat.md, "
+                 "or compat_mltransform.md for --suite transforms)")
+  p.add_argument("--suite", choices=("inference", "transforms"), default="inference",
+                 help="which of Beam's test directories to run")
+  p.add_argument("--reference-python", default=sys.executable,
+                 help="interpreter for the reference half (e.g. the venv of "
+                 "benchmarks/reference_tft_venv.sh, which has tensorflow_transform)")
   args = p.parse_args(argv)
 
-  src_dir = beam_inference_dir()
-  files = args.files or [f for f in TEST_FILES if (src_dir / f).exists()]
+  transforms = args.suite == "transforms"
+  test_files = TRANSFORMS_TEST_FILES if transforms else TEST_FILES
+  prefix = TRANSFORMS_PREFIX if transforms else PREFIX
+  swap = swap_transforms_imports if transforms else swap_imports
+  tag = "mlt_" if transforms else ""
+  if args.out is None:
+    args.out = str(RESULTS / ("compat_mltransform.md" if transforms else "compat.md"))
+  src_dir = beam_transforms_dir() if transforms else beam_inference_dir()
+  files = args.files or [f for f in test_files if (src_dir / f).exists()]
   for f in files:
     if not (src_dir / f).exists():
       p.error(f"{f} not found in {src_dir}")
@@ -229,7 +281,7 @@ def main(argv=None) -> int:
   gi = JUNIT_DIR / ".gitignore"
   if not gi.exists():
     gi.write_text("*\n")
-  meta_path = JUNIT_DIR / "reference_meta.json"
+  meta_path = JUNIT_DIR / f"{tag}reference_meta.json"
   meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
 
   have_ours = (REPO / "runinference" / "__init__.py").exists()
@@ -243,13 +295,13 @@ def main(argv=None) -> int:
   runnable = []
   skipped_files: dict[str, str] = {}
   for f in files:
-    ok, missing = available(TEST_FILES.get(f, ()))
+    ok, missing = available(test_files.get(f, ()))
     if ok:
       runnable.append(f)
     else:
       skipped_files[f] = f"`{missing}` not installed"
   prepare(ref_dir, runnable, src_dir, ours=False)
-  prepare(ours_dir, runnable, src_dir, ours=True)
+  prepare(ours_dir, runnable, src_dir, ours=True, swap=swap)
 
   results: dict[str, dict[str, dict[str, str] | None]] = {}
   msgs: dict[str, dict[str, str]] = {}
@@ -257,14 +309,15 @@ def main(argv=None) -> int:
   side_msgs = {"reference": ref_msgs, "ours": msgs}
   times: dict[str, dict[str, float]] = {}
   for f in runnable:
-    stem = f[:-3]
+    stem = tag + flat(f)[:-3]
     results[f] = {"reference": None, "ours": None}
     times[f] = {}
     ref_junit = JUNIT_DIR / f"reference_{stem}.xml"
     if run_ref:
       print(f"[reference] {f} ...", flush=True)
       times[f]["reference"] = run_pytest(ref_dir, f, ref_junit, args.timeout, False,
-                                         JUNIT_DIR / f"reference_{stem}.log")
+                                         JUNIT_DIR / f"reference_{stem}.log",
+                                         python=args.reference_python)
       meta[f] = {"beam": beam_version(), "seconds": round(times[f]["reference"], 1),
                  "when": time.strftime("%Y-%m-%d %H:%M:%S")}
       meta_path.write_text(json.dumps(meta, indent=1))
@@ -290,9 +343,15 @@ def main(argv=None) -> int:
 
   # ---- report -------------------------------------------------------------
   lines = []
-  lines.append("# Compatibility: Beam's RunInference tests on runinference\n")
+  lines.append("# Compatibility: Beam's MLTransform tests on runinference.transforms\n"
+               if transforms else
+               "# Compatibility: Beam's RunInference tests on runinference\n")
+  ref_py = ("" if args.reference_python == sys.executable else
+            f" The reference half ran with `{args.reference_python}`.")
   lines.append(f"Beam {beam_version()} test files from `{src_dir}`; "
-               f"imports `{PREFIX}` swapped for `runinference` in the *ours* copy. "
+               f"imports `{prefix}` swapped for "
+               f"`{'runinference.transforms' if transforms else 'runinference'}` "
+               f"in the *ours* copy.{ref_py} "
                f"Counts are passed/failed/skipped/errors; per-test timeout {args.timeout}s. "
                f"Generated {time.strftime('%Y-%m-%d %H:%M')} by `benchmarks/compat.py`.\n")
   lines.append("| file | reference p/f/s/e | ours p/f/s/e | ours passed / ref passed |")
@@ -377,7 +436,7 @@ def main(argv=None) -> int:
                  "runinference\n")
     lines.extend(gains)
   lines.append("")
-  logs = ", ".join(f"`benchmarks/results/junit/{{reference,ours}}_{f[:-3]}.log`"
+  logs = ", ".join(f"`benchmarks/results/junit/{{reference,ours}}_{tag}{flat(f)[:-3]}.log`"
                    for f in runnable[:1])
   lines.append(f"pytest logs: {logs} (and likewise per file; git-ignored).")
   report = "\n".join(lines) + "\n"

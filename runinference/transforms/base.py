@@ -324,6 +324,8 @@ def _load_step(step: dict, parent: str):
 
 
 _transform_attribute_manager = _JsonTransformAttributeManager
+# The reference's name for it (its artifacts are jsonpickle; ours plain JSON).
+_JsonPickleTransformAttributeManager = _JsonTransformAttributeManager
 
 
 class _MLTransformToPTransformMapper:

@@ -299,6 +299,10 @@ class TFTProcessHandler(ProcessHandler):
           {'columns': {c: getattr(t, '__name__', str(t)) for c, t in types.items()}})
     stages = _plan(self.transforms)
     rows, bad = raw_data, []
+    if schema_kinds:
+      # Rows of a schema'd PCollection would be encoded with its RowCoder
+      # between stages; as dicts they travel as they are.
+      rows = rows | 'ToDict' >> beam.Map(_to_dict).with_output_types(Any)
     for k, stage in enumerate(stages):
       final = k == len(stages) - 1
       side = ()

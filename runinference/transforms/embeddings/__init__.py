@@ -1,0 +1,2 @@
+"""Embedding steps for ``MLTransform`` (``huggingface``: sentence-transformers
+and the Hugging Face Inference API)."""
