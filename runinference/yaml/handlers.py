@@ -23,16 +23,27 @@ from runinference.base import ModelHandler
 from .callables import UserFunction, parse_function
 from .errors import PathPart, YamlConfigError, expect_mapping, reject_unknown
 
-# Type-name prefix -> public framework module (imported only when used).
-_FRAMEWORK_MODULES = (
-    ('Sklearn', 'runinference.sklearn_inference'),
-    ('Pytorch', 'runinference.pytorch_inference'),
-    ('Onnx', 'runinference.onnx_inference'),
-    ('XGBoost', 'runinference.xgboost_inference'),
-    ('TF', 'runinference.tensorflow_inference'),
-    ('HuggingFace', 'runinference.huggingface_inference'),
-    ('TensorRT', 'runinference.tensorrt_inference'),
-)
+
+def _framework_modules() -> list[str]:
+  """The public modules that define handlers: every
+  ``runinference.<framework>_inference``, and ``runinference.remote``
+  (models behind a server)."""
+  import pkgutil
+
+  import runinference
+  return sorted(f'runinference.{m.name}'
+                for m in pkgutil.iter_modules(runinference.__path__)
+                if m.name.endswith('_inference')) + ['runinference.remote']
+
+
+def _spelled_modules(type_name: str) -> list[str]:
+  """Framework modules whose framework ``type_name`` spells
+  (``SklearnModelHandlerNumpy`` -> sklearn_inference)."""
+  lowered = type_name.lower()
+  return [m for m in _framework_modules() if m.endswith('_inference') and
+          m.rsplit('.', 1)[1][:-len('_inference')].replace('_', '') in lowered]
+
+
 _PROCESSING = ('preprocess', 'postprocess')
 _FUNCTION_FORMS = ('callable', 'expression', 'path')
 
@@ -52,7 +63,7 @@ def known_handler_types() -> list[str]:
   """Every handler type name usable in YAML (imports each framework module
   that imports; frameworks that are not installed are left out)."""
   names = []
-  for _, module_name in _FRAMEWORK_MODULES:
+  for module_name in _framework_modules():
     try:
       names += _public_handlers(module_name)
     except ImportError:
@@ -72,17 +83,23 @@ def resolve_handler_class(type_name, path: Sequence[PathPart]) -> type:
     except (ImportError, AttributeError) as e:
       raise YamlConfigError(path, f'cannot import {type_name!r}: {e}') from e
   else:
-    module_name = next((m for prefix, m in _FRAMEWORK_MODULES
-                        if type_name.startswith(prefix)), None)
-    cls = None
-    if module_name is not None:
+    # Look where the name points first; ``TF...`` is found among the rest.
+    spelled = _spelled_modules(type_name)
+    rest = [m for m in _framework_modules() if m not in spelled]
+    cls, missing = None, None
+    for module_name in spelled + rest:
       try:
         cls = _public_handlers(module_name).get(type_name)
-      except ImportError as e:
-        raise YamlConfigError(
-            path, f'{type_name} needs a framework that is not installed '
-            f'({e}); install the matching extra, e.g. '
-            f"pip install 'runinference[sklearn]'") from e
+      except ImportError as e:  # that framework is not installed
+        missing = missing or (e if module_name in spelled else None)
+        continue
+      if cls is not None:
+        break
+    if cls is None and missing is not None:
+      raise YamlConfigError(
+          path, f'{type_name} needs a framework that is not installed '
+          f'({missing}); install the matching extra, e.g. '
+          f"pip install 'runinference[sklearn]'") from missing
     if cls is None:
       raise YamlConfigError(
           path, f'unknown model handler type {type_name!r}; known types: '
