@@ -280,3 +280,12 @@ def test_mltransform_config_errors_name_the_field(tmp_path):
                 transforms=[{'type': 'ScaleTo01', 'config': {'column': ['x']}}])
   with pytest.raises(YamlConfigError, match='write_artifact_location'):
     MLTransform(transforms=[])
+
+
+def test_yaml_reference_lists_every_handler():
+  from pathlib import Path
+
+  from runinference.yaml import known_handler_types
+  doc = (Path(__file__).resolve().parent.parent / 'docs' / 'yaml.md').read_text()
+  missing = [t for t in known_handler_types() if f'| `{t}` |' not in doc]
+  assert not missing, f'docs/yaml.md lacks {missing}'
