@@ -20,6 +20,8 @@ from __future__ import annotations
 import abc
 import concurrent.futures as cf
 import dataclasses
+import difflib
+import inspect
 import logging
 import math
 import random
@@ -120,6 +122,7 @@ class RemoteModelHandler(abc.ABC, ModelHandler[ExampleT, PredictionT, ModelT]):
         range; each wait is jittered.
       **kwargs: batching options of ``ModelHandler`` (``max_batch_size``...).
     """
+    _check_known(type(self).__name__, kwargs)
     super().__init__(**kwargs)
     _check_positive('num_retries', num_retries, allow_zero=True)
     _check_positive('max_concurrent_requests', max_concurrent_requests)
@@ -355,6 +358,16 @@ def _count_error(name: str, got: int, part: _Part):
   return ResultCountError(
       f'{name}.request returned {got} predictions for {part.stop - part.start}'
       ' rows; it must return one per row.')
+
+
+def _check_known(name: str, kwargs: dict) -> None:
+  known = set(inspect.signature(ModelHandler.__init__).parameters) | {
+      'env_vars'}
+  for key in kwargs:
+    if key not in known:
+      close = difflib.get_close_matches(key, sorted(known), n=1)
+      hint = f' Did you mean {close[0]!r}?' if close else ''
+      raise ConfigurationError(f'{name} got an unknown option {key!r}.{hint}')
 
 
 def _check_positive(name: str, value, allow_zero: bool = False) -> None:
