@@ -289,3 +289,23 @@ def test_yaml_reference_lists_every_handler():
   doc = (Path(__file__).resolve().parent.parent / 'docs' / 'yaml.md').read_text()
   missing = [t for t in known_handler_types() if f'| `{t}` |' not in doc]
   assert not missing, f'docs/yaml.md lacks {missing}'
+
+
+def test_default_preprocess_of_a_non_numeric_row_says_what_to_do(tmp_path):
+  model = sklearn_linear(tmp_path / 'five.pkl')
+
+  def bad(rows):
+    assert len(rows) == 1
+    assert 'give the handler a preprocess' in rows[0].msg, rows[0].msg
+  run_yaml(f'''
+- type: Create
+  config:
+    elements: [{{name: a}}]
+- type: RunInference
+  input: Create
+  config:
+    model_handler:
+      type: SklearnModelHandlerNumpy
+      config: {{model_uri: {model}}}
+    error_handling: {{output: failed}}
+''', {'bad': bad}, {'good': 'RunInference', 'bad': 'RunInference.failed'})

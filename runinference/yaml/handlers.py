@@ -19,6 +19,7 @@ import inspect
 from typing import Any, Callable, Optional, Sequence
 
 from runinference.base import ModelHandler
+from runinference.exceptions import InvalidInputError
 
 from .callables import UserFunction, parse_function
 from .errors import PathPart, YamlConfigError, expect_mapping, reject_unknown
@@ -260,7 +261,13 @@ class ModelInput:
     if fields is None:
       return _to_kind(self.kind, row)
     if self.kind in ('numpy', 'tensor', 'tf_tensor'):
-      return _to_kind(self.kind, list(fields.values()))
+      try:
+        return _to_kind(self.kind, list(fields.values()))
+      except (TypeError, ValueError) as e:
+        raise InvalidInputError(
+            f'the row {fields} is not all numbers, so it cannot be the '
+            f'model\'s input vector as it is ({e}); give the handler a '
+            'preprocess, e.g. {expression: "[x, y]"}') from e
     if self.kind in ('pandas', 'keyed_tensor'):
       return _to_kind(self.kind, dict(fields))
     return next(iter(fields.values())) if len(fields) == 1 else dict(fields)
