@@ -335,14 +335,14 @@ def test_keyed_refresh_per_key_and_all_or_nothing(models):
 # -- load-then-swap, without a pipeline -------------------------------------------
 
 
-def _engine(handler):
+def _engine(handler, **options):
   from runinference._core.batching import BatchConfig
   from runinference._core.engine import InferenceEngine
   from runinference._core.failures import ErrorPolicy
   engine = InferenceEngine(
       handler, namespace=None, inference_args=None, policy=ErrorPolicy(),
       batch_config=BatchConfig(), prebatched=False, tag=uuid.uuid4().hex,
-      load_eagerly=True)
+      load_eagerly=True, **options)
   engine.setup()
   return engine
 
@@ -350,11 +350,11 @@ def _engine(handler):
 def test_swap_releases_the_old_model(models):
   engine = _engine(SklearnModelHandlerNumpy(save_model(str(models / 'r_x2.pkl'), 2)))
   old = weakref.ref(engine.holder.get().model)
-  _, out, _ = engine.run([np.array([1.0])])
+  out = engine.run([np.array([1.0])]).outputs
   assert np.isclose(out[0].inference, 2)
   engine.refresh(ModelMetadata(save_model(str(models / 'r_x3.pkl'), 3), 'r3'))
   assert old() is None  # freed at once (no collection needed)
-  _, out, _ = engine.run([np.array([1.0])])
+  out = engine.run([np.array([1.0])]).outputs
   assert np.isclose(out[0].inference, 3)
   assert out[0].model_id.endswith('r_x3.pkl')
   assert engine.metrics.prefix == 'r3_'
@@ -367,7 +367,7 @@ def test_failed_load_keeps_the_old_model(models, caplog):
   engine.refresh(ModelMetadata(save_corrupt(str(models / 'f_x9.pkl')), 'bad'))
   assert engine.holder.get() is current
   assert 'keeps serving' in caplog.text
-  _, out, _ = engine.run([np.array([2.0])])
+  out = engine.run([np.array([2.0])]).outputs
   assert np.isclose(out[0].inference, 4) and out[0].model_id == first
   assert engine.metrics.prefix == ''
 
@@ -377,22 +377,23 @@ def test_background_watcher_loads_while_old_model_serves(models):
   (between batches) once the new model is ready."""
   from runinference._core.refresh import WatchSpec
   first = save_model(str(models / 'g_x2.pkl'), 2)
-  engine = _engine(SklearnModelHandlerNumpy(first))
-  engine.watch_spec = WatchSpec(str(models / '*.pkl'), 0.05, time.time(),
-                                float('inf'))
-  engine.start_watching()
+  engine = _engine(
+      SklearnModelHandlerNumpy(first),
+      watch_spec=WatchSpec(str(models / '*.pkl'), 0.05, time.time(),
+                           float('inf')))
+  engine.refresher.start()
   try:
     save_model(str(models / 'g_x3.pkl'), 3)
     deadline = time.time() + 10
-    while not engine.watcher.pending and time.time() < deadline:
-      _, out, _ = engine.run([np.array([1.0])])  # serving meanwhile
+    while not engine.refresher.pending and time.time() < deadline:
+      out = engine.run([np.array([1.0])]).outputs  # serving meanwhile
       assert np.isclose(out[0].inference, 2)
       time.sleep(0.01)
-    engine.poll_refresh()
-    _, out, _ = engine.run([np.array([1.0])])
+    engine.record_switches(engine.refresher.take())
+    out = engine.run([np.array([1.0])]).outputs
     assert np.isclose(out[0].inference, 3)
   finally:
-    engine.stop_watching()
+    engine.teardown()
 
 
 def test_poller_offers_each_newer_file_once_and_retries_changed_failures(models):

@@ -14,7 +14,8 @@ from apache_beam.transforms.periodicsequence import PeriodicImpulse
 
 from runinference._core.batching import BatchConfig
 from runinference._core.stream_batching import (LocalStreamBatchElements,
-                                           batch_across_bundles)
+                                                StampedBatchElements,
+                                                batch_across_bundles)
 from runinference.base import RunInference
 from runinference.sklearn_inference import SklearnModelHandlerNumpy
 from tests.helpers import EchoBatchHandler
@@ -95,13 +96,18 @@ def _clock():
   return next(_TICKS) * 0.4
 
 
+def _values(stamped_batch):
+  """The values of a batch of (value, timestamp) rows, sorted."""
+  return sorted(value for value, _ in stamped_batch)
+
+
 def test_batch_is_cut_when_its_oldest_element_waited_long_enough():
   p = streaming_pipeline()
   stream = TestStream().add_elements(list(range(10))).advance_watermark_to_infinity()
   cfg = BatchConfig(max_batch_size=100, max_batch_duration_secs=1.0)
   out = (
       p | stream | LocalStreamBatchElements(cfg, clock=_clock)
-      | beam.Map(sorted))
+      | beam.Map(_values))
   # arrivals 0, .4, .8, 1.2 -> cut at the 4th; the last two at the window end
   assert collected(p, out, 'duration') == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
 
@@ -113,7 +119,7 @@ def test_batches_respect_length_buckets_across_bundles():
   cfg = BatchConfig(
       max_batch_size=10, max_batch_duration_secs=60, length_fn=len,
       bucket_boundaries=[5])
-  out = p | stream | LocalStreamBatchElements(cfg) | beam.Map(sorted)
+  out = p | stream | LocalStreamBatchElements(cfg) | beam.Map(_values)
   assert collected(p, out, 'buckets') == [
       ['a', 'bb', 'dd'], ['cccccccccccccccccccc', 'eeeeeeeeeeeeeeeeeeeeeeee']]
 
@@ -168,7 +174,8 @@ def test_distributed_runners_keep_beams_batch_elements():
     runner = FakeRunner()
 
   cfg = BatchConfig(max_batch_duration_secs=1)
-  assert isinstance(batch_across_bundles(FakePipeline(), cfg), beam.BatchElements)
+  assert isinstance(
+      batch_across_bundles(FakePipeline(), cfg), StampedBatchElements)
   local = beam.Pipeline(options=PipelineOptions(runner='DirectRunner'))
   assert isinstance(
       batch_across_bundles(local, cfg), LocalStreamBatchElements)

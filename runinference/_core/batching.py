@@ -6,6 +6,8 @@ import bisect
 import dataclasses
 from typing import Any, Callable, Hashable, Mapping, Optional, Sequence
 
+from ..exceptions import ConfigurationError, RunInferenceError
+
 DEFAULT_MAX_BATCH_SIZE = 10000
 DEFAULT_BUCKET_BOUNDARIES = (16, 32, 64, 128, 256, 512)
 # BatchElements tuning knobs we accept (and honour where they make sense) so
@@ -15,6 +17,11 @@ _PASSTHROUGH_KEYS = frozenset({
     'target_batch_duration_secs_including_fixed_cost', 'variance', 'clock',
     'record_metrics'
 })
+
+
+class ElementFnError(RunInferenceError, ValueError):
+  """An element's ``element_size_fn`` or ``batch_length_fn`` raised (the
+  original error is its ``__cause__``); that element fails on its own."""
 
 
 @dataclasses.dataclass
@@ -44,7 +51,7 @@ class BatchConfig:
     known = {f.name for f in dataclasses.fields(cls)} - {'extra'}
     unknown = sorted(set(kwargs) - known)
     if unknown:
-      raise ValueError(
+      raise ConfigurationError(
           f'Unknown batching option(s) {unknown} in batch_elements_kwargs(). '
           f'Valid options: {sorted(known | _PASSTHROUGH_KEYS)}.')
     cfg = cls(**{k: v for k, v in kwargs.items() if v is not None}, extra=extra)
@@ -58,40 +65,45 @@ class BatchConfig:
     def positive_int(name):
       value = getattr(self, name)
       if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(
+        raise ConfigurationError(
             f'{name} must be a positive integer, got {value!r}. '
             f'Set it in the model handler, e.g. {name}=32.')
 
     positive_int('min_batch_size')
     positive_int('max_batch_size')
     if self.min_batch_size > self.max_batch_size:
-      raise ValueError(
+      raise ConfigurationError(
           f'min_batch_size ({self.min_batch_size}) is larger than '
           f'max_batch_size ({self.max_batch_size}); lower min_batch_size or '
           'raise max_batch_size.')
     if self.max_batch_duration_secs is not None and not (
         self.max_batch_duration_secs > 0):
-      raise ValueError(
+      raise ConfigurationError(
           'max_batch_duration_secs must be > 0 seconds, got '
           f'{self.max_batch_duration_secs!r}.')
     if self.max_batch_weight is not None:
       positive_int('max_batch_weight')
       if self.element_size_fn is None:
-        raise ValueError(
+        raise ConfigurationError(
             'max_batch_weight needs element_size_fn, the function that gives '
             'each element its weight (e.g. element_size_fn=len).')
+    elif self.element_size_fn is not None:
+      raise ConfigurationError(
+          'element_size_fn is set but max_batch_weight is not, so it would '
+          'be ignored: set max_batch_weight (the most total weight in one '
+          'batch, e.g. max_batch_weight=4096), or drop element_size_fn.')
     for name in ('element_size_fn', 'length_fn'):
       fn = getattr(self, name)
       if fn is not None and not callable(fn):
-        raise ValueError(f'{name} must be callable, got {fn!r}.')
+        raise ConfigurationError(f'{name} must be callable, got {fn!r}.')
     if self.bucket_boundaries is not None:
       if self.length_fn is None:
-        raise ValueError(
+        raise ConfigurationError(
             'batch_bucket_boundaries needs batch_length_fn, the function '
             'that gives each element its length (e.g. batch_length_fn=len).')
       b = list(self.bucket_boundaries)
       if not b or any(x <= 0 for x in b) or b != sorted(b):
-        raise ValueError(
+        raise ConfigurationError(
             'batch_bucket_boundaries must be a non-empty sorted list of '
             f'positive numbers, got {self.bucket_boundaries!r}.')
     elif self.length_fn is not None:
@@ -161,12 +173,26 @@ class Batcher:
   def __len__(self) -> int:
     return len(self.buffer) + sum(len(b) for b in self._buffers.values())
 
+  @staticmethod
+  def weigh(fn: Callable[[Any], Any], value) -> Any:
+    """``fn(value)`` for a user's size or length function; its failure is
+    raised as ``ElementFnError``."""
+    try:
+      return fn(value)
+    except Exception as exc:  # pylint: disable=broad-except
+      name = getattr(fn, '__name__', type(fn).__name__)
+      raise ElementFnError(
+          f'{name}({value!r:.100}) raised {exc!r}; the element fails on its '
+          'own.') from exc
+
   def _bucket(self, value) -> Hashable:
     if self._length_fn is None:
       return None
-    return bisect.bisect_right(self._bounds, self._length_fn(value))
+    return bisect.bisect_right(self._bounds, self.weigh(self._length_fn, value))
 
   def add(self, item, value) -> Optional[list]:
+    """Adds ``item``; returns a full batch, or None. Raises
+    ``ElementFnError`` (adding nothing) when a size/length fn fails."""
     if self.simple:
       buf = self.buffer
       buf.append(item)
@@ -175,12 +201,12 @@ class Batcher:
         return buf
       return None
     key = self._bucket(value)
+    weight = 0 if self._size_fn is None else self.weigh(self._size_fn, value)
     buf = self._buffers.get(key)
     if buf is None:
       buf = self._buffers[key] = []
       self._weights[key] = 0
     if self._size_fn is not None:
-      weight = self._size_fn(value)
       if buf and self._weights[key] + weight > self._max_weight:
         full = buf
         self._buffers[key] = [item]
@@ -201,22 +227,6 @@ class Batcher:
     self._buffers.clear()
     self._weights.clear()
     return batches
-
-
-def split_by_weight(items: list, values: Sequence, cfg: BatchConfig) -> list:
-  """Splits one pre-made batch so no part weighs over ``max_batch_weight``."""
-  if not cfg.max_batch_weight or not items:
-    return [items]
-  parts, part, weight = [], [], 0
-  for item, value in zip(items, values):
-    w = cfg.element_size_fn(value)
-    if part and weight + w > cfg.max_batch_weight:
-      parts.append(part)
-      part, weight = [], 0
-    part.append(item)
-    weight += w
-  parts.append(part)
-  return parts
 
 
 def shape_key(x) -> Hashable:

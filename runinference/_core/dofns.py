@@ -10,7 +10,8 @@ import apache_beam as beam
 from apache_beam.pvalue import TaggedOutput
 from apache_beam.transforms.window import GlobalWindows
 
-from .engine import InferenceEngine, _Failed
+from .engine import InferenceEngine, Rejected, RunResult
+from .stream_batching import unstamp
 
 _global_wv = GlobalWindows.windowed_value
 # Returned by process while an element waits in the batch (Beam warns about
@@ -18,13 +19,11 @@ _global_wv = GlobalWindows.windowed_value
 _NOTHING = ()
 
 
-def _failed(value) -> bool:
-  return type(value) is tuple and len(value) == 3 and value[0] is _Failed
-
-
 class _EngineDoFn(beam.DoFn):
-  def __init__(self, engine: InferenceEngine):
+  def __init__(self, engine: InferenceEngine, stamped_batches: bool = False):
     self._engine = engine
+    # Elements are batches cut across bundles, each row with its timestamp.
+    self._stamped = stamped_batches
 
   def setup(self):
     self._engine.setup()
@@ -32,9 +31,14 @@ class _EngineDoFn(beam.DoFn):
   def finish_bundle(self):
     outputs = []
     for batch in self._engine.batcher.drain():
-      outputs.extend(self._finish_outputs(batch))
+      outputs.extend(self._finish_outputs(self._engine.run(batch, self._value_of)))
     self._engine.check_threshold()
     return outputs
+
+  def teardown(self):
+    self._engine.teardown()
+
+  _value_of = None
 
 
 class GlobalBatchDoFn(_EngineDoFn):
@@ -58,26 +62,28 @@ class GlobalBatchDoFn(_EngineDoFn):
     engine = self._engine
     if engine.preprocess_fns:
       element = engine.preprocess(element)
-      if _failed(element):
-        return [TaggedOutput(element[1], element[2])]
+      if type(element) is Rejected:
+        return [TaggedOutput(element.tag, element.record)]
     if engine.prebatched:
       batch = [element]
     else:
-      batch = engine.batcher.add(element, element)
+      batch = engine.add(element, element)
       if batch is None:
         return _NOTHING
+      if type(batch) is Rejected:
+        return [TaggedOutput(batch.tag, batch.record)]
     return self._outputs(batch)
 
   def _outputs(self, batch):
-    _, outputs, dead = self._engine.run(batch)
-    if dead:
-      outputs = outputs + [TaggedOutput(tag, rec) for _, tag, rec in dead]
+    result = self._engine.run(batch)
+    outputs = result.outputs
+    if result.dead:
+      outputs = outputs + [TaggedOutput(d.tag, d.record) for d in result.dead]
     return outputs
 
-  def _finish_outputs(self, batch):
-    _, outputs, dead = self._engine.run(batch)
-    out = [_global_wv(o) for o in outputs]
-    out.extend(TaggedOutput(tag, _global_wv(rec)) for _, tag, rec in dead)
+  def _finish_outputs(self, result: RunResult):
+    out = [_global_wv(o) for o in result.outputs]
+    out.extend(TaggedOutput(d.tag, _global_wv(d.record)) for d in result.dead)
     return out
 
 
@@ -88,6 +94,8 @@ def _value(wv):
 class WindowedBatchDoFn(_EngineDoFn):
   """Batches within a bundle across windows; each result keeps the
   timestamp, window and pane of its own input element."""
+  _value_of = staticmethod(_value)
+
   def process(
       self, element, window=beam.DoFn.WindowParam,
       wv=beam.DoFn.WindowedValueParam):
@@ -95,23 +103,28 @@ class WindowedBatchDoFn(_EngineDoFn):
 
   def _handle(self, element, wv):
     engine = self._engine
+    if self._stamped:
+      return self._finish_outputs(
+          engine.run(unstamp(element, wv), _value, cut_elsewhere=True))
     if engine.preprocess_fns:
       element = engine.preprocess(element)
-      if _failed(element):
-        return [TaggedOutput(element[1], wv.with_value(element[2]))]
+      if type(element) is Rejected:
+        return [TaggedOutput(element.tag, wv.with_value(element.record))]
       wv = wv.with_value(element)
     if engine.prebatched:
       batch = [wv]
     else:
-      batch = engine.batcher.add(wv, element)
+      batch = engine.add(wv, element)
       if batch is None:
         return _NOTHING
-    return self._finish_outputs(batch)
+      if type(batch) is Rejected:
+        return [TaggedOutput(batch.tag, wv.with_value(batch.record))]
+    return self._finish_outputs(engine.run(batch, _value))
 
-  def _finish_outputs(self, batch):
-    items, outputs, dead = self._engine.run(batch, _value)
-    out = [item.with_value(o) for item, o in zip(items, outputs)]
-    out.extend(TaggedOutput(tag, item.with_value(rec)) for item, tag, rec in dead)
+  def _finish_outputs(self, result: RunResult):
+    out = [item.with_value(o) for item, o in zip(result.items, result.outputs)]
+    out.extend(
+        TaggedOutput(d.tag, d.item.with_value(d.record)) for d in result.dead)
     return out
 
 
@@ -122,7 +135,7 @@ class SideInputDoFn(WindowedBatchDoFn):
   on what its watcher has loaded in the background."""
   def setup(self):
     super().setup()
-    self._engine.start_watching()
+    self._engine.refresher.start()
 
   def process(
       self,
@@ -132,15 +145,16 @@ class SideInputDoFn(WindowedBatchDoFn):
       window=beam.DoFn.WindowParam,
       wv=beam.DoFn.WindowedValueParam):
     engine = self._engine
+    refresher = engine.refresher
     if inference_args is not None:
       engine.inference_args = inference_args
     # Elements buffered before a switch run on the model they arrived under.
     before = None
-    if engine.watcher is not None:
-      if engine.watcher.pending:
+    if refresher.watcher is not None:
+      if refresher.pending:
         before = self._drain()
-        engine.poll_refresh()
-    elif model_metadata is not None and engine.wants_refresh(model_metadata):
+        engine.record_switches(refresher.take())
+    elif model_metadata is not None and refresher.wants(model_metadata):
       before = self._drain()
       engine.refresh(model_metadata)
     outputs = self._handle(element, wv)
@@ -151,11 +165,8 @@ class SideInputDoFn(WindowedBatchDoFn):
   def _drain(self):
     outputs = []
     for batch in self._engine.batcher.drain():
-      outputs.extend(self._finish_outputs(batch))
+      outputs.extend(self._finish_outputs(self._engine.run(batch, _value)))
     return outputs
-
-  def teardown(self):
-    self._engine.stop_watching()
 
 
 class PreprocessDoFn(beam.DoFn):
@@ -166,6 +177,6 @@ class PreprocessDoFn(beam.DoFn):
 
   def process(self, element):
     element = self._engine.preprocess(element)
-    if _failed(element):
-      return [TaggedOutput(element[1], element[2])]
+    if type(element) is Rejected:
+      return [TaggedOutput(element.tag, element.record)]
     return [element]

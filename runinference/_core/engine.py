@@ -1,36 +1,53 @@
-"""The inference step as a plain object: batching, model holding, failure
-isolation and metrics composed; the DoFns in ``_dofn`` are thin shells."""
+"""The batch runner: one model call per batch with timeout and metrics,
+ragged batches split by shape, failing batches bisected to their bad rows,
+then post-processing. The DoFns in ``dofns`` are thin shells around it;
+refresh lives in ``refresher``."""
 from __future__ import annotations
 
+import dataclasses
 import gc
-import logging
 import time
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Sequence
 
 from ..exceptions import ResultCountError
-from .batching import Batcher, BatchConfig, group_by_shape, split_by_weight
-from .failures import (FAILED_INFERENCES, ErrorPolicy, TimeoutRunner, describe,
-                      postprocess_tag, preprocess_tag)
+from .batching import Batcher, BatchConfig, ElementFnError, group_by_shape
+from .failures import (FAILED_INFERENCES, DeadLetter, ErrorPolicy,
+                       bisect_failures, describe, postprocess_tag,
+                       preprocess_tag)
 from .metrics import MetricsCollector
 from .model_holder import ModelHolder
-from .refresh import ModelWatcher, refresh_target
+from .refresh import WatchSpec
+from .refresher import RECENT_EXAMPLES, CandidateCheck, Refresher, SwitchOutcome
 from .step import ModelStep
+from .timeouts import TimeoutRunner, TooManyHungCalls
 
-_LOGGER = logging.getLogger(__name__)
+
+@dataclasses.dataclass
+class RunResult:
+  """A batch's outcome: ``outputs[i]`` belongs to ``items[i]``; ``dead``
+  holds the records for the dead-letter outputs."""
+  items: list
+  outputs: list
+  dead: list[DeadLetter]
 
 
-class _Failed(Exception):
-  """Marks an element that failed a pre/postprocessing step."""
+@dataclasses.dataclass(frozen=True)
+class Rejected:
+  """An element that failed before batching (a preprocessing function, or
+  its ``element_size_fn``/``batch_length_fn``): where it goes instead."""
+  tag: str
+  record: Any
 
 
 class InferenceEngine(ModelStep):
   """Runs a model handler over batches of items.
 
   ``items`` are whatever the caller carries (plain values, or Beam
-  WindowedValues); ``value_of`` gives the model input of an item. Every call
-  returns ``(main, dead)``: ``main`` a list of ``(item, output)``-aligned
-  pairs as two lists, ``dead`` a list of ``(item, tag, record)``.
+  WindowedValues); ``value_of`` gives the model input of an item.
   """
+  _RUNTIME = ('metrics', 'counts', 'batcher', 'timeout_runner', 'model_name',
+              'refresher')
+
   def __init__(
       self,
       handler,
@@ -42,9 +59,23 @@ class InferenceEngine(ModelStep):
       prebatched: bool,
       tag: str,
       load_eagerly: bool,
-      clock=time):
+      clock=time,
+      run_preprocess: bool = True,
+      watch_spec: Optional[WatchSpec] = None,
+      refreshable: bool = False,
+      refresh_sample: Optional[Sequence] = None):
+    """
+    Args:
+      prebatched: each item is a whole batch (``with_no_batching``).
+      run_preprocess: False when preprocessing runs as a step of its own.
+      watch_spec: a file pattern to poll for new models.
+      refreshable: the model may be switched (keep recent examples to check
+        a candidate with).
+      refresh_sample: examples to check a refresh candidate with.
+    """
     self.handler = handler
-    self.preprocess_fns = list(handler.get_preprocess_fns())
+    self.preprocess_fns = (
+        list(handler.get_preprocess_fns()) if run_preprocess else [])
     self.postprocess_fns = list(handler.get_postprocess_fns())
     self.namespace = namespace or handler.get_metrics_namespace()
     self.inference_args = inference_args
@@ -53,93 +84,56 @@ class InferenceEngine(ModelStep):
     self.prebatched = prebatched
     self.load_eagerly = load_eagerly
     self.clock = clock
+    self.watch_spec = watch_spec
+    self.keep_recent = refreshable or watch_spec is not None
+    self.refresh_sample = (
+        None if refresh_sample is None else list(refresh_sample))
     self.holder = ModelHolder(handler, tag, clock)
     self._init_runtime()
 
-  _RUNTIME = ('metrics', 'batcher', 'timeout_runner', 'counts', 'model_name',
-              'watcher', '_current_model_id')
-
-  def _init_runtime(self):
+  def _init_runtime(self) -> None:
     super()._init_runtime()
     self.batcher = Batcher(self.batch_config)
     self.timeout_runner = TimeoutRunner(self.policy.timeout)
     self.model_name = ''
+    self.refresher = Refresher(
+        self.holder, self.watch_spec, CandidateCheck(self.refresh_sample),
+        lambda: self.inference_args)
 
   def setup(self) -> None:
     self.setup_model(self.load_eagerly)
 
-  # -- refresh ---------------------------------------------------------------
-  # Load first, then swap: the current model serves until the new one is
-  # loaded; one that fails to load is logged and counted and changes nothing.
-  watch_spec = None  # a WatchSpec: poll a file pattern (set by RunInference)
-  watcher = None
+  def teardown(self) -> None:
+    self.refresher.stop()
+    self.timeout_runner.close()
 
-  def wants_refresh(self, metadata) -> bool:
-    """Whether ``metadata`` (a side input's value) names another model."""
-    target = refresh_target(metadata)
-    return target is not None and target[1] != getattr(
-        self, '_current_model_id', None)
+  # -- refresh (recorded here: metrics belong to the serving thread) ----------
+  def record_switches(self, outcomes: Sequence[SwitchOutcome]) -> None:
+    for outcome in outcomes:
+      if outcome.loaded is None:
+        if self.metrics is not None:
+          counter = (self.metrics.model_refresh_rejected if outcome.rejected
+                     else self.metrics.model_load_failures)
+          counter.inc()
+        continue
+      if outcome.name and self.metrics is not None:
+        self.model_name = outcome.name
+        self.metrics = MetricsCollector(self.namespace, outcome.name)
+      if self.metrics is not None:
+        self.metrics.model_swaps.inc()
+        self.metrics.update_load_model_metrics(
+            outcome.loaded.load_ms, outcome.loaded.byte_size)
 
   def refresh(self, metadata) -> None:
-    """Switch to the model in ``metadata`` (a side input's value) now."""
-    if not self.wants_refresh(metadata):
-      return
-    path, model_id, name = refresh_target(metadata)
-    self._current_model_id = model_id
-    try:
-      prepared = self.holder.prepare(path, model_id)
-    except Exception:  # pylint: disable=broad-except
-      _LOGGER.exception(
-          'Model refresh to %r failed; the current model keeps serving.',
-          model_id)
-      self._refresh_failed()
-      return
-    self._switch(prepared, name)
+    """Switches to the model ``metadata`` (a side input's value) names."""
+    outcome = self.refresher.switch(metadata)
+    if outcome is not None:
+      self.record_switches([outcome])
 
-  def start_watching(self) -> None:
-    """Poll ``watch_spec`` in the background; a newer file already there is
-    loaded now and served from the first element on."""
-    if self.watch_spec is None or self.watcher is not None:
-      return
-    self.watcher = ModelWatcher(
-        self.watch_spec, lambda md: self.holder.prepare(md.model_id, md.model_id))
-    self.watcher.poll()
-    self.watcher.start()
-
-  def stop_watching(self) -> None:
-    if self.watcher is not None:
-      self.watcher.stop()
-      self.watcher = None
-
-  def poll_refresh(self) -> None:
-    """Switch to a model the watcher has loaded, if any (cheap otherwise)."""
-    watcher = self.watcher
-    if watcher is None or not watcher.pending:
-      return
-    for event in watcher.take():
-      if event.error is not None:
-        self._refresh_failed()
-      else:
-        self._current_model_id = event.metadata.model_id
-        self._switch(event.prepared, event.metadata.model_name)
-
-  def _refresh_failed(self) -> None:
-    if self.metrics is not None:
-      self.metrics.model_load_failures.inc()
-
-  def _switch(self, prepared, name: str) -> None:
-    loaded = self.holder.commit(prepared)
-    if name and self.metrics is not None:
-      self.model_name = name
-      self.metrics = MetricsCollector(self.namespace, name)
-    if self.metrics is not None:
-      self.metrics.model_swaps.inc()
-      self.metrics.update_load_model_metrics(loaded.load_ms, loaded.byte_size)
-
-  # -- per element -------------------------------------------------------------
+  # -- per element ------------------------------------------------------------
   def preprocess(self, value):
-    """Runs the preprocessing fns; returns the value, or ``(_Failed, tag,
-    record)`` when one of them fails and exception handling is on."""
+    """Runs the preprocessing fns; returns the value, or ``Rejected`` when
+    one of them fails and exception handling is on."""
     # get_preprocess_fns() lists them in the order they run (the last
     # applied first); dead-letter indices follow that order.
     for i, fn in enumerate(self.preprocess_fns):
@@ -150,66 +144,114 @@ class InferenceEngine(ModelStep):
         if not self.policy.catches(exc):
           raise
         self.counts[1] += 1
-        return (_Failed, preprocess_tag(i), (original, describe(exc)))
+        return Rejected(preprocess_tag(i), (original, describe(exc)))
     return value
 
-  # -- per batch ---------------------------------------------------------------
-  def run(self, items: list, value_of: Optional[Callable[[Any], Any]] = None):
-    """Runs one batch. Returns ``(main_items, outputs, dead)``."""
+  def add(self, item, value):
+    """Adds an item to the batcher: a full batch, None, or ``Rejected`` when
+    the element's size or length function fails on it."""
+    try:
+      return self.batcher.add(item, value)
+    except ElementFnError as err:
+      return self._rejected(value, err)
+
+  def _rejected(self, value, err: ElementFnError) -> Rejected:
+    exc = err.__cause__ or err
+    if not self.policy.catches(exc):
+      raise exc
+    self.counts[0] += 1
+    self.counts[1] += 1
+    return Rejected(FAILED_INFERENCES, ([value], describe(exc)))
+
+  # -- per batch --------------------------------------------------------------
+  def run(self, items: list,
+          value_of: Optional[Callable[[Any], Any]] = None,
+          cut_elsewhere: bool = False) -> RunResult:
+    """Runs one batch (with ``prebatched``, one batch per item). A batch
+    ``cut_elsewhere`` (across bundles) is split to ``max_batch_weight``."""
     if not gc.isenabled():
-      return self._run(items, value_of)
+      return self._run(items, value_of, cut_elsewhere)
     # A batch allocates one result object per example at once; with the
     # cyclic GC on, that triggers repeated collections over the whole heap
     # (measured: ~10x the cost of building the results). One collection
     # after the batch does the same work once.
     gc.disable()
     try:
-      return self._run(items, value_of)
+      return self._run(items, value_of, cut_elsewhere)
     finally:
       gc.enable()
 
-  def _run(self, items: list, value_of: Optional[Callable[[Any], Any]]):
+  def _run(self, items: list, value_of, cut_elsewhere: bool) -> RunResult:
     if self.metrics is not None:
       self.metrics.flush_cached()
-    values = items if value_of is None else [value_of(x) for x in items]
     if self.prebatched:
-      return self._run_prebatched(items, values)
+      return self._run_prebatched(items, value_of)
+    values = items if value_of is None else [value_of(x) for x in items]
+    result = RunResult([], [], [])
+    if cut_elsewhere and self.batch_config.max_batch_weight:
+      for part_items, part_values in self._split_by_weight(
+          items, values, result):
+        self._run_one(part_items, part_values, result)
+    else:
+      self._run_one(items, values, result)
+    return result
+
+  def _run_one(self, items: list, values: list, result: RunResult) -> None:
     self.counts[0] += len(items)
-    results, failures = self._infer(values)
-    dead = []
+    outputs, failures = self._infer(values)
     if failures:
-      ok = set(range(len(items))) - {i for i, _ in failures}
+      bad = set()
       for i, exc in failures:
-        dead.append((items[i], FAILED_INFERENCES, ([values[i]], describe(exc))))
+        bad.add(i)
+        result.dead.append(
+            DeadLetter(items[i], FAILED_INFERENCES, ([values[i]], describe(exc))))
       self.counts[1] += len(failures)
-      keep = sorted(ok)
+      keep = [i for i in range(len(items)) if i not in bad]
       items = [items[i] for i in keep]
-      results = [results[i] for i in keep]
+      outputs = [outputs[i] for i in keep]
     if self.postprocess_fns:
-      items, results = self._postprocess(items, results, dead)
-    return items, results, dead
+      items, outputs = self._postprocess(items, outputs, result.dead)
+    if not result.outputs:
+      result.items, result.outputs = items, outputs
+    else:
+      result.items.extend(items)
+      result.outputs.extend(outputs)
 
-  def _run_prebatched(self, items, batches):
+  def _run_prebatched(self, items: list, value_of) -> RunResult:
     # Each item is a whole batch (with_no_batching, or BatchElements upstream).
-    out_items, outputs, dead = [], [], []
-    for item, batch in zip(items, batches):
-      batch = list(batch)
-      for part in split_by_weight(batch, batch, self.batch_config):
-        self.counts[0] += len(part)
-        results, failures = self._infer(part)
-        bad = {i for i, _ in failures}
-        for i, exc in failures:
-          dead.append((item, FAILED_INFERENCES, ([part[i]], describe(exc))))
-        self.counts[1] += len(failures)
-        good = [results[i] for i in range(len(part)) if i not in bad]
-        good_items = [item] * len(good)
-        if self.postprocess_fns:
-          good_items, good = self._postprocess(good_items, good, dead)
-        out_items.extend(good_items)
-        outputs.extend(good)
-    return out_items, outputs, dead
+    result = RunResult([], [], [])
+    for item in items:
+      batch = list(item if value_of is None else value_of(item))
+      parts = self._split_by_weight([item] * len(batch), batch, result)
+      for part_items, part in parts:
+        self._run_one(part_items, part, result)
+    return result
 
-  def _postprocess(self, items, results, dead):
+  def _split_by_weight(self, items: list, values: list, result: RunResult):
+    """Parts of a batch cut elsewhere, each within ``max_batch_weight``;
+    an element whose weight cannot be computed goes to ``result.dead``."""
+    cfg = self.batch_config
+    if not cfg.max_batch_weight or not items:
+      return [(items, values)]
+    parts, part_items, part, weight = [], [], [], 0
+    for item, value in zip(items, values):
+      try:
+        w = Batcher.weigh(cfg.element_size_fn, value)
+      except ElementFnError as err:
+        rej = self._rejected(value, err)
+        result.dead.append(DeadLetter(item, rej.tag, rej.record))
+        continue
+      if part and weight + w > cfg.max_batch_weight:
+        parts.append((part_items, part))
+        part_items, part, weight = [], [], 0
+      part_items.append(item)
+      part.append(value)
+      weight += w
+    if part:
+      parts.append((part_items, part))
+    return parts
+
+  def _postprocess(self, items, results, dead: list[DeadLetter]):
     fns = self.postprocess_fns
     out_items, out = [], []
     for item, result in zip(items, results):
@@ -219,7 +261,8 @@ class InferenceEngine(ModelStep):
         except Exception as exc:  # pylint: disable=broad-except
           if not self.policy.catches(exc):
             raise
-          dead.append((item, postprocess_tag(i), (result, describe(exc))))
+          dead.append(DeadLetter(item, postprocess_tag(i),
+                                 (result, describe(exc))))
           self.counts[1] += 1
           break
       else:
@@ -248,7 +291,13 @@ class InferenceEngine(ModelStep):
     self.batcher.sizer.observe(n, nanos / 1e9)
     if self.metrics is not None:
       self.metrics.update(n, handler.get_num_bytes(values), nanos // 1000)
+    if self.keep_recent:
+      self.refresher.check.recent = values[:RECENT_EXAMPLES]
     return results
+
+  def _on_timeout(self, exc: BaseException) -> None:
+    if not isinstance(exc, TooManyHungCalls):
+      self.holder.drop()  # the hung call may have left it unusable
 
   def _infer(self, values: list):
     """Results aligned with ``values`` (None where failed) and the failures
@@ -270,32 +319,14 @@ class InferenceEngine(ModelStep):
       return results, failures
     if self.metrics is not None:
       self.metrics.failed_batches_counter.inc()
-    if not self.policy.catches(first):
-      raise first
-    if isinstance(first, TimeoutError):
-      self.holder.drop()
-      return results, [(i, first) for i in range(len(values))]
-    self._bisect(values, list(range(len(values))), first, results, failures)
+    outcome = bisect_failures(
+        len(values), lambda lo, hi: self._call(values[lo:hi]), first,
+        catches=self.policy.catches, on_timeout=self._on_timeout,
+        enabled=self.policy.bisect)
+    for ok in outcome.results:
+      results[ok.start:ok.stop] = ok.value
+    for bad in outcome.failures:
+      failures.extend((i, bad.error) for i in bad.indices())
     if self.metrics is not None:
       self.metrics.failed_elements.inc(len(failures))
     return results, failures
-
-  def _bisect(self, values, idx, exc, results, failures):
-    if len(idx) == 1 or not self.policy.bisect:
-      failures.extend((i, exc) for i in idx)
-      return
-    mid = len(idx) // 2
-    for half in (idx[:mid], idx[mid:]):
-      try:
-        sub = self._call([values[i] for i in half])
-      except BaseException as e:  # pylint: disable=broad-except
-        if not self.policy.catches(e):
-          raise
-        if isinstance(e, TimeoutError):
-          self.holder.drop()
-          failures.extend((i, e) for i in half)
-          continue
-        self._bisect(values, half, e, results, failures)
-      else:
-        for i, r in zip(half, sub):
-          results[i] = r

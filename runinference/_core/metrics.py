@@ -37,6 +37,7 @@ class MetricsCollector:
     self.load_model_latency_milli_secs = dist('load_model_latency_milli_secs')
     self.model_load_failures = counter('model_load_failures')
     self.model_swaps = counter('model_swaps')
+    self.model_refresh_rejected = counter('model_refresh_rejected')
     self._pending_load: Optional[tuple[int, int]] = None
 
   def update(self, num_elements: int, num_bytes: int, latency_us: int) -> None:

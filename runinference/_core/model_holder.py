@@ -5,18 +5,21 @@ from __future__ import annotations
 
 import collections
 import copy
+import dataclasses
 import gc
 import logging
 import os
-import random
 import threading
 import time
 import uuid
 import weakref
-from typing import Any, Callable, Optional
+from types import MappingProxyType
+from typing import Any, Callable, Mapping, Optional
 
 from apache_beam.utils import multi_process_shared
 from apache_beam.utils import shared
+
+from .integrity import verify_model_file
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -39,6 +42,28 @@ class LoadedModel:
     self.model_id = model_id
     self.load_ms = load_ms
     self.byte_size = byte_size
+
+
+@dataclasses.dataclass
+class ModelServers:
+  """Model server processes (``MultiProcessShared``) and their proxies, one
+  ``LoadedModel`` per copy."""
+  servers: list
+  loaded: list[LoadedModel]
+
+  def release(self) -> None:
+    for server in self.servers:
+      _release(server)
+    self.servers = []
+
+
+@dataclasses.dataclass
+class PreparedModel:
+  """A model loaded beside the serving one by ``ModelHolder.prepare``:
+  ``commit`` switches to it, ``discard`` releases it."""
+  handler: Any
+  loaded: LoadedModel
+  servers: Optional[ModelServers] = None
 
 
 def timed_load(load: Callable[[], Any], model_id: Optional[str],
@@ -97,43 +122,44 @@ class ModelHolder:
     return self._loaded
 
   def _load(self, handler, version: str) -> LoadedModel:
-    model_id = getattr(handler, 'model_location', None)
+    model_id = handler.model_location
     if handler.share_model_across_processes():
       return self._load_copies(handler, version, model_id)
-    return _shared_for(self._tag).acquire(
-        lambda: timed_load(handler.load_model, model_id, self._clock),
-        tag=version)
+
+    def load():
+      verify_model_file(handler)
+      return timed_load(handler.load_model, model_id, self._clock)
+
+    return _shared_for(self._tag).acquire(load, tag=version)
 
   def _load_copies(self, handler, version, model_id) -> LoadedModel:
-    new_mps, loaded = self._start_copies(handler, version, model_id)
+    servers = self._start_copies(handler, version, model_id)
     self._release_mps()
-    self._mps = new_mps
-    self._copies = loaded
-    return loaded[0]
+    self._mps = servers.servers
+    self._copies = servers.loaded
+    return servers.loaded[0]
 
-  def _start_copies(self, handler, version, model_id):
+  def _start_copies(self, handler, version, model_id) -> ModelServers:
     # model_copies() model servers per machine, each a process of its own;
     # batches are sent to them in turn.
+    verify_model_file(handler)
     copies = max(1, int(handler.model_copies()))
-    new_mps, loaded = [], []
+    servers = ModelServers([], [])
     for i in range(copies):
       start = self._clock.time_ns()
       mps = multi_process_shared.MultiProcessShared(
           handler.load_model, tag=f'{self._tag}-{version}-{i}',
           always_proxy=True)
       proxy = mps.acquire()
-      new_mps.append((mps, proxy))
-      loaded.append(LoadedModel(
+      servers.servers.append((mps, proxy))
+      servers.loaded.append(LoadedModel(
           proxy, model_id, (self._clock.time_ns() - start) // 1_000_000, 0))
-    return new_mps, loaded
+    return servers
 
   def _release_mps(self):
     old, self._mps, self._copies = self._mps, [], []
-    for mps, proxy in old:
-      try:
-        mps.release(proxy)
-      except Exception:  # pylint: disable=broad-except
-        _LOGGER.debug('releasing a shared model failed', exc_info=True)
+    for server in old:
+      _release(server)
 
   def get(self) -> LoadedModel:
     """The current model, loaded on first use (with several copies, the
@@ -152,40 +178,45 @@ class ModelHolder:
     self._tag = f'{self._tag}+'
     gc.collect()
 
-  def prepare(self, model_path, model_id: str) -> tuple:
+  def prepare(self, model_path, model_id: str) -> PreparedModel:
     """Loads the model at ``model_path`` (or, for a multi-model
     KeyedModelHandler, a list of KeyModelPathMapping) beside the current one,
     changing nothing yet: ``commit`` switches to it. Safe to call from another
     thread while this holder serves; if it raises, nothing changed."""
     new_handler = copy.deepcopy(self._handler)
-    copies = None
     if not isinstance(model_path, list):
       new_handler.update_model_path(model_path)
       version = f'v-{model_id}'
       if new_handler.share_model_across_processes():
-        copies = self._start_copies(new_handler, version, model_id)
-        new = copies[1][0]
-      else:
-        new = self._load(new_handler, version)
+        servers = self._start_copies(new_handler, version, model_id)
+        servers.loaded[0].model_id = model_id
+        return PreparedModel(new_handler, servers.loaded[0], servers)
+      new = self._load(new_handler, version)
       new.model_id = model_id
-    else:  # per-key mappings for a multi-model KeyedModelHandler
-      old = self.get()
-      # Update a copy of the model manager, so that a mapping that fails to
-      # load leaves every key on its current model.
-      clone = getattr(old.model, 'clone', None)
-      model = clone() if callable(clone) else old.model
-      new_handler.update_model_paths(model, model_path)
-      new = LoadedModel(model, model_id, 0, 0)
-    return new_handler, new, copies
+      return PreparedModel(new_handler, new)
+    # Per-key mappings for a multi-model KeyedModelHandler: update a copy of
+    # the model manager, so that a mapping that fails to load leaves every
+    # key on its current model.
+    old = self.get()
+    model = old.model.clone() if isinstance(
+        old.model, KeyedModelManager) else old.model
+    new_handler.update_model_paths(model, model_path)
+    return PreparedModel(new_handler, LoadedModel(model, model_id, 0, 0))
 
-  def commit(self, prepared: tuple) -> LoadedModel:
+  @staticmethod
+  def discard(prepared: PreparedModel) -> None:
+    """Releases a prepared model that will not be committed."""
+    if prepared.servers is not None:
+      prepared.servers.release()
+
+  def commit(self, prepared: PreparedModel) -> LoadedModel:
     """Switches to a model from ``prepare``; the old one is released."""
-    new_handler, new, copies = prepared
+    new = prepared.loaded
     old = _weak(self._loaded)
-    if copies is not None:
+    if prepared.servers is not None:
       self._release_mps()
-      self._mps, self._copies = copies
-    self._handler = new_handler
+      self._mps, self._copies = prepared.servers.servers, prepared.servers.loaded
+    self._handler = prepared.handler
     self._loaded = new
     if old is not None and old() is not None and old() is not new.model:
       # Still alive after its last reference from here went: held by a
@@ -218,6 +249,8 @@ class KeyedModelManager:
   model server process (``MultiProcessShared``); this manager holds one
   reference per key and releases it when the key's model is evicted or
   replaced, or when the manager itself is dropped."""
+  _servers: Mapping = MappingProxyType({})  # until __init__ sets its own
+
   def __init__(self, handlers: dict, max_models: Optional[int] = None,
                clock=time):
     self._clock = clock
@@ -238,6 +271,7 @@ class KeyedModelManager:
       return list(self._loaded)
 
   def _load(self, model_key, handler) -> tuple:
+    verify_model_file(handler)
     if not handler.share_model_across_processes():
       return timed_load(handler.load_model, str(model_key), self._clock), None
     start = self._clock.time_ns()
@@ -308,7 +342,7 @@ class KeyedModelManager:
         self._evict_over(self._max_models)
 
   def __del__(self):
-    for server in list(getattr(self, '_servers', {}).values()):
+    for server in list(self._servers.values()):
       _release(server)
 
 

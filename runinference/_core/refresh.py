@@ -19,11 +19,12 @@ other consumer reads the newest model at start as a singleton.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import threading
 import time
-from typing import Any, Callable, NamedTuple, Optional
+from typing import Any, Callable, Optional
 
 import apache_beam as beam
 from apache_beam.transforms import window
@@ -57,13 +58,17 @@ def metadata_for(path: str) -> ModelMetadata:
   return ModelMetadata(model_id=path, model_name=name)
 
 
-class WatchSpec(NamedTuple):
-  """What to watch: a glob, how often, from when (files updated at or before
-  ``start`` are ignored) and until when."""
+@dataclasses.dataclass(frozen=True)
+class WatchSpec:
+  """What to watch: a glob, how often, until when (``stop``), and what was
+  there at the start: ``baseline``, the ``(path, mtime, size)`` of the files
+  matching when the pipeline was built (None if they could not be listed;
+  then files updated at or before ``start`` count as already there)."""
   file_pattern: str
   interval: float
   start: float
   stop: float
+  baseline: Optional[frozenset] = None
 
 
 def watch_spec_of(pcoll) -> Optional[WatchSpec]:
@@ -71,85 +76,113 @@ def watch_spec_of(pcoll) -> Optional[WatchSpec]:
   return getattr(pcoll, _WATCH_ATTR, None)
 
 
-def refresh_target(metadata) -> Optional[tuple]:
-  """``(path, model_id, model_name)`` to switch to from a side input's
-  value, or None for "keep the current model" (no value, an empty side input,
-  an empty model_id). A list of KeyModelPathMapping (multi-model
-  KeyedModelHandler) is passed on whole as the path."""
-  if metadata is None or isinstance(metadata, beam.pvalue.EmptySideInput):
+def _version(f) -> tuple:
+  return (f.last_updated_in_seconds, f.size_in_bytes)
+
+
+def list_versions(pattern: str) -> Optional[frozenset]:
+  """``(path, mtime, size)`` of the files matching ``pattern`` now, or None
+  when the pattern cannot be matched."""
+  try:
+    return frozenset((f.path, *_version(f)) for f in _match(pattern))
+  except Exception:  # pylint: disable=broad-except
     return None
-  if hasattr(metadata, 'model_id') and hasattr(metadata, 'model_name'):
-    if not metadata.model_id:
-      return None
-    return metadata.model_id, metadata.model_id, metadata.model_name or ''
-  if isinstance(metadata, (list, tuple)) and metadata and all(
-      hasattr(m, 'update_path') for m in metadata):
-    return list(metadata), repr(list(metadata)), ''
-  raise TypeError(
-      'model_metadata_pcoll must hold ModelMetadata (or, for a multi-model '
-      'KeyedModelHandler, lists of KeyModelPathMapping); got '
-      f'{type(metadata).__name__}: {metadata!r:.200}.')
+
+
+def _match(pattern: str) -> list:
+  from apache_beam.io.filesystems import FileSystems
+  return FileSystems.match([pattern])[0].metadata_list
 
 
 class FilePatternPoller:
-  """Finds the newest file matching a pattern that is newer than ``start``.
+  """Decides which files of a watched pattern become the model.
 
-  ``check()`` returns its ``ModelMetadata`` when it differs from the last one
-  returned, else None. A file is offered once; one reported as failing to
-  load (``failed``) is offered again only when its size or modification time
-  changes (e.g. it was still being written).
+  The rule: a file is offered when it is new to the pattern -- a path not
+  seen before, or a seen path whose size or modification time changed --
+  whatever its modification time (files moved in keep an old one). Files
+  already there when the pipeline was built are not offered. When several
+  are new at once the newest is offered first; if it fails to load the next
+  one is offered at the next check, and once one loads the older ones are
+  logged as superseded. A file that failed is offered again only when it
+  changes. Nothing is skipped without a log line.
   """
   def __init__(self, spec: WatchSpec):
     self.spec = spec
-    self._used: set = set()
-    self._failed: dict = {}
-    self._last: Optional[str] = None
-    self._pending: Optional[tuple] = None
+    self._seen: dict[str, tuple] = {}
+    self._started = False
+    self._queue: list = []  # new files not offered yet, newest first
 
   def expired(self, now: Optional[float] = None) -> bool:
     return (time.time() if now is None else now) > self.spec.stop
 
+  def _already_there(self, f) -> bool:
+    baseline = self.spec.baseline
+    if baseline is not None:
+      return (f.path, *_version(f)) in baseline
+    return f.last_updated_in_seconds <= self.spec.start
+
   def newest(self):
-    """FileMetadata of the newest matching file updated after ``start``."""
-    from apache_beam.io.filesystems import FileSystems
+    """FileMetadata of the newest matching file not there at the start."""
     try:
-      found = FileSystems.match([self.spec.file_pattern])[0].metadata_list
+      found = _match(self.spec.file_pattern)
     except Exception:  # pylint: disable=broad-except
       _LOGGER.warning(
           'Could not match model file pattern %r; will retry.',
           self.spec.file_pattern, exc_info=True)
       return None
-    fresh = [f for f in found if f.last_updated_in_seconds > self.spec.start]
+    fresh = [f for f in found if not self._already_there(f)]
     if not fresh:
       return None
     return max(fresh, key=lambda f: (f.last_updated_in_seconds, f.path))
 
+  def _scan(self) -> None:
+    try:
+      found = _match(self.spec.file_pattern)
+    except Exception:  # pylint: disable=broad-except
+      _LOGGER.warning(
+          'Could not match model file pattern %r; will retry.',
+          self.spec.file_pattern, exc_info=True)
+      return
+    first, self._started = not self._started, True
+    for f in found:
+      version = _version(f)
+      if self._seen.get(f.path) == version:
+        continue
+      self._seen[f.path] = version
+      if first and self._already_there(f):
+        _LOGGER.info('Model file %r was there when the pipeline started; '
+                     'not loaded (the handler\'s own model serves).', f.path)
+        continue
+      self._queue = [q for q in self._queue if q.path != f.path] + [f]
+    self._queue.sort(
+        key=lambda f: (f.last_updated_in_seconds, f.path), reverse=True)
+
   def check(self) -> Optional[ModelMetadata]:
+    """The next file to load, or None."""
     if self.expired():
       return None
-    f = self.newest()
-    if f is None or f.path == self._last or f.path in self._used:
+    self._scan()
+    if not self._queue:
       return None
-    version = (f.last_updated_in_seconds, f.size_in_bytes)
-    if self._failed.get(f.path) == version:
-      return None
-    self._last = f.path
-    self._pending = (f.path, version)
-    return metadata_for(f.path)
+    return metadata_for(self._queue.pop(0).path)
 
   def loaded(self, path: str) -> None:
-    self._used.add(path)
-    self._failed.pop(path, None)
+    for f in self._queue:
+      _LOGGER.info('Model file %r is not loaded: superseded by %r, loaded '
+                   'after it.', f.path, path)
+    self._queue = []
 
   def failed(self, path: str) -> None:
-    if self._pending and self._pending[0] == path:
-      self._failed[path] = self._pending[1]
-    self._last = None
+    _LOGGER.warning('Model file %r failed; it is offered again when it '
+                    'changes.', path)
 
 
-class RefreshEvent(NamedTuple):
+@dataclasses.dataclass(frozen=True)
+class RefreshEvent:
+  """A watcher's load: ``prepared`` is what ``load`` returned (None when it
+  failed with ``error``)."""
   metadata: ModelMetadata
-  prepared: Any  # what ``load`` returned, None when it failed
+  prepared: Any
   error: Optional[BaseException]
 
 
@@ -180,8 +213,8 @@ class ModelWatcher:
     except Exception as exc:  # pylint: disable=broad-except
       self.poller.failed(md.model_id)
       _LOGGER.error(
-          'Model refresh to %r failed to load; the current model keeps '
-          'serving.', md.model_id, exc_info=True)
+          'Model refresh to %r failed; the current model keeps serving.',
+          md.model_id, exc_info=True)
       return RefreshEvent(md, None, exc)
     self.poller.loaded(md.model_id)
     _LOGGER.info('Loaded model %r; switching to it.', md.model_id)
@@ -245,9 +278,10 @@ class WatchFilePattern(beam.PTransform):
   Give its output to ``RunInference(model_metadata_pcoll=...)`` (or use
   ``RunInference(watch_model_pattern=...)``): RunInference then checks the
   pattern every ``interval`` seconds from each worker and switches to the
-  newest file updated after the pipeline was built -- loading it while the
-  current model keeps serving. Files already there at the start are ignored:
-  the handler's own model serves until a newer file appears.
+  file new to the pattern -- loading it and checking it with a warm-up call
+  while the current model keeps serving. Files already there when the
+  pipeline was built are ignored: the handler's own model serves until a new
+  file appears (see docs/refresh.md for the exact rule).
 
   As a PCollection (for other consumers), it holds one ``ModelMetadata``: the
   newest such file when the pipeline starts, or ``ModelMetadata('', '')``.
@@ -258,10 +292,10 @@ class WatchFilePattern(beam.PTransform):
     stop_timestamp: no checks after this time (a ``Timestamp`` or seconds
       since the epoch).
 
-  Notes: give each model version a new file name (a file name already used is
-  not loaded again); write the file elsewhere and move it in, so that a
-  half-written file is not picked up (one that fails to load is retried when
-  it changes, and the current model keeps serving meanwhile).
+  Notes: give each model version a new file name; write the file elsewhere
+  and move it in, so that a half-written file is not picked up (one that
+  fails to load is retried when it changes, and the current model keeps
+  serving meanwhile).
   """
   def __init__(
       self, file_pattern: str, interval: float = 360,
@@ -276,6 +310,7 @@ class WatchFilePattern(beam.PTransform):
     self.interval = interval
     self.stop_timestamp = stop_timestamp
     self._start = time.time()
+    self._baseline = list_versions(file_pattern)
 
   @property
   def spec(self) -> WatchSpec:
@@ -283,7 +318,7 @@ class WatchFilePattern(beam.PTransform):
     return WatchSpec(
         self.file_pattern, float(self.interval), self._start,
         float('inf') if stop is None or stop == MAX_TIMESTAMP else
-        _seconds(stop))
+        _seconds(stop), self._baseline)
 
   def expand(self, pbegin):
     spec = self.spec

@@ -3,7 +3,9 @@
 Streaming runners hand a DoFn small bundles, often of one element; batching
 within a bundle then gives batches of one. With ``max_batch_duration_secs``
 elements are kept in keyed state across bundles until the batch is full or
-its oldest element has waited that long.
+its oldest element has waited that long. Each row of such a batch carries
+its own timestamp (``unstamp`` gives it back to its result): the batch is
+emitted with one timestamp, its rows may have others.
 
 On distributed runners this is Beam's ``BatchElements`` (a processing-time
 timer flushes a batch when its time is up). Beam's local DirectRunner cannot
@@ -28,6 +30,7 @@ import uuid
 import apache_beam as beam
 from apache_beam import coders
 from apache_beam.transforms.timeutil import TimeDomain
+from apache_beam.utils.windowed_value import WindowedValue
 from apache_beam.transforms.userstate import (BagStateSpec,
                                               ReadModifyWriteStateSpec,
                                               TimerSpec, on_timer)
@@ -51,10 +54,47 @@ def _is_local_runner(pipeline) -> bool:
 
 
 def batch_across_bundles(pipeline, cfg: BatchConfig) -> beam.PTransform:
-  """The batching step for ``max_batch_duration_secs``."""
+  """The batching step for ``max_batch_duration_secs``: lists of stamped
+  rows (see ``unstamp``)."""
   if _is_local_runner(pipeline):
     return LocalStreamBatchElements(cfg)
-  return beam.BatchElements(**cfg.batch_elements_kwargs())
+  return StampedBatchElements(cfg)
+
+
+def unstamp(batch: list, wv) -> list:
+  """The rows of a batch from ``batch_across_bundles`` as WindowedValues,
+  each with its own timestamp and the batch's window and pane."""
+  windows, pane = wv.windows, wv.pane_info
+  return [WindowedValue(value, ts, windows, pane) for value, ts in batch]
+
+
+class _StampDoFn(beam.DoFn):
+  def process(self, element, timestamp=beam.DoFn.TimestampParam):
+    return [(element, timestamp)]
+
+
+class _OnRow:
+  """A per-element function (e.g. ``length_fn``) applied to a stamped row."""
+  def __init__(self, fn):
+    self.fn = fn
+
+  def __call__(self, row):
+    return self.fn(row[0])
+
+
+class StampedBatchElements(beam.PTransform):
+  """Beam's ``BatchElements`` over rows stamped with their timestamps."""
+  def __init__(self, cfg: BatchConfig):
+    super().__init__()
+    self._cfg = cfg
+
+  def expand(self, pcoll):
+    kwargs = self._cfg.batch_elements_kwargs()
+    if kwargs.get('length_fn') is not None:
+      kwargs['length_fn'] = _OnRow(kwargs['length_fn'])
+    return (pcoll
+            | 'Stamp' >> beam.ParDo(_StampDoFn())
+            | 'BatchElements' >> beam.BatchElements(**kwargs))
 
 
 class _KeyDoFn(beam.DoFn):
@@ -71,7 +111,8 @@ class _KeyDoFn(beam.DoFn):
 
 
 def _batching_dofn(coder, max_size: int, max_secs: float, clock):
-  BUFFER = BagStateSpec('buffer', coder)
+  BUFFER = BagStateSpec(
+      'buffer', coders.TupleCoder([coder, coders.TimestampCoder()]))
   COUNT = ReadModifyWriteStateSpec('count', coders.VarIntCoder())
   SINCE = ReadModifyWriteStateSpec('since', coders.FloatCoder())
   WINDOW_END = TimerSpec('window_end', TimeDomain.WATERMARK)
@@ -81,6 +122,7 @@ def _batching_dofn(coder, max_size: int, max_secs: float, clock):
         self,
         element,
         window=beam.DoFn.WindowParam,
+        timestamp=beam.DoFn.TimestampParam,
         buffer=beam.DoFn.StateParam(BUFFER),
         count=beam.DoFn.StateParam(COUNT),
         since=beam.DoFn.StateParam(SINCE),
@@ -93,7 +135,7 @@ def _batching_dofn(coder, max_size: int, max_secs: float, clock):
         started = now
       else:
         started = since.read()
-      buffer.add(element[1])
+      buffer.add((element[1], timestamp))
       n += 1
       count.write(n)
       if n >= max_size or now - started >= max_secs:

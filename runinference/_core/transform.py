@@ -1,11 +1,10 @@
 """The RunInference PTransform: a short ``expand`` of named steps."""
 from __future__ import annotations
 
-import copy
 import dataclasses
 import time
 import uuid
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 import apache_beam as beam
 from apache_beam.options.pipeline_options import StandardOptions
@@ -13,10 +12,12 @@ from apache_beam.options.pipeline_options import StandardOptions
 from .batching import BatchConfig
 from .dofns import (GlobalBatchDoFn, PreprocessDoFn, SideInputDoFn,
                     WindowedBatchDoFn)
-from .engine import InferenceEngine
-from .failures import (FAILED_INFERENCES, ErrorPolicy, postprocess_tag,
-                      preprocess_tag)
 from .contract import ModelHandler
+from .engine import InferenceEngine
+from .failures import (FAILED_INFERENCES, ErrorPolicy, check_exc_class,
+                       postprocess_tag, preprocess_tag)
+from ..exceptions import ConfigurationError, ConfigurationTypeError
+from .options import reject_unknown
 from .refresh import watch_spec_of
 from .stream_batching import batch_across_bundles
 from .types import ModelMetadata, RunInferenceDLQ
@@ -49,6 +50,7 @@ class RunInference(beam.PTransform):
       model_metadata_pcoll: Optional[beam.PCollection] = None,
       watch_model_pattern: Optional[str] = None,
       model_identifier: Optional[str] = None,
+      refresh_sample: Optional[Sequence[Any]] = None,
       **kwargs):
     """
     Args:
@@ -61,16 +63,19 @@ class RunInference(beam.PTransform):
         model (shorthand for ``model_metadata_pcoll=WatchFilePattern(...)``).
       model_identifier: share one loaded model between RunInference steps
         that name the same identifier.
+      refresh_sample: examples a new model (from ``model_metadata_pcoll`` or
+        ``watch_model_pattern``) must predict before it replaces the current
+        one; by default the latest examples served are used.
     """
     super().__init__()
     if not isinstance(model_handler, ModelHandler) and not all(
         hasattr(model_handler, m) for m in ('load_model', 'run_inference')):
-      raise TypeError(
+      raise ConfigurationTypeError(
           'RunInference needs a ModelHandler (with load_model and '
           f'run_inference), got {type(model_handler).__name__}.')
     if inference_args is not None and not isinstance(
         inference_args, (dict, beam.pvalue.AsSideInput)):
-      raise TypeError(
+      raise ConfigurationTypeError(
           'inference_args must be a dict of keyword arguments for the model '
           f'call (or a side input such as beam.pvalue.AsDict), got '
           f'{type(inference_args).__name__}.')
@@ -80,19 +85,26 @@ class RunInference(beam.PTransform):
     self._metrics_namespace = metrics_namespace
     self._model_metadata_pcoll = model_metadata_pcoll
     self._watch_model_pattern = watch_model_pattern
-    unknown = sorted(set(kwargs) - {'interval', 'stop_timestamp'})
-    if unknown:
-      unsupported = {'use_model_manager', 'model_manager_args',
-                     'monitoring_transform'}
-      if set(unknown) & unsupported:
-        raise NotImplementedError(
-            f'RunInference option(s) {unknown} are not supported by '
-            'runinference; models are shared per process (large_model / '
-            'model_copies for per-machine sharing).')
-      raise TypeError(
-          f'RunInference got unexpected keyword argument(s) {unknown}; '
-          'interval and stop_timestamp (with watch_model_pattern) are the '
-          'only extra options.')
+    unsupported = sorted(set(kwargs) & {
+        'use_model_manager', 'model_manager_args', 'monitoring_transform'})
+    if unsupported:
+      raise NotImplementedError(
+          f'RunInference option(s) {unsupported} are not supported by '
+          'runinference; models are shared per process (large_model / '
+          'model_copies for per-machine sharing).')
+    reject_unknown(
+        'RunInference', kwargs,
+        ['interval', 'stop_timestamp', 'clock', 'inference_args',
+         'metrics_namespace', 'model_metadata_pcoll', 'watch_model_pattern',
+         'model_identifier', 'refresh_sample'],
+        ' interval and stop_timestamp go with watch_model_pattern.')
+    if refresh_sample is not None and (
+        isinstance(refresh_sample, (str, bytes)) or
+        not hasattr(refresh_sample, '__len__') or not len(refresh_sample)):
+      raise ConfigurationError(
+          'refresh_sample must be a non-empty list of examples (what the '
+          f'model takes), got {refresh_sample!r:.100}.')
+    self._refresh_sample = refresh_sample
     self._kwargs = kwargs
     self._model_tag = model_identifier or uuid.uuid4().hex
     self._policy = ErrorPolicy()
@@ -140,10 +152,13 @@ class RunInference(beam.PTransform):
       raise NotImplementedError(
           'with_exception_handling(use_subprocess=True) is not supported by '
           'runinference; use timeout= to guard against hung models.')
+    check_exc_class(exc_class)
     if not 0 <= threshold <= 1:
-      raise ValueError(f'threshold must be between 0 and 1, got {threshold}.')
+      raise ConfigurationError(
+          f'threshold must be between 0 and 1, got {threshold}.')
     if timeout is not None and not timeout > 0:
-      raise ValueError(f'timeout must be > 0 seconds, got {timeout!r}.')
+      raise ConfigurationError(
+          f'timeout must be > 0 seconds, got {timeout!r}.')
     self._policy = ErrorPolicy(
         enabled=True,
         exc_class=exc_class,
@@ -164,7 +179,7 @@ class RunInference(beam.PTransform):
           file_pattern=self._watch_model_pattern, **extra)
     return self._model_metadata_pcoll
 
-  def _engine(self, batch_config, prebatched, load_eagerly):
+  def _engine(self, batch_config, prebatched, load_eagerly, **options):
     return InferenceEngine(
         self._model_handler,
         namespace=self._metrics_namespace,
@@ -176,7 +191,9 @@ class RunInference(beam.PTransform):
         prebatched=prebatched,
         tag=self._model_tag,
         load_eagerly=load_eagerly,
-        clock=self._clock)
+        clock=self._clock,
+        refresh_sample=self._refresh_sample,
+        **options)
 
   def _plan(self, pipeline) -> '_Plan':
     """Everything ``expand`` decides before it builds the graph."""
@@ -189,45 +206,49 @@ class RunInference(beam.PTransform):
     skip_batching = handler.should_skip_batching()
     cross_bundle = (
         not skip_batching and batch_config.max_batch_duration_secs is not None)
-    engine = self._engine(
-        batch_config,
-        prebatched=skip_batching or cross_bundle,
-        load_eagerly=metadata is None and self._policy.timeout is None)
     # A WatchFilePattern output is not waited for as a side input: the
     # inference DoFn polls the pattern itself (works on every runner).
-    engine.watch_spec = watch_spec_of(metadata)
+    watch_spec = watch_spec_of(metadata)
+    engine = self._engine(
+        batch_config,
+        prebatched=skip_batching,
+        load_eagerly=metadata is None and self._policy.timeout is None,
+        # With cross-bundle batching, preprocessing is a step of its own.
+        run_preprocess=not cross_bundle,
+        watch_spec=watch_spec,
+        refreshable=metadata is not None)
     side = []
     if metadata is not None or args_side:
       side = [
           self._inference_args if args_side else None,
           None if metadata is None else
           # Watched: never read (lazy), kept so the graph has Beam's shape.
-          beam.pvalue.AsIter(metadata) if engine.watch_spec is not None else
+          beam.pvalue.AsIter(metadata) if watch_spec is not None else
           beam.pvalue.AsSingleton(metadata)
       ]
     return _Plan(engine, batch_config, cross_bundle, side)
 
   def _preprocess(self, pcoll, plan: '_Plan'):
     """Preprocessing as its own step (before cross-bundle batching)."""
-    engine = plan.engine
-    n = len(engine.preprocess_fns)
+    n = len(self._model_handler.get_preprocess_fns())
     if not n:
       return pcoll, []
     tags = [preprocess_tag(i) for i in range(n)]
+    pre_engine = self._engine(
+        plan.batch_config, prebatched=False, load_eagerly=False)
     out = pcoll | 'BeamML_RunInference_Preprocess' >> beam.ParDo(
-        PreprocessDoFn(engine)).with_outputs(*tags, main=_MAIN)
-    plan.engine = copy.copy(engine)
-    plan.engine.preprocess_fns = []
+        PreprocessDoFn(pre_engine)).with_outputs(*tags, main=_MAIN)
     return out[_MAIN], [out[t] for t in tags]
 
   def _inference_dofn(self, pcoll, plan: '_Plan'):
+    stamped = plan.cross_bundle and not plan.engine.prebatched
     if plan.side:
-      return SideInputDoFn(plan.engine)
+      return SideInputDoFn(plan.engine, stamped)
     windowed = (
         plan.cross_bundle or _is_streaming(pcoll.pipeline) or
         not pcoll.windowing.is_default())
     if windowed:
-      return WindowedBatchDoFn(plan.engine)
+      return WindowedBatchDoFn(plan.engine, stamped)
     return GlobalBatchDoFn(plan.engine)
 
   def expand(self, pcoll):
@@ -243,11 +264,11 @@ class RunInference(beam.PTransform):
                            **self._model_handler.get_resource_hints())
     if not self._policy.enabled:
       return pcoll | 'BeamML_RunInference' >> pardo
-    engine = plan.engine
-    pre_tags = [preprocess_tag(i) for i in range(len(engine.preprocess_fns))]
+    handler = self._model_handler
+    pre_tags = [
+        preprocess_tag(i) for i in range(len(handler.get_preprocess_fns()))]
     post_tags = [
-        postprocess_tag(i) for i in range(len(engine.postprocess_fns))
-    ]
+        postprocess_tag(i) for i in range(len(handler.get_postprocess_fns()))]
     outputs = pcoll | 'BeamML_RunInference' >> pardo.with_outputs(
         FAILED_INFERENCES, *pre_tags, *post_tags, main=_MAIN)
     return outputs[_MAIN], RunInferenceDLQ(
