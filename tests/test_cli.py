@@ -245,3 +245,26 @@ def test_inspect_says_what_is_wrong(tmp_path, capsys):
   (tmp_path / 'junk.onnx').write_bytes(b'not onnx')
   assert main(['inspect', str(tmp_path / 'junk.onnx')]) == 2
   assert 'cannot be read' in capsys.readouterr().err
+
+
+def test_timeout_gives_up_with_124(tmp_path, capsys):
+  path = tmp_path / 'slow.yaml'
+  path.write_text('''
+pipeline:
+  transforms:
+    - type: Create
+      config:
+        elements: [{value: 1}, {value: 2}, {value: 3}]
+    - type: RunInference
+      input: Create
+      config:
+        model_handler:
+          type: tests.helpers.MultiplierHandler
+          config:
+            sleep_on: [1, 2, 3]
+            sleep: 1.0
+            max_batch_size: 1
+            preprocess: {expression: value}
+''')
+  assert main(['run', str(path), '--quiet', '--timeout', '0.5']) == 124
+  assert 'longer than --timeout 0.5s' in capsys.readouterr().err

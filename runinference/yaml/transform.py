@@ -45,7 +45,7 @@ class _RowHandler(ModelHandler):
     results = self._inner.run_inference(
         [self._to_input(r) for r in rows], model, inference_args)
     out = []
-    for row, result in zip(rows, results):
+    for row, result in zip(rows, results, strict=True):
       value = self._postprocess(result) if self._postprocess else result
       out.append(beam.Row(**row._asdict(), **{self._tag: value}))
     live_metrics.counter_inc(_NAMESPACE, 'rows_inferred', len(out))
