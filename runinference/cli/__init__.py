@@ -15,11 +15,11 @@ from typing import Optional, Sequence
 
 def _parser() -> argparse.ArgumentParser:
   ap = argparse.ArgumentParser(
-      prog='runinference',
+      prog='runinference', allow_abbrev=False,
       description='Run Beam YAML inference pipelines; inspect model files.')
   sub = ap.add_subparsers(dest='command', required=True)
   run = sub.add_parser(
-      'run', help='run a Beam YAML pipeline file',
+      'run', help='run a Beam YAML pipeline file', allow_abbrev=False,
       description='Runs a Beam YAML pipeline. Options not listed here are '
       'Beam pipeline options (e.g. --runner=FlinkRunner) and pass through; '
       'without --runner it runs in this process on the DirectRunner\'s '
