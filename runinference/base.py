@@ -3,14 +3,18 @@ from ._core.contract import ModelHandler
 from ._core.beam_internals import _ModelHandlerManager, _ModelStatus
 from ._core.naming import label
 from ._handlers.remote import RateLimiter, RateLimitExceeded, RemoteModelHandler
-from ._core.keyed import KeyedModelHandler, KeyModelMapping, MaybeKeyedModelHandler
+from ._core.keyed import (KeyedModelHandler, KeyModelMapping,
+                          MaybeKeyedModelHandler, SingleModelKeyedHandler)
+from ._core.keyed_multi import MultiModelKeyedHandler
 from ._core.transform import RunInference
 from ._core.types import (KeyModelPathMapping, ModelMetadata, PredictionResult,
                      RunInferenceDLQ)
 
 label(__name__, KeyModelMapping, KeyModelPathMapping, KeyedModelHandler,
       MaybeKeyedModelHandler, ModelHandler, ModelMetadata, PredictionResult,
-      RemoteModelHandler, RunInference, RunInferenceDLQ)
+      RemoteModelHandler, RunInference, RunInferenceDLQ,
+      # The two forms KeyedModelHandler(...) builds (pickled by this path).
+      SingleModelKeyedHandler, MultiModelKeyedHandler)
 
 __all__ = [
     'KeyModelMapping',

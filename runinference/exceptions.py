@@ -22,6 +22,12 @@ __all__ = [
     'FailureThresholdExceeded',
     'BatchFailedError',
     'ModelIntegrityError',
+    'ElementFunctionError',
+    'UnknownModelKeyError',
+    'ModelUpdateError',
+    'ModelRefreshRejected',
+    'TooManyHungCalls',
+    'UnsupportedOptionError',
 ]
 
 
@@ -89,3 +95,31 @@ class BatchFailedError(RunInferenceError, RuntimeError):
 
 class ModelIntegrityError(RunInferenceError, ValueError):
   """A model file's digest is not one of the allowed ``model_sha256``."""
+
+
+class ElementFunctionError(RunInferenceError, ValueError):
+  """An element's ``element_size_fn`` or ``batch_length_fn`` raised (the
+  original error is its ``__cause__``); that element alone fails."""
+
+
+class UnknownModelKeyError(RunInferenceError, KeyError):
+  """A multi-model KeyedModelHandler got a key no KeyModelMapping names."""
+
+
+class ModelUpdateError(RunInferenceError, RuntimeError):
+  """A model update does not fit the handler (e.g. one path for a
+  multi-model KeyedModelHandler)."""
+
+
+class ModelRefreshRejected(RunInferenceError, RuntimeError):
+  """A new model loaded but failed its warm-up call; the current model
+  keeps serving."""
+
+
+class TooManyHungCalls(InferenceTimeoutError):
+  """Earlier model calls that timed out are still running; no new call is
+  started (nor another model copy loaded)."""
+
+
+class UnsupportedOptionError(RunInferenceError, NotImplementedError):
+  """An option of the reference that runinference does not support."""

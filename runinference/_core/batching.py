@@ -6,7 +6,8 @@ import bisect
 import dataclasses
 from typing import Any, Callable, Hashable, Mapping, Optional, Sequence
 
-from ..exceptions import ConfigurationError, RunInferenceError
+from ..exceptions import ConfigurationError
+from ..exceptions import ElementFunctionError as ElementFnError
 
 DEFAULT_MAX_BATCH_SIZE = 10000
 DEFAULT_BUCKET_BOUNDARIES = (16, 32, 64, 128, 256, 512)
@@ -17,11 +18,6 @@ _PASSTHROUGH_KEYS = frozenset({
     'target_batch_duration_secs_including_fixed_cost', 'variance', 'clock',
     'record_metrics'
 })
-
-
-class ElementFnError(RunInferenceError, ValueError):
-  """An element's ``element_size_fn`` or ``batch_length_fn`` raised (the
-  original error is its ``__cause__``); that element fails on its own."""
 
 
 @dataclasses.dataclass

@@ -15,6 +15,8 @@ from typing import Any, Optional
 
 from apache_beam.utils import multi_process_shared
 
+from ..exceptions import ConfigurationError
+
 
 class _ModelStatus:
   """Which model tags are current. Invalidating the current generation (at
@@ -79,7 +81,7 @@ class _ModelHandlerManager:
 
   def increment_max_models(self, increment: int) -> None:
     if increment <= 0:
-      raise ValueError(f'increment must be positive, got {increment!r}.')
+      raise ConfigurationError(f'increment must be positive, got {increment!r}.')
     self._max_models = (self._max_models or 0) + increment
 
   def _release(self, key) -> None:

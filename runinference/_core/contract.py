@@ -9,6 +9,9 @@ from types import MappingProxyType
 from typing import (Any, Callable, ClassVar, Generic, Iterable, Mapping,
                     Optional, Sequence, TypeVar, Union)
 
+from ..exceptions import ConfigurationError, ConfigurationTypeError
+from .integrity import DigestSpec, allowed_digests
+from .options import reject_unknown
 from .types import KeyModelPathMapping
 
 ExampleT = TypeVar('ExampleT')
@@ -35,9 +38,9 @@ class MatrixPredictor:
 
   def __post_init__(self):
     if not callable(self.fn):
-      raise TypeError(f'MatrixPredictor.fn must be callable, got {self.fn!r}.')
+      raise ConfigurationTypeError(f'MatrixPredictor.fn must be callable, got {self.fn!r}.')
     if self.takes not in ('numpy', 'pandas'):
-      raise ValueError(
+      raise ConfigurationError(
           f"MatrixPredictor.takes must be 'numpy' or 'pandas', got "
           f'{self.takes!r}.')
 
@@ -59,6 +62,7 @@ class ModelHandler(Generic[ExampleT, PredictionT, ModelT]):
   _large_model: bool = False
   _model_copies: Optional[int] = None
   _share_across_processes: bool = False
+  _model_sha256: frozenset = frozenset()
   #: The attribute holding the path/URI of the model file, for handlers whose
   #: model is one location: ``model_location``, the default
   #: ``update_model_path`` and ``__repr__`` read it.
@@ -76,6 +80,7 @@ class ModelHandler(Generic[ExampleT, PredictionT, ModelT]):
       batch_bucket_boundaries: Optional[list[int]] = None,
       large_model: bool = False,
       model_copies: Optional[int] = None,
+      model_sha256: DigestSpec = None,
       **kwargs):
     """
     Args:
@@ -93,9 +98,24 @@ class ModelHandler(Generic[ExampleT, PredictionT, ModelT]):
       large_model: hold one copy of the model per machine, shared by the
         worker processes, instead of one per process.
       model_copies: exactly how many copies to hold per machine.
+      model_sha256: the SHA-256 hex digest of the model file, or a
+        collection of allowed digests: a file with another digest is never
+        loaded (checked before every load, refreshes included).
       env_vars: environment variables set before the model loads.
     """
-    self._env_vars = dict(kwargs.pop('env_vars', None) or {})
+    env_vars = kwargs.pop('env_vars', None)
+    reject_unknown(type(self).__name__, kwargs, _OPTIONS)
+    if env_vars is not None and not isinstance(env_vars, Mapping):
+      raise ConfigurationTypeError(
+          f'env_vars must be a dict of str to str, got {env_vars!r:.100}.')
+    if model_copies is not None and (
+        isinstance(model_copies, bool) or not isinstance(model_copies, int) or
+        model_copies < 1):
+      raise ConfigurationError(
+          f'model_copies must be a positive integer, got {model_copies!r} '
+          '(leave it unset for one model per process).')
+    self._env_vars = dict(env_vars or {})
+    self._model_sha256 = allowed_digests(model_sha256)
     batching = {
         'min_batch_size': min_batch_size,
         'max_batch_size': max_batch_size,
@@ -109,6 +129,11 @@ class ModelHandler(Generic[ExampleT, PredictionT, ModelT]):
     self._large_model = large_model
     self._model_copies = model_copies
     self._share_across_processes = large_model or (model_copies is not None)
+
+  @property
+  def model_sha256(self) -> frozenset:
+    """Allowed SHA-256 digests of the model file (empty: any file)."""
+    return self._model_sha256
 
   def load_model(self) -> ModelT:
     """Loads and returns the model."""
@@ -216,6 +241,13 @@ class ModelHandler(Generic[ExampleT, PredictionT, ModelT]):
     return f'{type(self).__name__}({attr.lstrip("_")}={self.model_location!r})'
 
 
+_OPTIONS = (
+    'min_batch_size', 'max_batch_size', 'max_batch_duration_secs',
+    'max_batch_weight', 'element_size_fn', 'batch_length_fn',
+    'batch_bucket_boundaries', 'large_model', 'model_copies', 'model_sha256',
+    'env_vars')
+
+
 class _DelegatingModelHandler(ModelHandler):
   """Forwards the whole contract to ``base``; wrappers override a part."""
   def __init__(self, base: ModelHandler):
@@ -234,6 +266,10 @@ class _DelegatingModelHandler(ModelHandler):
   @property
   def model_location(self):
     return self._base.model_location
+
+  @property
+  def model_sha256(self):
+    return self._base.model_sha256
 
   def matrix_predictor(self):
     return self._base.matrix_predictor()

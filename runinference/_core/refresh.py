@@ -31,6 +31,7 @@ from apache_beam.transforms import window
 from apache_beam.transforms.userstate import ReadModifyWriteStateSpec
 from apache_beam.utils.timestamp import MAX_TIMESTAMP, Timestamp
 
+from ..exceptions import ConfigurationError
 from .types import ModelMetadata
 
 _LOGGER = logging.getLogger(__name__)
@@ -302,10 +303,10 @@ class WatchFilePattern(beam.PTransform):
       stop_timestamp=MAX_TIMESTAMP):
     super().__init__()
     if not file_pattern or not isinstance(file_pattern, str):
-      raise ValueError(
+      raise ConfigurationError(
           f'file_pattern must be a non-empty glob, got {file_pattern!r}.')
     if not float(interval) > 0:
-      raise ValueError(f'interval must be > 0 seconds, got {interval!r}.')
+      raise ConfigurationError(f'interval must be > 0 seconds, got {interval!r}.')
     self.file_pattern = file_pattern
     self.interval = interval
     self.stop_timestamp = stop_timestamp

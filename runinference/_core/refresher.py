@@ -11,7 +11,7 @@ from typing import Any, Callable, Optional, Sequence
 
 import apache_beam as beam
 
-from ..exceptions import ConfigurationTypeError, RunInferenceError
+from ..exceptions import ConfigurationTypeError, ModelRefreshRejected
 from .model_holder import LoadedModel, ModelHolder, PreparedModel
 from .refresh import ModelWatcher, WatchSpec
 from .types import ModelMetadata
@@ -20,10 +20,6 @@ _LOGGER = logging.getLogger(__name__)
 
 #: How many of the latest examples are kept to check a refresh candidate.
 RECENT_EXAMPLES = 4
-
-
-class ModelRefreshRejected(RunInferenceError, RuntimeError):
-  """A new model loaded but failed its warm-up call; it was not swapped in."""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 from itertools import repeat
 from typing import Any, Iterable, Optional
 
-from ..exceptions import ModelFileNotFoundError
+from ..exceptions import ModelFileNotFoundError, ResultCountError
 from .types import PredictionResult
 
 _tuple_new = tuple.__new__
@@ -16,13 +16,30 @@ def to_results(
   """Pairs each example with its prediction. ``predictions`` may also be a
   dict of per-output sequences, which becomes one dict per example."""
   if isinstance(predictions, dict):
+    for name, column in predictions.items():
+      _check_count(batch, column, f'output {name!r}')
     names = list(predictions)
     predictions = [dict(zip(names, row)) for row in zip(*predictions.values())]
+  else:
+    _check_count(batch, predictions, 'the model')
   # tuple.__new__ over zip builds the NamedTuples without a Python-level call
   # per example (about twice as fast as calling PredictionResult).
   return list(
       map(_tuple_new, repeat(PredictionResult),
           zip(batch, predictions, repeat(model_id))))
+
+
+def _check_count(batch, predictions, what: str) -> None:
+  # zip would silently drop extra predictions (or examples): a count
+  # mismatch is an error for the batch.
+  try:
+    n, m = len(batch), len(predictions)
+  except TypeError:  # unsized (a generator): the engine counts the results
+    return
+  if n != m:
+    raise ResultCountError(
+        f'{what} returned {m} predictions for a batch of {n} examples; it '
+        'must return one per example.')
 
 
 def check_file(path: str, what: str) -> None:

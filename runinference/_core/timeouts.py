@@ -12,16 +12,11 @@ import queue
 import threading
 from typing import Any, Callable, Optional
 
-from ..exceptions import InferenceTimeoutError
+from ..exceptions import InferenceTimeoutError, TooManyHungCalls
 
 _LOGGER = logging.getLogger(__name__)
 
 DEFAULT_MAX_HUNG = 2
-
-
-class TooManyHungCalls(InferenceTimeoutError):
-  """Earlier calls that timed out are still running; no new one is started
-  (the model is not reloaded either)."""
 
 
 class _Worker:

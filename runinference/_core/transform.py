@@ -16,7 +16,8 @@ from .contract import ModelHandler
 from .engine import InferenceEngine
 from .failures import (FAILED_INFERENCES, ErrorPolicy, check_exc_class,
                        postprocess_tag, preprocess_tag)
-from ..exceptions import ConfigurationError, ConfigurationTypeError
+from ..exceptions import (ConfigurationError, ConfigurationTypeError,
+                          UnsupportedOptionError)
 from .options import reject_unknown
 from .refresh import watch_spec_of
 from .stream_batching import batch_across_bundles
@@ -88,7 +89,7 @@ class RunInference(beam.PTransform):
     unsupported = sorted(set(kwargs) & {
         'use_model_manager', 'model_manager_args', 'monitoring_transform'})
     if unsupported:
-      raise NotImplementedError(
+      raise UnsupportedOptionError(
           f'RunInference option(s) {unsupported} are not supported by '
           'runinference; models are shared per process (large_model / '
           'model_copies for per-machine sharing).')
@@ -149,7 +150,7 @@ class RunInference(beam.PTransform):
       bisect: split failing batches to isolate the bad rows (default True).
     """
     if use_subprocess:
-      raise NotImplementedError(
+      raise UnsupportedOptionError(
           'with_exception_handling(use_subprocess=True) is not supported by '
           'runinference; use timeout= to guard against hung models.')
     check_exc_class(exc_class)
