@@ -20,7 +20,8 @@ import threading
 from typing import Iterator, Optional
 
 __all__ = [
-    'Distribution', 'MetricsServer', 'Snapshot', 'counter_inc', 'disable',
+    'Distribution', 'LiveCounter', 'LiveDistribution', 'MetricsServer',
+    'Snapshot', 'counter', 'counter_inc', 'disable', 'distribution',
     'distribution_update', 'enable', 'enabled', 'reset', 'serve', 'snapshot'
 ]
 
@@ -116,6 +117,52 @@ def distribution_update(namespace: str, name: str, value: int) -> None:
     if dist is None:
       dist = _distributions[key] = Distribution()
     dist.update(int(value))
+
+
+class LiveCounter:
+  """A Beam counter that also counts in this registry (when enabled)."""
+  __slots__ = ('_beam', '_key')
+
+  def __init__(self, beam_counter, namespace: str, name: str):
+    self._beam = beam_counter
+    self._key = (namespace, name)
+
+  def inc(self, n: int = 1) -> None:
+    self._beam.inc(n)
+    if _enabled:
+      counter_inc(*self._key, n)
+
+  def dec(self, n: int = 1) -> None:
+    self.inc(-n)
+
+
+class LiveDistribution:
+  """A Beam distribution that also records in this registry (when
+  enabled)."""
+  __slots__ = ('_beam', '_key')
+
+  def __init__(self, beam_distribution, namespace: str, name: str):
+    self._beam = beam_distribution
+    self._key = (namespace, name)
+
+  def update(self, value: int) -> None:
+    self._beam.update(value)
+    if _enabled:
+      distribution_update(*self._key, value)
+
+
+def counter(namespace: str, name: str) -> LiveCounter:
+  """``Metrics.counter(namespace, name)`` that the live registry sees too."""
+  from apache_beam.metrics.metric import Metrics
+  return LiveCounter(Metrics.counter(namespace, name), namespace, name)
+
+
+def distribution(namespace: str, name: str) -> LiveDistribution:
+  """``Metrics.distribution(namespace, name)`` that the live registry sees
+  too."""
+  from apache_beam.metrics.metric import Metrics
+  return LiveDistribution(Metrics.distribution(namespace, name), namespace,
+                          name)
 
 
 def snapshot() -> Snapshot:

@@ -135,3 +135,27 @@ pipeline:
   assert any(0 < v < n for v in during), during  # seen mid-run
   assert during == sorted(during)  # counters only grow
   assert box['outcome'].counts.inferred == n
+
+
+def test_live_counter_and_distribution_feed_beam_and_the_registry():
+  """The wrappers the core's metrics collector uses: Beam's metric always,
+  the registry only when enabled."""
+  import apache_beam as beam
+  from apache_beam.options.pipeline_options import PipelineOptions
+
+  def record(x):
+    live_metrics.counter('ns', 'num_inferences').inc(x)
+    live_metrics.distribution('ns', 'inference_request_batch_size').update(x)
+    return x
+
+  live_metrics.enable()
+  p = beam.Pipeline(options=PipelineOptions(runner='DirectRunner'))
+  _ = p | beam.Create([1, 2, 3]) | beam.Map(record)
+  result = p.run()
+  result.wait_until_finish()
+  counters = result.metrics().query()['counters']
+  assert sum(c.committed or c.attempted for c in counters
+             if c.key.metric.name == 'num_inferences') == 6
+  snap = live_metrics.snapshot()
+  assert snap.counter('num_inferences', 'ns') == 6
+  assert snap.distribution('inference_request_batch_size').max == 3
