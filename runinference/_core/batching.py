@@ -111,14 +111,14 @@ class BatchConfig:
 
   def batch_elements_kwargs(self) -> dict:
     """Arguments for ``beam.BatchElements`` (the cross-bundle streaming path)."""
-    kw = dict(
+    kw: dict[str, Any] = dict(
         min_batch_size=self.min_batch_size,
         max_batch_size=self.max_batch_size,
         max_batch_duration_secs=self.max_batch_duration_secs)
     if self.length_fn is not None:
       kw.update(
           length_fn=self.length_fn,
-          bucket_boundaries=list(self.bucket_boundaries))
+          bucket_boundaries=list(self.bucket_boundaries or ()))
     kw.update({k: v for k, v in self.extra.items()})
     return kw
 
@@ -190,11 +190,11 @@ class Batcher:
     """Adds ``item``; returns a full batch, or None. Raises
     ``ElementFnError`` (adding nothing) when a size/length fn fails."""
     if self.simple:
-      buf = self.buffer
-      buf.append(item)
-      if len(buf) >= self.sizer.size:
+      plain = self.buffer
+      plain.append(item)
+      if len(plain) >= self.sizer.size:
         self.buffer = []
-        return buf
+        return plain
       return None
     key = self._bucket(value)
     weight = 0 if self._size_fn is None else self.weigh(self._size_fn, value)
@@ -202,7 +202,7 @@ class Batcher:
     if buf is None:
       buf = self._buffers[key] = []
       self._weights[key] = 0
-    if self._size_fn is not None:
+    if self._max_weight is not None:
       if buf and self._weights[key] + weight > self._max_weight:
         full = buf
         self._buffers[key] = [item]

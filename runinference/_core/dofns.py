@@ -6,6 +6,8 @@ invoker. ``WindowedBatchDoFn`` carries each element's own timestamp and
 window to its result (and reads the model-metadata side input)."""
 from __future__ import annotations
 
+from typing import Any, Callable, Optional
+
 import apache_beam as beam
 from apache_beam.pvalue import TaggedOutput
 from apache_beam.transforms.window import GlobalWindows
@@ -38,7 +40,10 @@ class _EngineDoFn(beam.DoFn):
   def teardown(self):
     self._engine.teardown()
 
-  _value_of = None
+  def _finish_outputs(self, result: RunResult) -> list:
+    raise NotImplementedError(type(self))
+
+  _value_of: Optional[Callable[[Any], Any]] = None
 
 
 class GlobalBatchDoFn(_EngineDoFn):
@@ -81,8 +86,8 @@ class GlobalBatchDoFn(_EngineDoFn):
       outputs = outputs + [TaggedOutput(d.tag, d.record) for d in result.dead]
     return outputs
 
-  def _finish_outputs(self, result: RunResult):
-    out = [_global_wv(o) for o in result.outputs]
+  def _finish_outputs(self, result: RunResult) -> list:
+    out: list = [_global_wv(o) for o in result.outputs]
     out.extend(TaggedOutput(d.tag, _global_wv(d.record)) for d in result.dead)
     return out
 
@@ -137,7 +142,7 @@ class SideInputDoFn(WindowedBatchDoFn):
     super().setup()
     self._engine.refresher.start()
 
-  def process(
+  def process(  # type: ignore[override]  # Beam passes the side inputs
       self,
       element,
       inference_args,

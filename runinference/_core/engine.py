@@ -233,10 +233,14 @@ class InferenceEngine(ModelStep):
     cfg = self.batch_config
     if not cfg.max_batch_weight or not items:
       return [(items, values)]
-    parts, part_items, part, weight = [], [], [], 0
+    size_fn: Callable[[Any], Any] = cfg.element_size_fn or len
+    parts: list = []
+    part_items: list = []
+    part: list = []
+    weight = 0
     for item, value in zip(items, values):
       try:
-        w = Batcher.weigh(cfg.element_size_fn, value)
+        w = Batcher.weigh(size_fn, value)
       except ElementFnError as err:
         rej = self._rejected(value, err)
         result.dead.append(DeadLetter(item, rej.tag, rej.record))

@@ -14,7 +14,7 @@ import time
 import uuid
 import weakref
 from types import MappingProxyType
-from typing import Any, Callable, Mapping, Optional
+from typing import Any, Callable, Optional
 
 from apache_beam.utils import multi_process_shared
 from apache_beam.utils import shared
@@ -249,7 +249,8 @@ class KeyedModelManager:
   model server process (``MultiProcessShared``); this manager holds one
   reference per key and releases it when the key's model is evicted or
   replaced, or when the manager itself is dropped."""
-  _servers: Mapping = MappingProxyType({})  # until __init__ sets its own
+  # Until __init__ sets its own (read by __del__ if __init__ failed).
+  _servers: dict = MappingProxyType({})  # type: ignore[assignment]
 
   def __init__(self, handlers: dict, max_models: Optional[int] = None,
                clock=time):

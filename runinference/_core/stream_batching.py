@@ -173,5 +173,5 @@ class LocalStreamBatchElements(beam.PTransform):
             typing.Tuple[str, typing.Any])
     return keyed | 'Batch' >> beam.ParDo(
         _batching_dofn(
-            coder, cfg.max_batch_size, float(cfg.max_batch_duration_secs),
+            coder, cfg.max_batch_size, float(cfg.max_batch_duration_secs or 0),
             self._clock))

@@ -270,7 +270,7 @@ class RunInference(beam.PTransform):
         preprocess_tag(i) for i in range(len(handler.get_preprocess_fns()))]
     post_tags = [
         postprocess_tag(i) for i in range(len(handler.get_postprocess_fns()))]
-    outputs = pcoll | 'BeamML_RunInference' >> pardo.with_outputs(
+    outputs = pcoll | 'BeamML_RunInference' >> pardo.with_outputs(  # type: ignore[attr-defined]
         FAILED_INFERENCES, *pre_tags, *post_tags, main=_MAIN)
     return outputs[_MAIN], RunInferenceDLQ(
         failed_inferences=outputs[FAILED_INFERENCES],
