@@ -7,7 +7,7 @@ import dataclasses
 from typing import Any, Callable, Hashable, Mapping, Optional, Sequence
 
 from ..exceptions import ConfigurationError
-from ..exceptions import ElementFunctionError as ElementFnError
+from ..exceptions import ElementFunctionError
 
 DEFAULT_MAX_BATCH_SIZE = 10000
 DEFAULT_BUCKET_BOUNDARIES = (16, 32, 64, 128, 256, 512)
@@ -172,12 +172,12 @@ class Batcher:
   @staticmethod
   def weigh(fn: Callable[[Any], Any], value) -> Any:
     """``fn(value)`` for a user's size or length function; its failure is
-    raised as ``ElementFnError``."""
+    raised as ``ElementFunctionError``."""
     try:
       return fn(value)
     except Exception as exc:  # pylint: disable=broad-except
       name = getattr(fn, '__name__', type(fn).__name__)
-      raise ElementFnError(
+      raise ElementFunctionError(
           f'{name}({value!r:.100}) raised {exc!r}; the element fails on its '
           'own.') from exc
 
@@ -188,7 +188,7 @@ class Batcher:
 
   def add(self, item, value) -> Optional[list]:
     """Adds ``item``; returns a full batch, or None. Raises
-    ``ElementFnError`` (adding nothing) when a size/length fn fails."""
+    ``ElementFunctionError`` (adding nothing) when a size/length fn fails."""
     if self.simple:
       plain = self.buffer
       plain.append(item)

@@ -10,7 +10,7 @@ import time
 from typing import Any, Callable, Optional, Sequence
 
 from ..exceptions import ResultCountError
-from .batching import Batcher, BatchConfig, ElementFnError, group_by_shape
+from .batching import Batcher, BatchConfig, ElementFunctionError, group_by_shape
 from .failures import (FAILED_INFERENCES, DeadLetter, ErrorPolicy,
                        bisect_failures, describe, postprocess_tag,
                        preprocess_tag)
@@ -152,10 +152,10 @@ class InferenceEngine(ModelStep):
     the element's size or length function fails on it."""
     try:
       return self.batcher.add(item, value)
-    except ElementFnError as err:
+    except ElementFunctionError as err:
       return self._rejected(value, err)
 
-  def _rejected(self, value, err: ElementFnError) -> Rejected:
+  def _rejected(self, value, err: ElementFunctionError) -> Rejected:
     exc = err.__cause__ or err
     if not self.policy.catches(exc):
       raise exc
@@ -241,7 +241,7 @@ class InferenceEngine(ModelStep):
     for item, value in zip(items, values):
       try:
         w = Batcher.weigh(size_fn, value)
-      except ElementFnError as err:
+      except ElementFunctionError as err:
         rej = self._rejected(value, err)
         result.dead.append(DeadLetter(item, rej.tag, rej.record))
         continue

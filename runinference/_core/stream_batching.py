@@ -22,6 +22,7 @@ with ``TestStream``, batches across bundles.)
 from __future__ import annotations
 
 import bisect
+import logging
 import os
 import time
 import typing
@@ -36,6 +37,8 @@ from apache_beam.transforms.userstate import (BagStateSpec,
                                               TimerSpec, on_timer)
 
 from .batching import BatchConfig
+
+_LOGGER = logging.getLogger(__name__)
 
 # One key per worker process (as BatchElements does): each process batches
 # the elements it receives.
@@ -106,7 +109,14 @@ class _KeyDoFn(beam.DoFn):
   def process(self, element):
     if self._length_fn is None:
       return [(_PROCESS_KEY, element)]
-    bucket = bisect.bisect(self._boundaries, self._length_fn(element))
+    try:
+      bucket = bisect.bisect(self._boundaries, self._length_fn(element))
+    except Exception:  # pylint: disable=broad-except
+      # Not lost, nor the pipeline: the element batches with others whose
+      # length is unknown and runs (or fails) on its own merits.
+      _LOGGER.warning('batch_length_fn failed on %r; batching it apart.',
+                      element, exc_info=True)
+      return [(f'{_PROCESS_KEY}-unsized', element)]
     return [(f'{_PROCESS_KEY}-{bucket}', element)]
 
 
