@@ -205,13 +205,15 @@ def test_finish_bundle_outputs_kept_where_beams_runner_drops_them(
   assert _buffered_count(BeamDask(), dask_address, str(tmp_path / 'beam')) < 1000
 
 
-def test_read_from_text_on_dask(dask_address, tmp_path):
-  from runinference.runners import DaskRunner
+def test_read_from_text_on_dask_named_by_runner_option(dask_address, tmp_path):
   lines = [f'line {i}' for i in range(500)]
   (tmp_path / 'in.txt').write_text('\n'.join(lines) + '\n')
   (tmp_path / 'out').mkdir()
-  options = PipelineOptions([f'--dask_client_address={dask_address}'])
-  with beam.Pipeline(runner=DaskRunner(), options=options) as p:
+  options = PipelineOptions([
+      '--runner=runinference.runners.DaskRunner',
+      f'--dask_client_address={dask_address}'
+  ])
+  with beam.Pipeline(options=options) as p:
     _ = (p | beam.io.ReadFromText(str(tmp_path / 'in.txt'))
          | beam.ParDo(fx.Sink(str(tmp_path / 'out'), 'lines')))
   assert fx.read_outputs(str(tmp_path / 'out'))['lines'] == collections.Counter(lines)

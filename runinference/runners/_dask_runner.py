@@ -69,10 +69,9 @@ class DaskRunnerResult(beam_dask.DaskRunnerResult):
 class DaskRunner(beam_dask.DaskRunner):
   """Runs a pipeline on a ``dask.distributed`` cluster, losing nothing.
 
-  Name it like Beam's: ``--runner=runinference.runners.DaskRunner`` is not
-  resolvable by Beam's option parser, so pass an instance:
-  ``beam.Pipeline(runner=DaskRunner(), options=PipelineOptions(
-  ['--dask_client_address=tcp://scheduler:8786']))``. Without an address a
+  ``--runner=runinference.runners.DaskRunner
+  --dask_client_address=tcp://scheduler:8786``, or
+  ``beam.Pipeline(runner=DaskRunner(), options=...)``. Without an address a
   ``LocalCluster`` is started (and closed when the run ends).
   """
 
