@@ -1,105 +1,181 @@
-"""Every handler in the package honours the same small contract (in the
-spirit of scikit-learn's check_estimator). Cases live in tests/handler_cases."""
-import apache_beam as beam
+"""Every handler of ours through the public conformance kit
+(``runinference.testing``): the framework cases of tests/handler_cases, the
+TensorRT handler (GPU: skipped without one) and a RemoteModelHandler against
+a loopback HTTP server."""
+import importlib
+import inspect
+import json
+import pkgutil
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import numpy as np
 import pytest
-from apache_beam.internal import pickler
-from apache_beam.metrics.metric import MetricsFilter
-from apache_beam.testing.util import assert_that, equal_to
 
-from runinference.base import (KeyedModelHandler, ModelHandler,
-                               PredictionResult, RunInference)
-from tests.handler_cases import all_cases
-
-CASES = all_cases()
+from runinference.base import PredictionResult, RemoteModelHandler
+from runinference.testing import HandlerCase, parametrize_with_checks
+from tests import handler_cases
 
 
-@pytest.fixture(params=CASES)
-def case(request):
-  return request.param
+def _with_options(make):
+  """``make_handler(tmp, **options)`` over a handler_cases factory; one that
+  takes no options makes the large_model check skip with the reason."""
+  takes_options = any(p.kind is p.VAR_KEYWORD
+                      for p in inspect.signature(make).parameters.values())
+
+  def make_handler(tmp_path, **options):
+    if options and not takes_options:
+      raise TypeError(f'this case\'s make_handler takes no options '
+                      f'({", ".join(f"{k}=" for k in options)}; '
+                      'large_model)')
+    return make(tmp_path, **options)
+  return make_handler
 
 
-@pytest.fixture
-def handler(case, tmp_path):
-  return case.make_handler(tmp_path)
+def _framework_cases():
+  """Kit cases of tests/handler_cases, and (module, reason) of those whose
+  framework is missing here."""
+  cases, missing = [], []
+  for info in sorted(pkgutil.iter_modules(handler_cases.__path__),
+                     key=lambda m: m.name):
+    try:
+      module = importlib.import_module(f'tests.handler_cases.{info.name}')
+    except (pytest.skip.Exception, ImportError) as e:
+      missing.append(pytest.param(str(e), id=info.name))
+      continue
+    for c in module.CASES:
+      cases.append(HandlerCase(
+          name=c.name, make_handler=_with_options(c.make_handler),
+          make_examples=c.make_examples, bad_example=c.bad_example,
+          expected_namespace=c.expected_namespace, check=c.check))
+  return cases, missing
 
 
-def _results(handler, examples, model=None):
-  model = model if model is not None else handler.load_model()
-  return list(handler.run_inference(examples, model))
+# -- TensorRT (needs tensorrt and a CUDA GPU) -----------------------------------
+def _tensorrt_handler(tmp_path, **options):
+  skl2onnx = pytest.importorskip('skl2onnx')
+  from sklearn.linear_model import LinearRegression
+
+  from runinference.tensorrt_inference import TensorRTEngineHandlerNumPy
+  x = np.arange(10, dtype=np.float32).reshape(-1, 1)
+  path = tmp_path / 'five.onnx'
+  path.write_bytes(skl2onnx.to_onnx(
+      LinearRegression().fit(x, 5 * x.ravel()), x[:1]).SerializeToString())
+  return TensorRTEngineHandlerNumPy(1, 4, onnx_path=str(path), **options)
 
 
-def test_load_and_batch(case, handler):
-  assert isinstance(handler, ModelHandler)
-  model = handler.load_model()
-  assert model is not None
-  examples = case.make_examples()
-  results = _results(handler, examples, model)
-  assert len(results) == len(examples)
-  for example, result in zip(examples, results):
-    assert isinstance(result, PredictionResult)
-    assert result.example is example
-    if case.check:
-      case.check(example, result.inference)
+def _have(module):
+  return importlib.util.find_spec(module) is not None
 
 
-def test_empty_batch(case, handler):
-  assert list(handler.run_inference([], handler.load_model())) == []
+TENSORRT = pytest.param(
+    HandlerCase(
+        name='tensorrt-numpy', make_handler=_tensorrt_handler,
+        make_examples=lambda: [np.array([float(i)], np.float32)
+                               for i in range(3)],
+        bad_example='not an array', expected_namespace='BeamML_TensorRT',
+        gpu=True),
+    marks=pytest.mark.skipif(not _have('tensorrt'),
+                             reason='needs TensorRT (pip install tensorrt) '
+                             'and a CUDA GPU'))
 
 
-def test_bad_input_is_a_clear_error(case, handler):
-  with pytest.raises((TypeError, ValueError)) as info:
-    _results(handler, [case.bad_example])
-  assert len(str(info.value)) > 20
+# -- RemoteModelHandler against a loopback server --------------------------------
+class _TimesFive(BaseHTTPRequestHandler):
+  """POST {"instances": [numbers]} -> {"predictions": [5x]}; 400 naming the
+  first instance that is not a number."""
+  def do_POST(self):
+    body = json.loads(self.rfile.read(int(self.headers['Content-Length'])))
+    rows = body['instances']
+    bad = [i for i, x in enumerate(rows) if not isinstance(x, (int, float))]
+    if bad:
+      status, reply = 400, {
+          'error': f'instance {bad[0]} ({rows[bad[0]]!r}) is not a number'}
+    else:
+      status, reply = 200, {'predictions': [5 * x for x in rows]}
+    data = json.dumps(reply).encode()
+    self.send_response(status)
+    self.send_header('Content-Type', 'application/json')
+    self.send_header('Content-Length', str(len(data)))
+    self.end_headers()
+    self.wfile.write(data)
+
+  def log_message(self, *args):
+    pass
 
 
-def test_metrics_namespace_and_pipeline(case, handler):
-  assert handler.get_metrics_namespace() == case.expected_namespace
-  examples = case.make_examples()
-  p = beam.Pipeline()
-  out = (
-      p | beam.Create(list(enumerate(examples)))
-      | beam.Map(lambda kv: kv[1])
-      | RunInference(handler)
-      | beam.Map(lambda r: 1))
-  assert_that(out | beam.combiners.Count.Globally(), equal_to([len(examples)]))
-  result = p.run()
-  result.wait_until_finish()
-  counters = result.metrics().query(
-      MetricsFilter().with_namespace(case.expected_namespace).with_name(
-          'num_inferences'))['counters']
-  assert sum(c.committed for c in counters) == len(examples)
+_SERVER = {}
 
 
-def test_keyed(case, handler):
-  examples = case.make_examples()
-  with beam.Pipeline() as p:
-    out = (
-        p | beam.Create(list(range(len(examples))))
-        | beam.Map(lambda i, xs=examples: (f'k{i}', xs[i]))
-        | RunInference(KeyedModelHandler(handler))
-        | beam.Map(lambda kv: (kv[0], isinstance(kv[1], PredictionResult))))
-    assert_that(out, equal_to([(f'k{i}', True) for i in range(len(examples))]))
+def _server_url() -> str:
+  if 'url' not in _SERVER:
+    server = ThreadingHTTPServer(('127.0.0.1', 0), _TimesFive)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    _SERVER['url'] = f'http://127.0.0.1:{server.server_address[1]}/predict'
+  return _SERVER['url']
 
 
-def test_unkeyed_data_to_keyed_handler_says_so(case, handler):
-  keyed = KeyedModelHandler(handler)
-  with pytest.raises(TypeError, match='key'):
-    keyed.run_inference([case.make_examples()[0]], keyed.load_model())
+class _Client:
+  """JSON over HTTP with the standard library."""
+  def __init__(self, url):
+    self.url = url
+
+  def predict(self, rows: list) -> list:
+    import urllib.error
+    import urllib.request
+    req = urllib.request.Request(
+        self.url, data=json.dumps({'instances': rows}).encode(),
+        headers={'Content-Type': 'application/json'})
+    try:
+      with urllib.request.urlopen(req, timeout=30) as reply:
+        return json.loads(reply.read())['predictions']
+    except urllib.error.HTTPError as e:
+      raise ValueError(f'the service rejected the batch: '
+                       f'{json.loads(e.read())["error"]}') from None
 
 
-def test_bad_input_goes_to_dead_letter(case, handler):
-  examples = case.make_examples()
-  with beam.Pipeline() as p:
-    data = p | beam.Create([0, 1, 2]) | beam.Map(
-        lambda i, xs=examples, bad=case.bad_example: bad if i == 1 else xs[i])
-    main, dlq = data | RunInference(handler).with_exception_handling()
-    assert_that(main | 'CountGood' >> beam.combiners.Count.Globally(),
-                equal_to([2]), label='good rows')
-    assert_that(dlq.failed_inferences | 'CountBad' >> beam.combiners.Count.Globally(),
-                equal_to([1]), label='bad row')
+class TimesFiveHTTPHandler(RemoteModelHandler):
+  """A handler for the loopback service."""
+  def __init__(self, url, **kwargs):
+    super().__init__(namespace='TimesFiveHTTP', num_retries=0, **kwargs)
+    self.url = url
+
+  def create_client(self):
+    return _Client(self.url)
+
+  def request(self, batch, model, inference_args=None):
+    predictions = model.predict([_json_value(x) for x in batch])
+    return [PredictionResult(x, y, self.url)
+            for x, y in zip(batch, predictions)]
 
 
-def test_pickles(case, handler):
-  clone = pickler.loads(pickler.dumps(handler))
-  examples = case.make_examples()
-  assert len(_results(clone, examples)) == len(examples)
+def _json_value(x):
+  return x.item() if isinstance(x, np.generic) else x
+
+
+REMOTE = HandlerCase(
+    name='remote-http',
+    make_handler=lambda tmp, **options: TimesFiveHTTPHandler(
+        _server_url(), **options),
+    make_examples=lambda: [1.0, 2.5, 4.0],
+    bad_example='not a number',
+    check=lambda x, y: np.testing.assert_allclose(y, 5 * x))
+
+FRAMEWORK_CASES, MISSING = _framework_cases()
+
+
+@parametrize_with_checks(FRAMEWORK_CASES + [TENSORRT, REMOTE])
+def test_handler(case, check, tmp_path):
+  check(case, tmp_path)
+
+
+@pytest.mark.parametrize('reason', MISSING or [
+    pytest.param('', marks=pytest.mark.skip('every framework is installed'))])
+def test_framework_installed(reason):
+  pytest.skip(reason)
+
+
+def test_every_handler_case_module_is_covered():
+  names = {c.name for c in FRAMEWORK_CASES}
+  assert {'sklearn-numpy', 'sklearn-pandas'} <= names
+  assert len(names) == len(FRAMEWORK_CASES), 'case names must be unique'
