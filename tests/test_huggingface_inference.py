@@ -159,8 +159,8 @@ def test_pipeline_handler_feature_extraction(tokenize):
     tokens = np.asarray(r.inference)[0]
     assert tokens.shape[1] == 384
     assert tokens.shape[0] >= input_length(tokenize(s))
-  with pytest.raises(TypeError, match="'feature-extraction' pipeline takes "
-                     'text: example 1 is int'):
+  with pytest.raises(TypeError, match="'feature-extraction' pipeline expects "
+                     'each example to be text.*example 1 is int'):
     handler.run_inference(['ok', 5], pipe)
 
 

@@ -195,7 +195,7 @@ def test_large_model_shared_across_processes(models):
 
 
 def test_missing_or_wrong_model_directory(models, tmp_path):
-  with pytest.raises(FileNotFoundError, match='does not exist'):
+  with pytest.raises(FileNotFoundError, match='not found at'):
     TFExampleModelHandler(str(tmp_path / 'nope')).load_model()
   with pytest.raises(FileNotFoundError, match='not a SavedModel directory'):
     TFExampleModelHandler(str(tmp_path)).load_model()

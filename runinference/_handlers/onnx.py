@@ -12,8 +12,9 @@ from typing import Any, Callable, Iterable, NamedTuple, Optional, Sequence
 
 import numpy
 
-from .common import (check_model_path, describe_value, read_model_bytes,
-                          require, stack_numpy)
+from .common import (ModelLoadError, check_model_path, describe_value,
+                     read_model_bytes, require, stack_numpy)
+from ..exceptions import ConfigurationError, InvalidInputError
 from .._core.contract import MatrixPredictor, ModelHandler
 from .._core.naming import publish
 from .._core.results import to_results
@@ -65,7 +66,7 @@ def _ort_inputs(
     declared = {i.name: i.type for i in inputs}
     unknown = [n for n in names if n not in declared]
     if unknown:
-      raise ValueError(
+      raise InvalidInputError(
           f'{_WHO}: example keys {unknown} are not inputs of the model; its '
           f'inputs are {list(declared)}.')
     feed = {}
@@ -73,7 +74,7 @@ def _ort_inputs(
       try:
         column = [x[name] for x in batch]
       except (KeyError, TypeError) as e:
-        raise ValueError(
+        raise InvalidInputError(
             f'{_WHO}: every example must be a dict with the same keys '
             f'{names}; one lacks {name!r}.') from e
       feed[name] = _cast(
@@ -102,7 +103,7 @@ def _run(session, feed: dict, output_names=None) -> list:
           f'{i.name}: {i.type} {i.shape}' for i in session.get_inputs())
       given = ', '.join(
           f'{k}: {describe_value(v)}' for k, v in feed.items())
-      raise ValueError(
+      raise InvalidInputError(
           f'{_WHO}: the ONNX model rejected the batch '
           f'({type(e).__name__}: {e}). The model takes [{declared}]; it was '
           f'given [{given}] (first dimension = batch size). Make each example '
@@ -191,7 +192,7 @@ def _choose_providers(requested, provider_options):
   requested = list(requested or _DEFAULT_PROVIDERS)
   options = list(provider_options) if provider_options else None
   if options is not None and len(options) != len(requested):
-    raise ValueError(
+    raise ConfigurationError(
         f'provider_options must have one entry per provider: got '
         f'{len(options)} options for providers {requested}.')
   keep = [
@@ -273,7 +274,7 @@ class OnnxModelHandlerNumpy(ModelHandler):
         _DEFAULT_PROVIDERS)
     self._provider_options = provider_options
     if not callable(inference_fn):
-      raise ValueError(f'inference_fn must be callable, got {inference_fn!r}.')
+      raise ConfigurationError(f'inference_fn must be callable, got {inference_fn!r}.')
     self._model_inference_fn = inference_fn
 
   def load_model(self):
@@ -290,7 +291,7 @@ class OnnxModelHandlerNumpy(ModelHandler):
           provider_options=options)
     except Exception as e:  # pylint: disable=broad-except
       if type(e).__module__.startswith('onnxruntime'):
-        raise ValueError(
+        raise ModelLoadError(
             f'{_WHO}: {self._model_uri!r} is not a model ONNX Runtime can load '
             f'({type(e).__name__}: {e}). Check that it is an .onnx file '
             f'(not a pickle/zip/SavedModel); {_HOW_TO_SAVE}') from e
@@ -328,11 +329,6 @@ class OnnxModelHandlerNumpy(ModelHandler):
       return MatrixPredictor(_all_outputs_matrix)
     return MatrixPredictor(functools.partial(_rows_matrix, fn))
 
-  def update_model_path(self, model_path: Optional[str] = None):
-    self._model_uri = model_path or self._model_uri
-
-  def __repr__(self):
-    return f'{type(self).__name__}(model_uri={self._model_uri!r})'
 
 
 publish(globals(), 'runinference.onnx_inference', alias=True)

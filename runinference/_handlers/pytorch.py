@@ -1,15 +1,24 @@
-"""PyTorch handlers: a tensor per example, or a dict of tensors per example."""
+"""PyTorch handlers: a tensor per example, or a dict of tensors per example.
+
+``torch`` is imported when a handler is built, so this module imports without
+it (``pip install 'runinference[pytorch]'`` on the workers)."""
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable, Iterable, Optional, Sequence
+import pickle
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Optional, Sequence
 
-import torch
-
+from ..exceptions import ConfigurationTypeError
 from .._core.contract import MatrixPredictor, ModelHandler
 from .._core.naming import publish
-from .._core.results import check_file, to_results
+from .._core.results import to_results
 from .._core.types import PredictionResult
+from .common import (ConfigurationRuntimeError, check_types,
+                     corrupt_model_error, cuda_usable,
+                     open_model_file, parse_device, require, stack_torch)
+
+if TYPE_CHECKING:
+  import torch
 
 __all__ = [
     'PytorchModelHandlerTensor',
@@ -21,38 +30,22 @@ __all__ = [
 ]
 
 _LOGGER = logging.getLogger('runinference.pytorch_inference')
+_WHAT = 'PyTorch model'
+_HOW_TO_SAVE = ("torch.save(model.state_dict(), 'model.pt') (with "
+                "model_class=...), or torch.jit.save(torch.jit.script(model), "
+                "'model.pt') for torch_script_model_path.")
 
 
-def _cuda_usable() -> bool:
-  if not torch.cuda.is_available():
-    return False
-  try:
-    torch.empty(1, device='cuda')
-    return True
-  except Exception:  # pylint: disable=broad-except
-    _LOGGER.warning('CUDA is present but unusable', exc_info=True)
-    return False
+def _torch():
+  return require('torch', 'The PyTorch handlers')
 
 
-def _parse_device(device: str) -> torch.device:
-  if not isinstance(device, str) or device.upper() not in ('CPU', 'GPU'):
-    raise ValueError(f"device must be 'CPU' or 'GPU', got {device!r}.")
-  return torch.device('cuda' if device.upper() == 'GPU' else 'cpu')
-
-
-def _stack(tensors: Sequence[Any], where: str) -> torch.Tensor:
-  try:
-    return torch.stack(list(tensors))
-  except TypeError as e:
-    bad = next((t for t in tensors if not isinstance(t, torch.Tensor)), None)
-    raise TypeError(
-        f'{e}. {where} expects torch.Tensor examples, got '
-        f'{type(bad).__name__}: {bad!r:.100}. Convert in a preprocess fn, '
-        'e.g. handler.with_preprocess_fn(torch.as_tensor).') from e
-
-
-def _to(t: torch.Tensor, device) -> torch.Tensor:
+def _to(t, device):
   return t if t.device == device else t.to(device)
+
+
+def _stack(batch: Sequence[Any], device, who: str = 'PytorchModelHandlerTensor'):
+  return _to(stack_torch(batch, who), device)
 
 
 def default_tensor_inference_fn(
@@ -62,33 +55,30 @@ def default_tensor_inference_fn(
     inference_args: Optional[dict[str, Any]] = None,
     model_id: Optional[str] = None) -> Iterable[PredictionResult]:
   """Stacks the batch, calls ``model(batch, **inference_args)``."""
-  with torch.no_grad():
-    stacked = _to(_stack(batch, 'PytorchModelHandlerTensor'), device)
-    predictions = model(stacked, **(inference_args or {}))
+  with _torch().no_grad():
+    predictions = model(_stack(batch, device), **(inference_args or {}))
     return to_results(batch, predictions, model_id)
 
 
 def make_tensor_model_fn(model_fn: str) -> Callable:
   """An inference fn that calls ``model.<model_fn>`` instead of forward."""
   def attr_fn(batch, model, device, inference_args=None, model_id=None):
-    with torch.no_grad():
-      stacked = _to(_stack(batch, 'PytorchModelHandlerTensor'), device)
-      predictions = getattr(model, model_fn)(stacked, **(inference_args or {}))
+    with _torch().no_grad():
+      predictions = getattr(model, model_fn)(
+          _stack(batch, device), **(inference_args or {}))
       return to_results(batch, predictions, model_id)
 
   return attr_fn
 
 
 def _stack_keyed(batch, device) -> dict:
-  if not all(isinstance(x, dict) for x in batch):
-    bad = next(x for x in batch if not isinstance(x, dict))
-    raise TypeError(
-        'PytorchModelHandlerKeyedTensor expects a dict of tensors per '
-        f'example, got {type(bad).__name__}. Use PytorchModelHandlerTensor '
-        'for plain tensors.')
+  who = 'PytorchModelHandlerKeyedTensor'
+  check_types(batch, lambda x: isinstance(x, dict), who,
+              'a dict of tensors', 'Use PytorchModelHandlerTensor for plain '
+              'tensors.')
   names = list(batch[0]) if batch else []
   return {
-      name: _to(_stack([x[name] for x in batch], f'input {name!r}'), device)
+      name: _stack([x[name] for x in batch], device, f'{who} (input {name!r})')
       for name in names
   }
 
@@ -100,7 +90,7 @@ def default_keyed_tensor_inference_fn(
     inference_args: Optional[dict[str, Any]] = None,
     model_id: Optional[str] = None) -> Iterable[PredictionResult]:
   """Stacks each named input, calls ``model(**inputs, **inference_args)``."""
-  with torch.no_grad():
+  with _torch().no_grad():
     predictions = model(
         **_stack_keyed(batch, device), **(inference_args or {}))
     return to_results(batch, predictions, model_id)
@@ -109,7 +99,7 @@ def default_keyed_tensor_inference_fn(
 def make_keyed_tensor_model_fn(model_fn: str) -> Callable:
   """Keyed-tensor inference fn calling ``model.<model_fn>``."""
   def attr_fn(batch, model, device, inference_args=None, model_id=None):
-    with torch.no_grad():
+    with _torch().no_grad():
       predictions = getattr(model, model_fn)(
           **_stack_keyed(batch, device), **(inference_args or {}))
       return to_results(batch, predictions, model_id)
@@ -120,24 +110,27 @@ def make_keyed_tensor_model_fn(model_fn: str) -> Callable:
 def _load_model(model_class, state_dict_path, device, model_params,
                 torch_script_model_path, load_model_args):
   """Builds and loads the model on ``device``; returns ``(model, device)``."""
-  if device.type == 'cuda' and not _cuda_usable():
+  torch = _torch()
+  if device.type == 'cuda' and not cuda_usable():
     logging.warning(
         "Model handler specified a 'GPU' device, but GPUs are not available. "
         'Switching to CPU.')
     device = torch.device('cpu')
   path = torch_script_model_path or state_dict_path
-  check_file(path, 'PyTorch model')
-  from apache_beam.io.filesystems import FileSystems
   try:
-    with FileSystems.open(path, 'rb') as f:
+    with open_model_file(path, _WHAT, _HOW_TO_SAVE) as f:
       if torch_script_model_path:
         model = torch.jit.load(f, map_location=device, **load_model_args)
       else:
         model = model_class(**model_params)
-        state = torch.load(f, map_location=device, **load_model_args)
-        model.load_state_dict(state)
+        model.load_state_dict(
+            torch.load(f, map_location=device, **load_model_args))
         model.requires_grad_(False)
-  except RuntimeError:
+  except (pickle.UnpicklingError, EOFError) as e:
+    raise corrupt_model_error(path, _WHAT, e) from e
+  except RuntimeError as e:
+    if 'PytorchStreamReader' in str(e) or 'corrupt' in str(e):
+      raise corrupt_model_error(path, _WHAT, e) from e
     if device.type == 'cuda':
       _LOGGER.warning(
           'Loading the model onto the GPU failed; retrying on the CPU.',
@@ -153,6 +146,7 @@ def _load_model(model_class, state_dict_path, device, model_params,
 
 def _forward_matrix(model, features, inference_args: dict):
   import numpy
+  torch = _torch()
   param = next(iter(model.parameters()), None)
   device = param.device if param is not None else torch.device('cpu')
   dtype = (param.dtype if param is not None and param.is_floating_point()
@@ -190,24 +184,26 @@ class _PytorchHandler(ModelHandler):
       kwargs: batching and sharing options of ``ModelHandler``, ``env_vars``.
     """
     super().__init__(**kwargs)
+    torch = _torch()
     missing = (
         'A {0} has been supplied to the model handler, but the required {1} '
         'is missing. Please provide the {1} in order to successfully load '
         'the {0}.')
     if state_dict_path and not model_class:
-      raise RuntimeError(missing.format('state_dict_path', 'model_class'))
+      raise ConfigurationRuntimeError(missing.format('state_dict_path', 'model_class'))
     if model_class and not state_dict_path:
-      raise RuntimeError(missing.format('model_class', 'state_dict_path'))
+      raise ConfigurationRuntimeError(missing.format('model_class', 'state_dict_path'))
     if torch_script_model_path and state_dict_path:
-      raise RuntimeError(
+      raise ConfigurationRuntimeError(
           'Please specify either torch_script_model_path or '
           '(state_dict_path, model_class) to successfully load the model, '
           'not both.')
     if not torch_script_model_path and not state_dict_path:
-      raise RuntimeError(
+      raise ConfigurationRuntimeError(
           'No model given: pass state_dict_path and model_class, or '
           'torch_script_model_path.')
-    self._device = _parse_device(device)
+    self._device = torch.device(
+        'cuda' if parse_device(device) == 'GPU' else 'cpu')
     if self._device.type == 'cuda':
       logging.info('Device is set to CUDA')
     self._state_dict_path = state_dict_path
@@ -227,19 +223,16 @@ class _PytorchHandler(ModelHandler):
         load_model_args=self._load_model_args)
     return model
 
-  def update_model_path(self, model_path: Optional[str] = None):
-    if not model_path:
-      return
+  @property
+  def _model_location_attr(self) -> str:  # type: ignore[override]
+    # The model is a TorchScript file or a state dict, whichever was given.
     if self._torch_script_model_path:
-      self._torch_script_model_path = model_path
-    else:
-      self._state_dict_path = model_path
+      return '_torch_script_model_path'
+    return '_state_dict_path'
 
   @property
-  def model_location(self) -> Optional[str]:
-    return self._torch_script_model_path or self._state_dict_path
-
-  _model_id = model_location
+  def _model_id(self) -> Optional[str]:
+    return self.model_location
 
   def run_inference(
       self,
@@ -258,9 +251,6 @@ class _PytorchHandler(ModelHandler):
   def validate_inference_args(self, inference_args):
     pass
 
-  def __repr__(self):
-    return f'{type(self).__name__}(model={self._model_id!r})'
-
 
 class PytorchModelHandlerTensor(_PytorchHandler):
   """Runs a PyTorch model on ``torch.Tensor`` examples (stacked per batch).
@@ -276,7 +266,7 @@ class PytorchModelHandlerTensor(_PytorchHandler):
     """``model(matrix)`` under ``no_grad`` on the model's device and dtype;
     TypeError for a custom ``inference_fn`` (it takes tensors per example)."""
     if self._inference_fn is not default_tensor_inference_fn:
-      raise TypeError(
+      raise ConfigurationTypeError(
           'PytorchModelHandlerTensor offers the whole-matrix path only with '
           'its default inference_fn (model(matrix)); for a custom one pass '
           'RunInferenceColumnar(..., predict_fn=lambda model, matrix, '

@@ -9,15 +9,21 @@ from typing import Any, Callable, Iterable, Optional, Sequence
 
 import numpy
 
-from ..exceptions import UnsupportedModelFileType
+from ..exceptions import InvalidInputError, UnsupportedModelFileType
 from .._core.contract import MatrixPredictor, ModelHandler
 from .._core.naming import publish
-from .._core.results import check_file, to_results
+from .._core.results import to_results
 from .._core.types import PredictionResult
+from .common import (check_model_path, check_types, open_model_file, require,
+                     stack_numpy, unpickle_model)
 
 __all__ = [
     'ModelFileType', 'SklearnModelHandlerNumpy', 'SklearnModelHandlerPandas'
 ]
+
+_WHAT = 'scikit-learn model'
+_HOW_TO_SAVE = ("pickle.dump(model, open('model.pkl', 'wb')) or "
+                "joblib.dump(model, 'model.joblib') after training.")
 
 
 class ModelFileType(enum.Enum):
@@ -34,38 +40,12 @@ def _check_file_type(file_type) -> None:
 
 
 def _load_model(model_uri: str, file_type: ModelFileType):
-  from apache_beam.io.filesystems import FileSystems
   _check_file_type(file_type)
-  check_file(model_uri, 'scikit-learn model')
-  with FileSystems.open(model_uri, 'rb') as f:
-    if file_type is ModelFileType.JOBLIB:
-      try:
-        import joblib
-      except ImportError as e:
-        raise ImportError(
-            'ModelFileType.JOBLIB needs joblib: pip install joblib') from e
-      return joblib.load(f)
-    return pickle.load(f)
-
-
-def _stack(batch: Sequence[Any], handler: str) -> numpy.ndarray:
-  first = batch[0] if len(batch) else None
-  if isinstance(first, numpy.ndarray) and first.dtype != object:
-    # numpy.array builds the batch in C, ~3x faster than numpy.stack; a
-    # ragged batch raises ValueError (the engine then splits it by shape).
-    stacked = numpy.array(batch)
-    if stacked.dtype != object and stacked.ndim == first.ndim + 1:
-      return stacked
-  try:
-    return numpy.stack(batch, axis=0)
-  except (TypeError, ValueError) as e:
-    bad = next((x for x in batch if not isinstance(x, numpy.ndarray)), None)
-    if bad is not None:
-      raise TypeError(
-          f'{handler} expects numpy arrays, got {type(bad).__name__}: '
-          f'{bad!r:.100}. Convert with a preprocess fn, e.g. '
-          'handler.with_preprocess_fn(numpy.asarray).') from e
-    raise
+  load = pickle.load
+  if file_type is ModelFileType.JOBLIB:
+    load = require('joblib', 'ModelFileType.JOBLIB').load
+  with open_model_file(model_uri, _WHAT, _HOW_TO_SAVE) as f:
+    return unpickle_model(load, f, model_uri, _WHAT)
 
 
 def _default_numpy_inference_fn(
@@ -73,7 +53,8 @@ def _default_numpy_inference_fn(
     batch: Sequence[numpy.ndarray],
     inference_args: Optional[dict[str, Any]] = None) -> Any:
   return model.predict(
-      _stack(batch, 'SklearnModelHandlerNumpy'), **(inference_args or {}))
+      stack_numpy(batch, 'SklearnModelHandlerNumpy', strict=False,
+                  numeric=False), **(inference_args or {}))
 
 
 def _default_pandas_inference_fn(
@@ -114,25 +95,16 @@ class _SklearnHandler(ModelHandler):
       inference_fn: Callable,
       **kwargs):
     super().__init__(**kwargs)
-    if not isinstance(model_uri, str) or not model_uri:
-      raise ValueError(
-          f'model_uri must be the path of a saved model, got {model_uri!r}.')
+    self._model_uri = check_model_path(model_uri, _WHAT)
     _check_file_type(model_file_type)
-    self._model_uri = model_uri
     self._model_file_type = model_file_type
     self._model_inference_fn = inference_fn
 
   def load_model(self):
     return _load_model(self._model_uri, self._model_file_type)
 
-  def update_model_path(self, model_path: Optional[str] = None):
-    self._model_uri = model_path or self._model_uri
-
   def get_metrics_namespace(self) -> str:
     return 'BeamML_Sklearn'
-
-  def __repr__(self):
-    return f'{type(self).__name__}(model_uri={self._model_uri!r})'
 
 
 class SklearnModelHandlerNumpy(_SklearnHandler):
@@ -199,17 +171,7 @@ class SklearnModelHandlerPandas(_SklearnHandler):
       model: Any,
       inference_args: Optional[dict[str, Any]] = None
   ) -> Iterable[PredictionResult]:
-    for frame in batch:
-      shape = getattr(frame, 'shape', None)
-      if shape is None:
-        raise TypeError(
-            'SklearnModelHandlerPandas expects one-row pandas DataFrames, got '
-            f'{type(frame).__name__}.')
-      if shape[0] != 1:
-        raise ValueError(
-            'Only dataframes with single rows are supported: '
-            f'SklearnModelHandlerPandas got one with {shape[0]} rows; split '
-            'it first (e.g. beam.FlatMap over df.iloc[[i]]).')
+    _check_frames(batch)
     if not batch:
       return []
     predictions, _ = self._model_inference_fn(model, batch, inference_args)
@@ -224,6 +186,33 @@ class SklearnModelHandlerPandas(_SklearnHandler):
       return MatrixPredictor(_predict_matrix, takes='pandas')
     return MatrixPredictor(
         functools.partial(_frames_matrix, fn), takes='pandas')
+
+
+def _is_frame(x: Any) -> bool:
+  return type(x).__name__ == 'DataFrame' and hasattr(x, 'iloc')
+
+
+def _check_frames(batch: Sequence[Any]) -> None:
+  who = 'SklearnModelHandlerPandas'
+  for i, x in enumerate(batch):
+    if type(x).__name__ == 'Series' and hasattr(x, 'to_frame'):
+      raise InvalidInputError(
+          f'{who} expects each example to be a one-row pandas DataFrame, but '
+          f'example {i} is a pandas Series (index {list(x.index)[:5]}...). If '
+          'it is one row, make it a frame with handler.with_preprocess_fn('
+          'lambda s: s.to_frame().T); if it is one column of many rows, '
+          'build a DataFrame and emit one row per element '
+          '(beam.FlatMap(lambda df: [df.iloc[[i]] for i in range(len(df))])).')
+  check_types(
+      batch, _is_frame, who, 'a one-row pandas DataFrame',
+      'Build one with pandas.DataFrame([row]) in a preprocess step.')
+  for i, frame in enumerate(batch):
+    if frame.shape[0] != 1:
+      raise InvalidInputError(
+          'Only dataframes with single rows are supported: '
+          f'{who} got example {i} with {frame.shape[0]} rows. Emit one row '
+          'per element, e.g. beam.FlatMap(lambda df: [df.iloc[[i]] for i in '
+          'range(len(df))]).')
 
 
 publish(globals(), 'runinference.sklearn_inference', alias=True)

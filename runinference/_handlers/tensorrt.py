@@ -19,7 +19,10 @@ from typing import Any, Callable, Iterable, Optional, Sequence
 
 import numpy as np
 
-from .common import read_model_bytes, require, stack_numpy
+from ..exceptions import (ConfigurationError, InvalidInputError,
+                          RunInferenceError)
+from .common import (DeviceUnavailableError, ModelLoadError, read_model_bytes,
+                     require, stack_numpy)
 from .._core.contract import ModelHandler
 from .._core.naming import publish
 from .._core.results import to_results
@@ -32,6 +35,10 @@ _WHO = 'TensorRTEngineHandlerNumPy'
 MIN_TRT_MAJOR_VERSION = 10
 
 
+class TensorRTError(RunInferenceError, RuntimeError):
+  """TensorRT failed to build or run an engine (see the TensorRT log)."""
+
+
 def _trt():
   trt = require(
       'tensorrt', _WHO,
@@ -41,7 +48,7 @@ def _trt():
   except (AttributeError, ValueError):
     major = MIN_TRT_MAJOR_VERSION
   if major < MIN_TRT_MAJOR_VERSION:
-    raise RuntimeError(
+    raise DeviceUnavailableError(
         f'{_WHO} needs TensorRT {MIN_TRT_MAJOR_VERSION} or later (its '
         f'tensor-name API); found {trt.__version__}. pip install -U tensorrt.')
   return trt
@@ -50,7 +57,7 @@ def _trt():
 def _cuda_torch():
   torch = require('torch', _WHO, '(a CUDA build, for GPU buffers)')
   if not torch.cuda.is_available():
-    raise RuntimeError(
+    raise DeviceUnavailableError(
         f'{_WHO} needs a CUDA GPU, but torch sees none (torch '
         f'{torch.__version__}, CUDA build: {torch.version.cuda}). Run on a '
         'GPU worker with a CUDA build of torch.')
@@ -76,7 +83,7 @@ def _load_engine(engine_path: str):
       'pass onnx_path= to build it on the worker.')
   engine = trt.Runtime(_logger(trt)).deserialize_cuda_engine(data)
   if engine is None:
-    raise ValueError(
+    raise ModelLoadError(
         f'{engine_path!r} is not an engine this TensorRT '
         f'({trt.__version__}) on this GPU can load. Engines are specific to '
         'the TensorRT version and GPU model they were built with: rebuild '
@@ -94,7 +101,7 @@ def _load_onnx(onnx_path: str):
   if not parser.parse(data):
     errors = '; '.join(
         str(parser.get_error(i)) for i in range(parser.num_errors))
-    raise ValueError(f'TensorRT could not parse {onnx_path!r}: {errors}')
+    raise ModelLoadError(f'TensorRT could not parse {onnx_path!r}: {errors}')
   return network, builder
 
 
@@ -111,7 +118,7 @@ def _build_engine(network, builder, max_batch_size: Optional[int] = None):
     for tensor in dynamic:
       shape = tuple(tensor.shape)
       if any(d == -1 for d in shape[1:]):
-        raise ValueError(
+        raise ConfigurationError(
             f'Input {tensor.name!r} has dynamic dimensions {shape} other '
             'than the batch; build the engine yourself with an optimization '
             'profile and pass engine_path=.')
@@ -120,7 +127,7 @@ def _build_engine(network, builder, max_batch_size: Optional[int] = None):
     config.add_optimization_profile(profile)
   plan = builder.build_serialized_network(network, config)
   if plan is None:
-    raise RuntimeError('TensorRT failed to build an engine from the network.')
+    raise TensorRTError('TensorRT failed to build an engine from the network.')
   return trt.Runtime(_logger(trt)).deserialize_cuda_engine(plan)
 
 
@@ -149,13 +156,13 @@ class TensorRTEngine:
       keep = []
       for name in self.input_names:
         if name not in feeds:
-          raise ValueError(
+          raise InvalidInputError(
               f'The engine input {name!r} was not fed; its inputs are '
               f'{self.input_names}.')
         array = np.ascontiguousarray(feeds[name], dtype=self._dtypes[name])
         declared = tuple(self.engine.get_tensor_shape(name))
         if -1 not in declared and tuple(array.shape) != declared:
-          raise ValueError(
+          raise InvalidInputError(
               f'The engine was built for input {name!r} of shape {declared}, '
               f'got a batch of shape {array.shape}. Set min_batch_size = '
               f'max_batch_size = {declared[0]}, or build the engine with a '
@@ -172,7 +179,7 @@ class TensorRTEngine:
         outputs.append(buffer)
         self.context.set_tensor_address(name, buffer.data_ptr())
       if not self.context.execute_async_v3(self._stream.cuda_stream):
-        raise RuntimeError('TensorRT execution failed (see the TensorRT log).')
+        raise TensorRTError('TensorRT execution failed (see the TensorRT log).')
       self._stream.synchronize()
       return [o.cpu().numpy() for o in outputs]
 
@@ -236,7 +243,7 @@ class TensorRTEngineHandlerNumPy(ModelHandler):
         model_copies=model_copies,
         **kwargs)
     if bool(engine_path) == bool(onnx_path):
-      raise ValueError(
+      raise ConfigurationError(
           f'{_WHO} needs exactly one of engine_path= (a serialized TensorRT '
           'engine) or onnx_path= (an ONNX model to build the engine from); '
           f'got engine_path={engine_path!r}, onnx_path={onnx_path!r}.')
@@ -281,26 +288,15 @@ class TensorRTEngineHandlerNumPy(ModelHandler):
     return 'BeamML_TensorRT'
 
   @property
-  def model_location(self) -> Optional[str]:
-    return self.engine_path or self.onnx_path
-
-  def update_model_path(self, model_path: Optional[str] = None):
-    if not model_path:
-      return
-    if self.engine_path:
-      self.engine_path = model_path
-    else:
-      self.onnx_path = model_path
+  def _model_location_attr(self) -> str:  # type: ignore[override]
+    # A serialized engine or an ONNX model, whichever was given.
+    return 'engine_path' if self.engine_path else 'onnx_path'
 
   def validate_inference_args(self, inference_args: Optional[dict[str, Any]]):
     if inference_args:
-      raise ValueError(
+      raise ConfigurationError(
           f'{_WHO} takes no inference_args (a TensorRT engine has no extra '
           f'call arguments); got {sorted(inference_args)}.')
-
-  def __repr__(self):
-    path = self.engine_path or self.onnx_path
-    return f'{type(self).__name__}({path!r})'
 
 
 publish(globals(), 'runinference.tensorrt_inference', alias=True)

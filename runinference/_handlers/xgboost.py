@@ -22,6 +22,8 @@ import numpy
 
 from .common import (check_model_path, describe_value, read_model_bytes,
                           require, warn_once)
+from ..exceptions import (ConfigurationError, InvalidInputError,
+                          InvalidInputTypeError)
 from .._core.contract import MatrixPredictor, ModelHandler
 from .._core.naming import publish
 from .._core.results import to_results
@@ -58,7 +60,7 @@ def _num_rows(x: Any, kind: str) -> int:
     if x.ndim == 1:
       return 1
     if x.ndim != 2:
-      raise ValueError(
+      raise InvalidInputError(
           f'XGBoost examples must be 1-D (one row) or 2-D (rows x features) '
           f'arrays, got {describe_value(x)}.')
     return x.shape[0]
@@ -73,7 +75,7 @@ def _concat(batch: Sequence[Any], kind: str) -> Any:
     rows = [x.reshape(1, -1) if x.ndim == 1 else x for x in batch]
     widths = {r.shape[1] for r in rows}
     if len(widths) > 1:
-      raise ValueError(
+      raise InvalidInputError(
           'The examples in this batch have different numbers of features '
           f'{sorted(widths)}; every row must have the features the model was '
           'trained on.')
@@ -83,7 +85,7 @@ def _concat(batch: Sequence[Any], kind: str) -> Any:
     columns = list(batch[0].columns)
     for i, frame in enumerate(batch):
       if list(frame.columns) != columns:
-        raise ValueError(
+        raise InvalidInputError(
             f'DataFrame example {i} has columns {list(frame.columns)}, but '
             f'example 0 has {columns}; every example needs the same columns '
             'in the same order (the features the model was trained on).')
@@ -94,7 +96,7 @@ def _concat(batch: Sequence[Any], kind: str) -> Any:
   if kind == 'datatable':
     import datatable
     return datatable.rbind(*batch)
-  raise TypeError(f'Cannot batch examples of type {type(batch[0]).__name__}.')
+  raise InvalidInputTypeError(f'Cannot batch examples of type {type(batch[0]).__name__}.')
 
 
 def _predict(model: Any, data: Any, inference_args: dict) -> Any:
@@ -129,7 +131,7 @@ def default_xgboost_inference_fn(
   if len(kinds) > 1 or 'other' in kinds:
     odd = next(x for x in batch if _kind(x) != _kind(batch[0]) or
                _kind(x) == 'other')
-    raise TypeError(
+    raise InvalidInputTypeError(
         'XGBoost examples must all be numpy arrays, pandas DataFrames, SciPy '
         f'sparse matrices or datatable Frames of one kind; got {describe_value(odd)}.')
   kind = kinds.pop()
@@ -200,14 +202,14 @@ class XGBoostModelHandler(ModelHandler):
         max_batch_duration_secs=max_batch_duration_secs,
         **kwargs)
     if not callable(model_class):
-      raise ValueError(
+      raise ConfigurationError(
           'model_class must be the XGBoost model class (e.g. '
           f'xgboost.XGBClassifier or xgboost.Booster), got {model_class!r}.')
     self._model_class = model_class
     self._model_state = check_model_path(
         model_state, 'saved XGBoost model', 'model_state')
     if not callable(inference_fn):
-      raise ValueError(f'inference_fn must be callable, got {inference_fn!r}.')
+      raise ConfigurationError(f'inference_fn must be callable, got {inference_fn!r}.')
     self._inference_fn = inference_fn
 
   def load_model(self) -> Any:
@@ -226,14 +228,11 @@ class XGBoostModelHandler(ModelHandler):
     if self._kind_name:
       for i, x in enumerate(batch):
         if _kind(x) != self._kind_name:
-          raise TypeError(
+          raise InvalidInputTypeError(
               f'{type(self).__name__} expects each example to be '
               f'{self._type_hint}, but example {i} is {describe_value(x)}. '
               f'{_suggest(x)}')
     return self._inference_fn(batch, model, inference_args)
-
-  def update_model_path(self, model_path: Optional[str] = None):
-    self._model_state = model_path or self._model_state
 
   def get_num_bytes(self, batch: Sequence[Any]) -> int:
     return sum(sys.getsizeof(x) for x in batch)

@@ -19,6 +19,9 @@ class HandlerCase:
   expected_namespace: str
   # Optional: check one prediction against its example.
   check: Callable[[Any, Any], None] | None = None
+  # Optional: compare(a, b) raises if two predictions of one example differ
+  # (e.g. a float tolerance for models whose numerics depend on padding).
+  compare: Callable[[Any, Any], None] | None = None
 
 
 def all_cases() -> list:

