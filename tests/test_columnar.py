@@ -18,8 +18,8 @@ pq = pytest.importorskip('pyarrow.parquet')
 from sklearn.linear_model import LinearRegression, LogisticRegression  # noqa: E402
 
 from runinference.base import KeyedModelHandler, ModelHandler  # noqa: E402
-from runinference.columnar import (MissingColumnsError,  # noqa: E402
-                                   RunInferenceColumnar)
+from runinference.columnar import (MatrixPredictor,  # noqa: E402
+                                   MissingColumnsError, RunInferenceColumnar)
 from runinference.sklearn_inference import (  # noqa: E402
     SklearnModelHandlerNumpy, SklearnModelHandlerPandas)
 from tests.helpers import MultiplierHandler  # noqa: E402
@@ -465,9 +465,12 @@ def test_elements_that_are_not_chunks_are_a_clear_error(reg):
 
 def test_unsupported_handlers_say_what_to_use(reg):
   _, path = reg
-  with pytest.raises(TypeError, match='cannot run MultiplierHandler.*predict_fn'):
+  with pytest.raises(
+      TypeError,
+      match=r'cannot run MultiplierHandler.*Implement matrix_predictor\(\).*'
+      'predict_fn='):
     RunInferenceColumnar(MultiplierHandler(), FEATURES)
-  with pytest.raises(TypeError, match='cannot run KeyedModelHandler'):
+  with pytest.raises(TypeError, match='cannot run a KeyedModelHandler.*by key'):
     RunInferenceColumnar(KeyedModelHandler(SklearnModelHandlerNumpy(path)),
                          FEATURES)
   with pytest.raises(TypeError, match='per-row preprocessing'):
@@ -524,6 +527,47 @@ def test_one_model_per_process_shared_by_dofn_instances(reg):
     c.setup()
     assert c.score(record_batch(0, 10))[0].num_rows == 10
   assert _CountingLinear.loads == 1
+
+
+def _times_three(model, matrix, inference_args):
+  return 3 * model.predict(matrix)
+
+
+class _OwnHookHandler(_CountingLinear):
+  """A user's handler offering the columnar hook (and per-element use)."""
+  def run_inference(self, batch, model, inference_args=None):
+    from runinference.base import PredictionResult
+    return [PredictionResult(x, y, self.path)
+            for x, y in zip(batch, 3 * model.predict(np.stack(batch)))]
+
+  def matrix_predictor(self):
+    return MatrixPredictor(_times_three)
+
+
+def test_a_users_handler_gets_the_columnar_path_through_its_hook(reg):
+  model, path = reg
+  handler = _OwnHookHandler(path).with_no_batching()  # wrappers forward it
+  chunks = [record_batch(i, i + 100) for i in range(0, 300, 100)]
+  out, _ = run(lambda p: p | beam.Create(chunks) | RunInferenceColumnar(
+      handler, FEATURES))
+  got = to_pandas(out)['prediction'].to_numpy()
+  row_by_row = [r.inference for r in _OwnHookHandler(path).run_inference(
+      list(X), model)]
+  np.testing.assert_allclose(got, row_by_row)
+  np.testing.assert_allclose(got, 3 * model.predict(X))
+
+
+class _WrongHook(_CountingLinear):
+  def matrix_predictor(self):
+    return _times_three
+
+
+def test_a_hook_returning_something_else_is_a_clear_error(reg):
+  with pytest.raises(TypeError, match=r'_WrongHook.matrix_predictor\(\) must '
+                     'return a MatrixPredictor or None, got function'):
+    RunInferenceColumnar(_WrongHook(reg[1]), FEATURES)
+  with pytest.raises(ValueError, match="takes must be 'numpy' or 'pandas'"):
+    MatrixPredictor(_times_three, takes='arrow')
 
 
 def test_a_custom_sklearn_inference_fn_gets_the_matrix(reg):

@@ -37,6 +37,12 @@ def predictor_for(handler, predict_fn: Optional[MatrixFn] = None
     if not callable(predict_fn):
       raise TypeError(f'predict_fn must be callable, got {predict_fn!r}.')
     return MatrixPredictor(predict_fn)
+  from .._core.keyed import KeyedModelHandler
+  if isinstance(handler, KeyedModelHandler):
+    raise TypeError(
+        f'RunInferenceColumnar cannot run a KeyedModelHandler ({name}): a '
+        'chunk of rows has no per-row keys. Split the chunks by key and use '
+        'one RunInferenceColumnar per model.')
   hook = getattr(handler, 'matrix_predictor', None)
   predictor = hook() if callable(hook) else None
   if predictor is None:
