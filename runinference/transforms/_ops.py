@@ -7,6 +7,7 @@ scaled values, int64 for indices and buckets, object arrays of bytes for text.
 """
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Sequence
 from typing import Any, Optional
@@ -21,6 +22,8 @@ _NUMERIC_KINDS = 'biuf'
 
 def to_numeric(value: Any, column: str, transform: str) -> np.ndarray:
   """A column value (scalar, list or array of numbers) as a float32 array."""
+  if type(value) in (float, int):  # the common case, without numpy's dispatch
+    return np.array((value, ), dtype=np.float32)
   if isinstance(value, np.ndarray):
     arr = value
   elif isinstance(value, (list, tuple)):
@@ -38,6 +41,10 @@ def to_numeric(value: Any, column: str, transform: str) -> np.ndarray:
 
 def to_strings(value: Any, column: str, transform: str) -> np.ndarray:
   """A column value (str/bytes or a list of them) as an object array of bytes."""
+  if type(value) is str:
+    out = np.empty(1, dtype=object)
+    out[0] = value.encode('utf-8')
+    return out
   if isinstance(value, (str, bytes)):
     items = [value]
   elif isinstance(value, (list, tuple, np.ndarray)):
@@ -76,12 +83,21 @@ def _describe(value: Any) -> str:
   return f'{type(value).__name__} {value!r:.60}'
 
 
+@functools.lru_cache(maxsize=64)
+def _splitter(delimiters: str):
+  delims = delimiters.encode('utf-8')
+  if len(delims) == 1:
+    return lambda t: t.split(delims)
+  return re.compile(b'[' + re.escape(delims) + b']').split
+
+
 def split_strings(tokens: np.ndarray, delimiters: str) -> np.ndarray:
-  """Splits each string on any of the characters in ``delimiters``."""
-  pattern = b'[' + re.escape(delimiters.encode('utf-8')) + b']'
+  """Splits each string on any of the characters in ``delimiters`` (empty
+  pieces dropped, as TensorFlow's string_split does)."""
+  split = _splitter(delimiters)
   out = []
   for t in tokens:
-    out.extend(p for p in re.split(pattern, t) if p)
+    out.extend(p for p in split(t) if p)
   return _object_array(out)
 
 
@@ -98,21 +114,24 @@ def z_score(x: np.ndarray, mean, var) -> np.ndarray:
   mean = np.asarray(mean, dtype=np.float32)
   var = np.asarray(var, dtype=np.float32)
   centered = x - mean
-  with np.errstate(divide='ignore', invalid='ignore'):
-    scaled = centered / np.sqrt(var)
   # A constant column (var 0) is centred only, as TensorFlow Transform does.
-  return np.where(var > 0, scaled, centered).astype(np.float32)
+  if var.ndim == 0:
+    return centered / np.sqrt(var) if var > 0 else centered
+  std = np.sqrt(np.where(var > 0, var, np.float32(1)))
+  return np.where(var > 0, centered / std, centered).astype(np.float32)
 
 
 def min_max(x: np.ndarray, lo, hi, out_min: float, out_max: float) -> np.ndarray:
   lo = np.asarray(lo, dtype=np.float32)
   hi = np.asarray(hi, dtype=np.float32)
   span = np.float32(out_max - out_min)
-  with np.errstate(divide='ignore', invalid='ignore'):
-    scaled = (x - lo) / (hi - lo)
   # A constant column is squashed with a sigmoid, as TensorFlow Transform does.
-  squashed = 1.0 / (1.0 + np.exp(-x.astype(np.float32)))
-  unit = np.where(lo < hi, scaled, squashed).astype(np.float32)
+  if lo.ndim == 0 and lo < hi:
+    unit = (x - lo) / (hi - lo)
+  else:
+    width = np.where(lo < hi, hi - lo, np.float32(1))
+    squashed = np.float32(1) / (np.float32(1) + np.exp(-x))
+    unit = np.where(lo < hi, (x - lo) / width, squashed).astype(np.float32)
   if out_min == 0.0 and out_max == 1.0:
     return unit
   return (unit * span + np.float32(out_min)).astype(np.float32)
@@ -122,7 +141,8 @@ def apply_buckets(x: np.ndarray, boundaries: Sequence[float]) -> np.ndarray:
   """Index i with ``b[i-1] <= x < b[i]``; NaN goes to ``len(b)``."""
   b = np.asarray(boundaries, dtype=np.float32)
   idx = np.searchsorted(b, x, side='right').astype(np.int64)
-  return np.where(np.isnan(x), len(b), idx).astype(np.int64)
+  # NaN already sorts after every boundary: index len(b).
+  return idx
 
 
 def buckets_with_interpolation(x: np.ndarray,
