@@ -332,3 +332,19 @@ def test_public_names_report_the_public_module():
                'check_model_handler', 'parametrize_with_checks'):
     assert getattr(kit, name).__module__ == 'runinference.testing'
   assert issubclass(ConformanceError, AssertionError)
+
+
+def test_the_custom_handler_example_passes_the_kit(capsys):
+  import importlib.util
+  from pathlib import Path
+  spec = importlib.util.spec_from_file_location(
+      'custom_handler_example',
+      Path(__file__).resolve().parent.parent / 'examples' / 'custom_handler.py')
+  example = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(example)
+  assert example.main(['--check']) == 0
+  lines = capsys.readouterr().out.splitlines()
+  status = {line.split()[0]: line.split()[1] for line in lines}
+  assert set(status) == set(CHECKS)
+  assert status['columnar'] == 'skipped'
+  assert {s for c, s in status.items() if c != 'columnar'} == {'passed'}
