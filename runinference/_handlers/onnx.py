@@ -240,11 +240,6 @@ class OnnxModelHandlerNumpy(ModelHandler):
       provider_options=None,
       *,
       inference_fn: Callable[..., Any] = default_numpy_inference_fn,
-      large_model: bool = False,
-      model_copies: Optional[int] = None,
-      min_batch_size: Optional[int] = None,
-      max_batch_size: Optional[int] = None,
-      max_batch_duration_secs: Optional[float] = None,
       **kwargs):
     """
     Args:
@@ -256,18 +251,11 @@ class OnnxModelHandlerNumpy(ModelHandler):
       inference_fn: ``fn(session, batch, inference_args)`` returning the
         batched predictions; ``all_outputs_inference_fn`` returns every
         output.
-      large_model, model_copies, min_batch_size, max_batch_size,
-      max_batch_duration_secs, kwargs: batching and sharing options of
-        ``ModelHandler`` (also ``max_batch_weight``, ``element_size_fn``,
-        ``batch_length_fn``, ``batch_bucket_boundaries``, ``env_vars``).
+      kwargs: batching and sharing options of ``ModelHandler``
+        (``min_batch_size``, ``max_batch_size``, ``large_model``, ...) and
+        ``env_vars``.
     """
-    super().__init__(
-        large_model=large_model,
-        model_copies=model_copies,
-        min_batch_size=min_batch_size,
-        max_batch_size=max_batch_size,
-        max_batch_duration_secs=max_batch_duration_secs,
-        **kwargs)
+    super().__init__(**kwargs)
     self._model_uri = check_model_path(model_uri, 'ONNX model')
     self._session_options = session_options
     self._providers = list(providers) if providers else list(

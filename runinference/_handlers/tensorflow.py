@@ -223,11 +223,6 @@ class _TFHandler(ModelHandler):
       load_model_args: Optional[dict[str, Any]] = None,
       custom_weights: str = '',
       inference_fn: Optional[Callable] = None,
-      min_batch_size: Optional[int] = None,
-      max_batch_size: Optional[int] = None,
-      max_batch_duration_secs: Optional[float] = None,
-      large_model: bool = False,
-      model_copies: Optional[int] = None,
       **kwargs):
     """
     Args:
@@ -243,13 +238,7 @@ class _TFHandler(ModelHandler):
         returning PredictionResults.
       kwargs: batching and sharing options of ``ModelHandler``, ``env_vars``.
     """
-    super().__init__(
-        min_batch_size=min_batch_size,
-        max_batch_size=max_batch_size,
-        max_batch_duration_secs=max_batch_duration_secs,
-        large_model=large_model,
-        model_copies=model_copies,
-        **kwargs)
+    super().__init__(**kwargs)
     self._model_uri = check_model_path(model_uri, 'TensorFlow model')
     if not isinstance(model_type, ModelType):
       raise ConfigurationError(

@@ -182,10 +182,6 @@ class XGBoostModelHandler(ModelHandler):
       model_state: str,
       inference_fn: Callable[..., Iterable[PredictionResult]] = (
           default_xgboost_inference_fn),
-      *,
-      min_batch_size: Optional[int] = None,
-      max_batch_size: Optional[int] = None,
-      max_batch_duration_secs: Optional[float] = None,
       **kwargs):
     """
     Args:
@@ -196,11 +192,7 @@ class XGBoostModelHandler(ModelHandler):
         PredictionResult per example.
       kwargs: batching and sharing options of ``ModelHandler``, ``env_vars``.
     """
-    super().__init__(
-        min_batch_size=min_batch_size,
-        max_batch_size=max_batch_size,
-        max_batch_duration_secs=max_batch_duration_secs,
-        **kwargs)
+    super().__init__(**kwargs)
     if not callable(model_class):
       raise ConfigurationError(
           'model_class must be the XGBoost model class (e.g. '
