@@ -159,3 +159,27 @@ def test_live_counter_and_distribution_feed_beam_and_the_registry():
   snap = live_metrics.snapshot()
   assert snap.counter('num_inferences', 'ns') == 6
   assert snap.distribution('inference_request_batch_size').max == 3
+
+
+def test_core_metrics_are_live():
+  """A plain Python RunInference pipeline: the core's collector feeds the
+  registry (counters and distributions, per key cohort too)."""
+  import apache_beam as beam
+  from apache_beam.options.pipeline_options import PipelineOptions
+
+  from runinference.base import KeyedModelHandler, KeyModelMapping, RunInference
+  from tests.helpers import MultiplierHandler
+
+  live_metrics.enable()
+  p = beam.Pipeline(options=PipelineOptions(runner='DirectRunner'))
+  keyed = KeyedModelHandler([KeyModelMapping(['a'], MultiplierHandler(2)),
+                             KeyModelMapping(['b'], MultiplierHandler(3))])
+  _ = (p | beam.Create([('a', 1), ('b', 2), ('a', 3), ('b', 4), ('b', 5)])
+       | RunInference(keyed))
+  p.run().wait_until_finish()
+  snap = live_metrics.snapshot()
+  assert snap.counter('num_inferences') == 5
+  assert snap.counter('a-_num_inferences') == 2
+  assert snap.counter('b-_num_inferences') == 3
+  assert snap.distribution('inference_request_batch_size').sum == 5
+  assert snap.distribution('inference_batch_latency_micro_secs').count >= 1

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Optional
 
-from apache_beam.metrics.metric import Metrics
+from .. import live_metrics
 
 
 class MetricsCollector:
@@ -19,11 +19,12 @@ class MetricsCollector:
       prefix = f'{prefix}_'
     self.prefix = prefix
 
+    # Beam metrics that the live registry (--metrics-port) also sees.
     def counter(name):
-      return Metrics.counter(namespace, prefix + name)
+      return live_metrics.counter(namespace, prefix + name)
 
     def dist(name):
-      return Metrics.distribution(namespace, prefix + name)
+      return live_metrics.distribution(namespace, prefix + name)
 
     self.num_inferences = counter('num_inferences')
     self.failed_batches_counter = counter('failed_batches_counter')
