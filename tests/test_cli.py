@@ -268,3 +268,18 @@ pipeline:
 ''')
   assert main(['run', str(path), '--quiet', '--timeout', '0.5']) == 124
   assert 'longer than --timeout 0.5s' in capsys.readouterr().err
+
+
+def test_importing_the_front_door_stays_light():
+  """The YAML, CLI and live-metrics modules import neither apache_beam.ml
+  nor Beam's YAML machinery until a pipeline is built."""
+  code = (
+      'import sys\n'
+      'for m in ("runinference.yaml", "runinference.yaml.check", '
+      '"runinference.cli", "runinference.cli.run", "runinference.cli.inspect", '
+      '"runinference.live_metrics"):\n'
+      '  __import__(m)\n'
+      'bad = sorted(m for m in sys.modules if m.startswith("apache_beam.ml") '
+      'or m == "apache_beam.yaml.yaml_transform" or m == "torch")\n'
+      'assert not bad, bad\n')
+  subprocess.run([sys.executable, '-c', code], check=True, timeout=300)
