@@ -50,7 +50,7 @@ class MLflowModelHandler(HttpModelHandler):
 
   def encode(self, batch, inference_args):
     if self.payload_format == 'dataframe_split':
-      body: dict = {'dataframe_split': self._split(batch)}
+      body: dict = {'dataframe_split': self._dataframe_split(batch)}
     else:
       body = {self.payload_format: [to_json(row) for row in batch]}
     params = {**self.params, **inference_args}
@@ -58,7 +58,7 @@ class MLflowModelHandler(HttpModelHandler):
       body['params'] = to_json(params)
     return body
 
-  def _split(self, batch) -> dict:
+  def _dataframe_split(self, batch) -> dict:
     first = batch[0]
     if isinstance(first, Mapping):
       columns = self.columns or [str(c) for c in first]

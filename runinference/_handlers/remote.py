@@ -195,7 +195,7 @@ class RemoteModelHandler(abc.ABC, ModelHandler[ExampleT, PredictionT, ModelT]):
     batch = list(batch)
     if not batch:
       return []
-    parts = self._split(len(batch))
+    parts = self._partition(len(batch))
     pending = parts
     metrics = self._remote_metrics()
     for attempt in range(self.num_retries + 1):
@@ -216,7 +216,7 @@ class RemoteModelHandler(abc.ABC, ModelHandler[ExampleT, PredictionT, ModelT]):
       out.extend(p.result)
     return out
 
-  def _split(self, n: int) -> list[_Part]:
+  def _partition(self, n: int) -> list[_Part]:
     size = self.request_batch_size or math.ceil(n / self.max_concurrent_requests)
     return [_Part(i, min(i + size, n)) for i in range(0, n, size)]
 
@@ -252,6 +252,8 @@ class RemoteModelHandler(abc.ABC, ModelHandler[ExampleT, PredictionT, ModelT]):
         type(failed[0].error).__name__, failed[0].error, attempt + 1,
         self.num_retries, delay)
     metrics.backoff_ms.inc(int(delay * 1000))
+    if any(_is_throttling(p.error) for p in failed):
+      metrics.throttled(delay)  # time lost to the service's quota
     time.sleep(delay)
 
   # -- one round ------------------------------------------------------------
@@ -352,6 +354,11 @@ class RemoteModelHandler(abc.ABC, ModelHandler[ExampleT, PredictionT, ModelT]):
   def metrics_namespace(self) -> str:
     """The namespace of this handler's request metrics."""
     return getattr(self, '_namespace', None) or type(self).__name__
+
+
+def _is_throttling(exc: BaseException) -> bool:
+  return (isinstance(exc, RateLimitExceeded) or
+          getattr(exc, 'status', None) == 429)
 
 
 def _count_error(name: str, got: int, part: _Part):

@@ -53,6 +53,10 @@ class ServerProcess:
   def url(self) -> str:
     return f'http://127.0.0.1:{self.port}'
 
+  @property
+  def pid(self) -> Optional[int]:
+    return None if self._process is None else self._process.pid
+
   def alive(self) -> bool:
     return self._process is not None and self._process.poll() is None
 
@@ -78,7 +82,8 @@ class ServerProcess:
 
   def _start_locked(self) -> None:
     self._stop_locked()
-    self.port = free_port()
+    if self.port < 0:  # a restart keeps the port, so clients stay valid
+      self.port = free_port()
     cmd = [a.replace('{port}', str(self.port)) for a in self.command]
     self._log = tempfile.NamedTemporaryFile(
         prefix='runinference-server-', suffix='.log', delete=False)
