@@ -22,6 +22,11 @@ from runinference.columnar import RunInferenceColumnar
 from runinference.pytorch_inference import PytorchModelHandlerTensor
 from runinference.sklearn_inference import SklearnModelHandlerNumpy
 
+try:  # MLTransform (runinference.transforms) joins the matrix where present
+  from runinference.transforms.base import MLTransform
+except ImportError:
+  MLTransform = None
+
 N = 600  # elements per per-element branch
 CHUNKS, CHUNK_ROWS = 12, 50  # columnar branch
 KEYS = ('a', 'b', 'c')
@@ -154,6 +159,24 @@ def post(r):
   return r
 
 
+def ml_row(i: int) -> dict:
+  return {'id': i, 'a': float(i % 17) * 1.5, 'b': float(i % 23)}
+
+
+def canon_ml_row(row) -> str:
+  return f'{row.id}:{float(row.a[0]):.6f}:{float(row.b[0]):.6f}'
+
+
+def ml_expected() -> dict:
+  """MLTransform's ScaleToZScore('a') and ScaleTo01('b'), in numpy."""
+  rows = [ml_row(i) for i in range(N)]
+  a = np.array([r['a'] for r in rows])
+  b = np.array([r['b'] for r in rows])
+  z = (a - a.mean()) / a.std()
+  s01 = (b - b.min()) / (b.max() - b.min())
+  return {r['id']: (z[k], s01[k]) for k, r in enumerate(rows)}
+
+
 def make_chunk(c):
   import pandas as pd
   ids = np.arange(c * CHUNK_ROWS, (c + 1) * CHUNK_ROWS)
@@ -191,7 +214,7 @@ def read_outputs(directory: str) -> dict:
 
 
 # -- the pipeline ---------------------------------------------------------
-def build(p, models: dict) -> dict:
+def build(p, models: dict, workdir: str) -> dict:
   """Adds every branch to ``p``; returns {output name: PCollection[str]}."""
   ints = p | 'Ints' >> beam.Create(range(N))
   five = SklearnModelHandlerNumpy(model_uri=models['five'])
@@ -256,6 +279,18 @@ def build(p, models: dict) -> dict:
   out['columnar_failed'] = (
       dlq.failed_inferences | 'ColF' >> beam.FlatMap(canon_dead_chunk))
 
+  if MLTransform is not None:
+    from runinference.transforms import tft
+    out['mltransform'] = (
+        ints | 'MlRow' >> beam.Map(ml_row)
+        | 'Ml' >> MLTransform(
+            write_artifact_location=os.path.join(workdir, 'artifacts'),
+            transforms=[
+                tft.ScaleToZScore(columns=['a']),
+                tft.ScaleTo01(columns=['b'])
+            ])
+        | 'MlC' >> beam.Map(canon_ml_row))
+
   out['pids'] = (
       ints | 'Pid' >> beam.Map(lambda _: str(os.getpid()))
       | 'PidSet' >> beam.Distinct())
@@ -264,7 +299,7 @@ def build(p, models: dict) -> dict:
 
 def run(pipeline: beam.Pipeline, models: dict, directory: str) -> None:
   with pipeline as p:
-    for name, pcoll in build(p, models).items():
+    for name, pcoll in build(p, models, directory).items():
       _ = pcoll | f'Sink_{name}' >> beam.ParDo(Sink(directory, name))
 
 

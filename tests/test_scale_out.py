@@ -155,6 +155,27 @@ def test_branch_output_is_exact(leg, branch, leg_outputs, request):
   assert got == want
 
 
+@pytest.mark.skipif(fx.MLTransform is None,
+                    reason='runinference.transforms (MLTransform) not present')
+@pytest.mark.parametrize('leg', LEGS)
+def test_mltransform_output_is_exact(leg, leg_outputs, request):
+  """float32 statistics: checked against numpy within 1e-4, and the other
+  legs must equal the DirectRunner's output exactly."""
+  got = leg_outputs(leg, request).get('mltransform', collections.Counter())
+  want = fx.ml_expected()
+  assert sum(got.values()) == len(want)
+  seen = {}
+  for record in got:
+    row_id, z, s01 = record.split(':')
+    seen[int(row_id)] = (float(z), float(s01))
+  assert seen.keys() == want.keys()
+  for row_id, (z, s01) in seen.items():
+    assert z == pytest.approx(want[row_id][0], abs=1e-4)
+    assert s01 == pytest.approx(want[row_id][1], abs=1e-4)
+  if leg != 'direct':
+    assert got == leg_outputs('direct', request)['mltransform']
+
+
 @pytest.mark.parametrize('leg', LEGS[1:])
 def test_work_ran_in_other_processes(leg, leg_outputs, request):
   pids = set(leg_outputs(leg, request)['pids'])
