@@ -225,12 +225,6 @@ class ModelHolder:
       gc.collect()
     return new
 
-  def swap(self, model_path, model_id: str) -> LoadedModel:
-    """Loads the model at ``model_path`` beside the current one and switches
-    to it once loaded. If the load fails the current model stays in service
-    and the error propagates."""
-    return self.commit(self.prepare(model_path, model_id))
-
 
 def _weak(loaded: Optional[LoadedModel]):
   if loaded is None:
