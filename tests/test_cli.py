@@ -283,3 +283,11 @@ def test_importing_the_front_door_stays_light():
       'or m == "apache_beam.yaml.yaml_transform" or m == "torch")\n'
       'assert not bad, bad\n')
   subprocess.run([sys.executable, '-c', code], check=True, timeout=300)
+
+
+def test_unknown_transform_type_is_a_build_error(tmp_path, capsys):
+  path = tmp_path / 'p.yaml'
+  path.write_text('pipeline:\n  transforms:\n    - type: NoSuchTransform\n')
+  assert main(['run', str(path), '--quiet']) == 2
+  err = capsys.readouterr().err
+  assert 'cannot build the pipeline' in err and 'NoSuchTransform' in err

@@ -160,7 +160,12 @@ def run_file(path: str, *, jinja_variables: Optional[dict] = None,
     raise CliError(f'unknown option(s) {names}: neither runinference run '
                    'options (see --help) nor Beam pipeline options')
   spec = load_pipeline(path, jinja_variables)
-  pipeline = build_pipeline(spec, path, beam_args)
+  try:
+    pipeline = build_pipeline(spec, path, beam_args)
+  except CliError:
+    raise
+  except Exception as e:  # Beam's own message names the transform and line
+    raise CliError(f'{path}: cannot build the pipeline: {e}') from e
   server = None
   live_metrics.reset()
   live_metrics.enable()
