@@ -21,6 +21,7 @@ import apache_beam as beam
 import numpy as np
 from apache_beam.typehints import native_type_compatibility
 from apache_beam.typehints.row_type import RowTypeConstraint
+from apache_beam.utils.windowed_value import WindowedValue
 
 from . import _artifacts
 from ._stats import ComputeStats, column_value
@@ -100,9 +101,13 @@ def _as_kind(value, kind: str) -> np.ndarray:
   return arr.astype(np.float32 if kind == 'float32' else np.int64).reshape(-1)
 
 
+_BATCH_ROWS = 512
+
+
 class _ApplyStage(beam.DoFn):
-  """Applies one stage's transforms to each row; failures go to 'bad' when
-  exception handling is on."""
+  """Applies one stage's transforms to rows, a few hundred at a time (each
+  row keeps its own timestamp and window); a row a transform fails on goes
+  to 'bad' when exception handling is on."""
   def __init__(self, ops, final: bool, schema_kinds: Optional[dict],
                catch, stats_dir: Optional[str], stage: int):
     self._ops = ops
@@ -123,33 +128,69 @@ class _ApplyStage(beam.DoFn):
   def _prepare(self, stats):
     return {i: op._ready(stats, i) for i, op in self._ops}
 
-  def process(self, element, stats=None):
+  def start_bundle(self):
+    self._buf = []
+
+  def process(self, element, ts=beam.DoFn.TimestampParam,
+              win=beam.DoFn.WindowParam, stats=None):
     if stats is not None and id(stats) != self._stats_id:
       self._ready, self._stats_id = self._prepare(stats), id(stats)
     elif self._ready is None:
       self._ready = self._prepare({})
-    row = _to_dict(element)
+    self._buf.append((element, ts, win))
+    if len(self._buf) >= _BATCH_ROWS:
+      yield from self._flush()
+
+  def finish_bundle(self):
+    yield from self._flush()
+
+  def _flush(self):
+    buf, self._buf = self._buf, []
+    if not buf:
+      return
+    rows = [_to_dict(e) for e, _, _ in buf]
+    failed = [None] * len(rows)
     for i, op in self._ops:
-      try:
-        for col in op.columns:
-          value = column_value(row, col, type(op).__name__)
-          row.update(op._apply(value, col, self._ready[i], i))
-      except Exception as e:  # pylint: disable=broad-except
-        if self._catch is None or not isinstance(e, self._catch):
-          raise
-        yield beam.pvalue.TaggedOutput('bad', beam.Row(
+      name = type(op).__name__
+      for col in op.columns:
+        live = [j for j in range(len(rows)) if failed[j] is None]
+        batch = None
+        if all(col in rows[j] for j in live):
+          try:
+            batch = op._apply_batch([rows[j][col] for j in live], col,
+                                    self._ready[i], i)
+          except Exception:  # pylint: disable=broad-except
+            batch = None  # the per-row path finds the bad rows
+        if batch is not None:
+          for j, out in zip(live, batch):
+            rows[j].update(out)
+          continue
+        for j in live:
+          try:
+            value = column_value(rows[j], col, name)
+            rows[j].update(op._apply(value, col, self._ready[i], i))
+          except Exception as e:  # pylint: disable=broad-except
+            if self._catch is None or not isinstance(e, self._catch):
+              raise
+            failed[j] = (e, name)
+    for (element, ts, win), row, fail in zip(buf, rows, failed):
+      if fail is not None:
+        e, name = fail
+        yield beam.pvalue.TaggedOutput('bad', WindowedValue(beam.Row(
             element=element, msg=f'{type(e).__name__}: {e}',
             stack=''.join(traceback.format_exception(e)),
-            transform_name=type(op).__name__))
-        return
-    if self._final:
-      if self._schema_kinds:
-        for col, kind in self._schema_kinds.items():
-          if col in row and not isinstance(row[col], np.ndarray) and kind:
-            row[col] = _as_kind(row[col], kind)
-      yield beam.Row(**row)
-    else:
-      yield row
+            transform_name=name), ts, (win, )))
+      else:
+        yield WindowedValue(self._finish(row), ts, (win, ))
+
+  def _finish(self, row):
+    if not self._final:
+      return row
+    if self._schema_kinds:
+      for col, kind in self._schema_kinds.items():
+        if col in row and not isinstance(row[col], np.ndarray) and kind:
+          row[col] = _as_kind(row[col], kind)
+    return beam.Row(**row)
 
 
 class TFTProcessHandler(ProcessHandler):
@@ -305,7 +346,7 @@ class TFTProcessHandler(ProcessHandler):
       rows = rows | 'ToDict' >> beam.Map(_to_dict).with_output_types(Any)
     for k, stage in enumerate(stages):
       final = k == len(stages) - 1
-      side = ()
+      side = {}
       analyzers = stage.analyzers
       if produce and analyzers:
         stats = (
@@ -313,11 +354,11 @@ class TFTProcessHandler(ProcessHandler):
             | f'Stats{k}' >> ComputeStats(analyzers, self._catch is not None, _to_dict)
             | f'WriteArtifacts{k}' >> beam.Map(
                 _write_stage, self.artifact_location, k, analyzers))
-        side = (beam.pvalue.AsSingleton(stats), )
+        side = {'stats': beam.pvalue.AsSingleton(stats)}
       dofn = _ApplyStage(
           stage.ops, final, schema_kinds, self._catch,
           None if produce else self.artifact_location, k)
-      out = rows | f'Apply{k}' >> beam.ParDo(dofn, *side).with_outputs(
+      out = rows | f'Apply{k}' >> beam.ParDo(dofn, **side).with_outputs(
           'bad', main='good')
       rows = out.good
       bad.append(out.bad)

@@ -1,0 +1,239 @@
+"""Text column transforms (vocabulary, tf-idf, n-grams, hashing); public in
+``tft``."""
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from . import _ops
+from ._stats import DF, VOCAB, WORD_COUNT
+from ._tft_base import TFTOperation, _as_array, register_input_dtype
+
+
+@register_input_dtype(str)
+class ComputeAndApplyVocabulary(TFTOperation):
+  """Maps each token to its index in the vocabulary of the column (most
+  frequent first, ties by decreasing token); out-of-vocabulary tokens get
+  ``default_value`` or, with ``num_oov_buckets``, a hashed bucket after the
+  vocabulary. The vocabulary file is written (one token per line) to
+  ``<artifact dir>/transform_fn/assets/<vocab_filename>_<column>``."""
+  _output_kind = 'int64'
+
+  def __init__(
+      self,
+      columns: list[str],
+      split_string_by_delimiter: Optional[str] = None,
+      *,
+      default_value: Any = -1,
+      top_k: Optional[int] = None,
+      frequency_threshold: Optional[int] = None,
+      num_oov_buckets: int = 0,
+      vocab_filename: Optional[str] = None,
+      name: Optional[str] = None):
+    super().__init__(columns)
+    if top_k is not None and top_k < 0:
+      raise ValueError(f'top_k must be >= 0, got {top_k}.')
+    if num_oov_buckets < 0:
+      raise ValueError(f'num_oov_buckets must be >= 0, got {num_oov_buckets}.')
+    self._default_value = default_value
+    self._top_k = top_k
+    self._frequency_threshold = frequency_threshold
+    self._num_oov_buckets = num_oov_buckets
+    self._vocab_filename = vocab_filename
+    self._name = name
+    self.split_string_by_delimiter = split_string_by_delimiter
+
+  def vocab_file_name(self, index: int, column: str) -> str:
+    if self._vocab_filename:
+      return f'{self._vocab_filename}_{column}'
+    return f'vocab_compute_and_apply_vocabulary_{index}_{column}'
+
+  def _analyzers(self, index):
+    out = self._col_analyzers(
+        index, VOCAB, self._strings, top_k=self._top_k,
+        frequency_threshold=self._frequency_threshold)
+    for a in out:
+      a.params['filename'] = self.vocab_file_name(index, a.column)
+    return out
+
+  def _ready(self, stats, index):
+    return {
+        c: {t: i for i, t in enumerate(self._stat(stats, index, c, VOCAB))}
+        for c in self.columns
+    }
+
+  def _apply(self, value, column, ready, index):
+    return {
+        column: _ops.vocab_lookup(
+            self._strings(value, column), ready[column], self._default_value,
+            self._num_oov_buckets)
+    }
+
+  def vocab_size(self, stats: dict, index: int, column: str) -> int:
+    return len(self._stat(stats, index, column, VOCAB)) + self._num_oov_buckets
+
+
+@register_input_dtype(float)
+class TFIDF(TFTOperation):
+  """tf-idf of vocabulary indices (e.g. after ComputeAndApplyVocabulary):
+  adds ``<column>_vocab_index`` (unique indices of the row) and
+  ``<column>_tfidf_weight``; the column itself is left as is."""
+  def __init__(
+      self,
+      columns: list[str],
+      vocab_size: Optional[int] = None,
+      smooth: bool = True,
+      name: Optional[str] = None,
+  ):
+    super().__init__(columns)
+    self.vocab_size = vocab_size
+    self.smooth = smooth
+    self.name = name
+    self.tfidf_weight = None
+
+  def _indices(self, value, column):
+    return _ops.to_indices(value, column, type(self).__name__)
+
+  def _analyzers(self, index):
+    return self._col_analyzers(index, DF, self._indices)
+
+  def _ready(self, stats, index):
+    out = {}
+    for c in self.columns:
+      df = dict(self._stat(stats, index, c, DF))
+      n_docs = df.pop(-1, 0)
+      out[c] = (df, n_docs)
+    return out
+
+  def _apply(self, value, column, ready, index):
+    df, n_docs = ready[column]
+    idx, weight = _ops.tfidf(self._indices(value, column), df, n_docs, self.smooth)
+    return {column + '_vocab_index': idx, column + '_tfidf_weight': weight}
+
+
+@register_input_dtype(str)
+class NGrams(TFTOperation):
+  """The n-grams of each row's tokens, by start position then length."""
+  _output_kind = 'bytes'
+
+  def __init__(
+      self,
+      columns: list[str],
+      split_string_by_delimiter: Optional[str] = None,
+      *,
+      ngram_range: tuple[int, int] = (1, 1),
+      ngrams_separator: Optional[str] = None,
+      name: Optional[str] = None):
+    super().__init__(columns)
+    self.ngram_range = tuple(ngram_range)
+    self.ngrams_separator = ngrams_separator
+    self.name = name
+    self.split_string_by_delimiter = split_string_by_delimiter
+    _check_ngrams(self.ngram_range, ngrams_separator)
+
+  def apply_transform(self, data, output_column_name):
+    toks = self._strings(data, output_column_name)
+    return {
+        output_column_name: _ops.ngrams(
+            toks, self.ngram_range, self.ngrams_separator)
+    }
+
+
+def _check_ngrams(ngram_range, separator):
+  lo, hi = ngram_range
+  if not 1 <= lo <= hi:
+    raise ValueError(f'ngram_range must be (min, max) with 1 <= min <= max, '
+                     f'got {ngram_range}.')
+  if ngram_range != (1, 1) and not separator:
+    raise ValueError(
+        'ngrams_separator must be specified when ngram_range is not (1, 1)')
+
+
+@register_input_dtype(str)
+class BagOfWords(TFTOperation):
+  """The distinct n-grams of each row, in order of first occurrence; with
+  ``compute_word_count`` the count of every token over the dataset is written
+  to ``<artifact dir>/transform_fn/assets/<key_vocab_filename>_<column>``."""
+  _output_kind = 'bytes'
+
+  def __init__(
+      self,
+      columns: list[str],
+      split_string_by_delimiter: Optional[str] = None,
+      *,
+      ngram_range: tuple[int, int] = (1, 1),
+      ngrams_separator: Optional[str] = None,
+      compute_word_count: bool = False,
+      key_vocab_filename: Optional[str] = None,
+      name: Optional[str] = None,
+  ):
+    super().__init__(columns)
+    self.ngram_range = tuple(ngram_range)
+    self.ngrams_separator = ngrams_separator
+    self.name = name
+    self.split_string_by_delimiter = split_string_by_delimiter
+    self.key_vocab_filename = key_vocab_filename
+    self.compute_word_count = compute_word_count
+    _check_ngrams(self.ngram_range, ngrams_separator)
+
+  def _analyzers(self, index):
+    if not self.compute_word_count:
+      return []
+    out = self._col_analyzers(index, WORD_COUNT, self._strings)
+    for a in out:
+      a.params['filename'] = (
+          f'{self.key_vocab_filename}_{a.column}' if self.key_vocab_filename
+          else f'word_count_{index}_{a.column}')
+    return out
+
+  def _apply(self, value, column, ready, index):
+    return self.apply_transform(value, column)
+
+  def apply_transform(self, data, output_column_name):
+    toks = self._strings(data, output_column_name)
+    return {
+        output_column_name: _ops.dedupe(
+            _ops.ngrams(toks, self.ngram_range, self.ngrams_separator))
+    }
+
+
+@register_input_dtype(str)
+class HashStrings(TFTOperation):
+  """Hashes each string into ``hash_buckets`` buckets (FarmHash Fingerprint64,
+  or keyed SipHash-2-4 with ``key``; the same buckets as TensorFlow)."""
+  _output_kind = 'int64'
+
+  def __init__(
+      self,
+      columns: list[str],
+      hash_buckets: int,
+      key: Optional[tuple[int, int]] = None,
+      name: Optional[str] = None):
+    self.hash_buckets = hash_buckets
+    self.key = key
+    self.name = name
+    if hash_buckets < 1:
+      raise ValueError(
+          'number of hash buckets must be positive, got ', hash_buckets)
+    if key is not None and len(key) != 2:
+      raise ValueError(f'key must be two uint64 integers, got {key!r}.')
+    super().__init__(columns)
+
+  def apply_transform(self, data, output_column_name):
+    toks = _ops.to_strings(data, output_column_name, type(self).__name__)
+    return {
+        output_column_name: _ops.hash_strings(toks, self.hash_buckets, self.key)
+    }
+
+
+@register_input_dtype(str)
+class DeduplicateTensorPerRow(TFTOperation):
+  """Drops repeated values within each row, keeping first occurrences."""
+  def __init__(self, columns: list[str], name: Optional[str] = None):
+    self.name = name
+    super().__init__(columns)
+
+  def apply_transform(self, data, output_column_name):
+    arr = _as_array(data)
+    if arr.dtype.kind in 'US':
+      arr = _ops.to_strings(arr, output_column_name, type(self).__name__)
+    return {output_column_name: _ops.dedupe(arr.reshape(-1))}
