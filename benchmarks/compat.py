@@ -262,6 +262,10 @@ def main(argv=None) -> int:
   p.add_argument("--reference-python", default=sys.executable,
                  help="interpreter for the reference half (e.g. the venv of "
                  "benchmarks/reference_tft_venv.sh, which has tensorflow_transform)")
+  p.add_argument("--ours-python", default=sys.executable,
+                 help="interpreter for our half (default: this one); e.g. the "
+                 "reference venv, to run handlers_test.py, whose helpers import "
+                 "tensorflow_transform")
   args = p.parse_args(argv)
 
   transforms = args.suite == "transforms"
@@ -333,7 +337,8 @@ def main(argv=None) -> int:
       ours_junit = tmp / f"ours_{stem}.xml"
       print(f"[ours]      {f} ...", flush=True)
       times[f]["ours"] = run_pytest(ours_dir, f, ours_junit, args.timeout, True,
-                                    JUNIT_DIR / f"ours_{stem}.log")
+                                    JUNIT_DIR / f"ours_{stem}.log",
+                                    python=args.ours_python)
       shutil.copy(ours_junit, JUNIT_DIR / f"ours_{stem}.xml")
       results[f]["ours"] = parse_junit(ours_junit)
       msgs[f] = MESSAGES[ours_junit]
@@ -348,6 +353,8 @@ def main(argv=None) -> int:
                "# Compatibility: Beam's RunInference tests on runinference\n")
   ref_py = ("" if args.reference_python == sys.executable else
             f" The reference half ran with `{args.reference_python}`.")
+  if args.ours_python != sys.executable:
+    ref_py += f" Our half ran with `{args.ours_python}`."
   lines.append(f"Beam {beam_version()} test files from `{src_dir}`; "
                f"imports `{prefix}` swapped for "
                f"`{'runinference.transforms' if transforms else 'runinference'}` "
