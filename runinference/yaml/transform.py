@@ -54,6 +54,14 @@ class _RowHandler(ModelHandler):
   def get_num_bytes(self, batch) -> int:
     return self._inner.get_num_bytes([self._to_input(r) for r in batch])
 
+  @property
+  def model_location(self):
+    return self._inner.model_location
+
+  @property
+  def model_sha256(self):
+    return self._inner.model_sha256
+
   def get_metrics_namespace(self):
     return self._inner.get_metrics_namespace()
 
