@@ -309,3 +309,19 @@ def test_default_preprocess_of_a_non_numeric_row_says_what_to_do(tmp_path):
       config: {{model_uri: {model}}}
     error_handling: {{output: failed}}
 ''', {'bad': bad}, {'good': 'RunInference', 'bad': 'RunInference.failed'})
+
+
+def test_inference_args_reach_every_model_call():
+  run_yaml(CREATE + '''
+- type: RunInference
+  input: Create
+  config:
+    inference_args: {offset: 100}
+    model_handler:
+      type: tests.helpers.MultiplierHandler
+      config:
+        factor: 3
+        preprocess: {expression: 'value'}
+        postprocess: {expression: 'inference'}
+''', {'out': rows_close({v: 3 * v + 100 for v in VALUES})},
+           {'out': 'RunInference'})
