@@ -14,13 +14,14 @@ import time
 from typing import Any, Optional, Sequence
 
 from runinference import live_metrics
+from runinference.exceptions import RunInferenceError
 
 from .progress import Counts, ProgressDisplay, describe, read_counts
 
 _LOG = logging.getLogger('runinference.cli')
 
 
-class CliError(Exception):
+class CliError(RunInferenceError):
   """A problem to report in one line; ``code`` is the exit status."""
 
   def __init__(self, message: str, code: int = 2):
