@@ -63,37 +63,60 @@ class _ExtractPartials(beam.DoFn):
     self._as_dict = as_dict
 
   def start_bundle(self):
-    self._buf = {a.key: [] for a in self._analyzers}
-    self._rows = 0
+    self._rows = []
 
   def process(self, element):
     row = self._as_dict(element)
     try:
-      prepared = [
-          a.prepare(column_value(row, a.column, a.transform))
-          for a in self._analyzers
-      ]
+      values = [column_value(row, a.column, a.transform) for a in self._analyzers]
     except Exception:  # pylint: disable=broad-except
       if self._skip_bad_rows:  # reported once, by the apply step
         return
       raise
-    for a, arr in zip(self._analyzers, prepared):
-      self._buf[a.key].append(arr)
-    self._rows += 1
-    if self._rows >= _BATCH_ROWS:
+    self._rows.append(values)
+    if len(self._rows) >= _BATCH_ROWS:
       yield from self._flush(windowed=False)
 
   def finish_bundle(self):
     yield from self._flush(windowed=True)
 
+  def _prepare(self, k: int, a: Analyzer, bad: set):
+    """The k-th column of the buffered rows, prepared for ``a``: one array
+    (scalar numbers, the common case) or one array per row."""
+    values = [r[k] for r in self._rows]
+    if (a.kind in (MOMENTS, QUANTILES) and not a.params.get('elementwise') and
+        all(type(v) in (float, int) for v in values)):
+      return np.array(values, dtype=np.float32)
+    out = []
+    for j, v in enumerate(values):
+      try:
+        out.append(a.prepare(v))
+      except Exception:  # pylint: disable=broad-except
+        if not self._skip_bad_rows:
+          raise
+        bad.add(j)
+        out.append(None)
+    return out
+
   def _flush(self, windowed: bool):
-    for a in self._analyzers:
-      arrays, self._buf[a.key] = self._buf[a.key], []
+    if not self._rows:
+      return
+    bad: set = set()
+    prepared = [self._prepare(k, a, bad) for k, a in enumerate(self._analyzers)]
+    for a, arrays in zip(self._analyzers, prepared):
+      if isinstance(arrays, np.ndarray):
+        if bad:
+          keep = np.ones(len(arrays), dtype=bool)
+          keep[list(bad)] = False
+          arrays = arrays[keep]
+        arrays = [arrays]
+      elif bad:
+        arrays = [x for j, x in enumerate(arrays) if j not in bad]
       for value in _partials(a, arrays):
         if windowed:
           value = WindowedValue(value, MIN_TIMESTAMP, (GlobalWindow(), ))
         yield beam.pvalue.TaggedOutput(a.key, value)
-    self._rows = 0
+    self._rows = []
 
 
 def _partials(a: Analyzer, arrays: list[np.ndarray]):
@@ -110,7 +133,8 @@ def _partials(a: Analyzer, arrays: list[np.ndarray]):
             f'{sorted({len(v) for v in arrays})}.') from None
     else:
       x = np.concatenate(arrays).astype(np.float64)
-    yield _moments_of(x)
+    if x.size:
+      yield _moments_of(x)
   elif a.kind == QUANTILES:
     x = np.concatenate(arrays).astype(np.float64)
     yield x[~np.isnan(x)]
