@@ -16,7 +16,7 @@ from typing import Any, Optional, Sequence
 from runinference import live_metrics
 from runinference.exceptions import RunInferenceError
 
-from .progress import Counts, ProgressDisplay, describe, read_counts
+from .progress import Counts, ProgressDisplay, read_counts
 
 _LOG = logging.getLogger('runinference.cli')
 
@@ -217,8 +217,13 @@ def run_command(args: argparse.Namespace, beam_args: Sequence[str]) -> int:
     return 1
   if not args.quiet:
     from runinference.report import RunReport
-    print(RunReport.from_result(outcome.result))
-    print(f'Done in {outcome.seconds:.1f}s: {describe(outcome.counts)}')
+    report = RunReport.from_result(outcome.result)
+    print(report)
+    # From the runner's metrics: complete on multi-process runners too,
+    # where the live counts only see this process.
+    rate = report.total_inferences / outcome.seconds if outcome.seconds else 0
+    print(f'Done in {outcome.seconds:.1f}s: {report.total_inferences:,} '
+          f'inferences ({rate:,.0f}/s), {report.total_failed:,} failed')
   if args.report:
     print(f'report: {os.path.abspath(args.report)}')
   return 0
