@@ -79,6 +79,9 @@ def drop_files_at(schedule):
     if job is not None:
       writer, *args = job
       writer(*args)
+      # Give the watcher time to see the file even when a slow start made
+      # the periodic source release its elements in one burst.
+      time.sleep(1.5)
     return x
 
   return beam.Map(maybe_drop)
