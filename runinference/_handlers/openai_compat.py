@@ -9,7 +9,7 @@ from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 
-from ..exceptions import InvalidInputError
+from ..exceptions import ConfigurationError, InvalidInputError
 from .._core.naming import publish
 from .http_handler import HttpModelHandler
 
@@ -91,6 +91,15 @@ class OpenAICompletionsModelHandler(_OpenAIHandler):
     return sorted(answer['choices'], key=lambda c: c.get('index', 0))
 
 
+def one_per_request(name: str, kwargs: dict) -> None:
+  """The chat API takes one conversation per request."""
+  if kwargs.setdefault('request_batch_size', 1) != 1:
+    raise ConfigurationError(
+        f'{name} sends one conversation per request; request_batch_size must '
+        f'be 1, got {kwargs["request_batch_size"]!r}. Use '
+        'max_concurrent_requests for parallelism.')
+
+
 def chat_messages(conversation: Any) -> list[dict]:
   """A conversation as the chat API's messages: a string is one user
   message; messages may be dicts or objects with ``role`` and ``content``."""
@@ -118,7 +127,7 @@ class OpenAIChatModelHandler(_OpenAIHandler):
   prediction is the assistant's reply text. The chat API takes one
   conversation per request: ``max_concurrent_requests`` are in flight."""
   def __init__(self, base_url: str, model: str, **kwargs):
-    kwargs['request_batch_size'] = 1
+    one_per_request(type(self).__name__, kwargs)
     super().__init__(base_url, model, **kwargs)
 
   def path(self, inference_args):

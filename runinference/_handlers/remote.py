@@ -29,7 +29,6 @@ import threading
 import time
 from typing import Any, Callable, Iterable, Optional, Sequence
 
-from apache_beam.io.components.adaptive_throttler import AdaptiveThrottler
 from apache_beam.metrics.metric import Metrics
 from apache_beam.utils import shared
 
@@ -37,6 +36,7 @@ from ..exceptions import (BatchFailedError, ConfigurationError,
                           RateLimitExceeded, ResultCountError)
 from .._core.contract import ExampleT, ModelHandler, ModelT, PredictionT
 from .remote_errors import RemoteTimeoutError, is_transient, retry_on_transient
+from .throttling import AdaptiveThrottler
 
 try:
   from apache_beam.io.components.rate_limiter import RateLimiter
@@ -263,12 +263,13 @@ class RemoteModelHandler(abc.ABC, ModelHandler[ExampleT, PredictionT, ModelT]):
     for p in parts:
       p.error = None
       try:
-        self._admit(p.stop - p.start, metrics)
+        self._rate_limit(p.stop - p.start)
       except RateLimitExceeded as e:
         p.error = e
         metrics.request_failures.inc()
       else:
         admitted.append(p)
+    self._throttle(len(admitted), metrics)
     if not admitted:
       return
     metrics.requests.inc(len(admitted))
@@ -288,17 +289,24 @@ class RemoteModelHandler(abc.ABC, ModelHandler[ExampleT, PredictionT, ModelT]):
       p.result = result
       self.throttler.successful_request(started * 1000)
 
-  def _admit(self, rows: int, metrics) -> None:
-    """Applies the shared rate limit and client-side throttling."""
-    if self._rate_limiter is not None:
-      if getattr(self, '_shared_limiter', None) is None:
-        limiter = self._rate_limiter
-        self._shared_limiter = self._shared_handle.acquire(lambda: limiter)
-      if not self._shared_limiter.allow(hits_added=rows):
-        raise RateLimitExceeded(
-            f'Rate limit exceeded: could not send a request of {rows} rows.')
+  def _rate_limit(self, rows: int) -> None:
+    """Applies the rate limit shared by the process's workers."""
+    if self._rate_limiter is None:
+      return
+    if getattr(self, '_shared_limiter', None) is None:
+      limiter = self._rate_limiter
+      self._shared_limiter = self._shared_handle.acquire(lambda: limiter)
+    if not self._shared_limiter.allow(hits_added=rows):
+      raise RateLimitExceeded(
+          f'Rate limit exceeded: could not send a request of {rows} rows.')
+
+  def _throttle(self, n: int, metrics) -> None:
+    """Client-side adaptive throttling: holds a round of ``n`` requests back
+    while the service has recently been failing."""
+    if not n:
+      return
     waited = 0.0
-    while self.throttler.throttle_request(time.time() * 1000):
+    while self.throttler.throttle_request(time.time() * 1000, n):
       time.sleep(self.throttle_delay_secs)
       waited += self.throttle_delay_secs
     if waited:

@@ -11,7 +11,7 @@ from ..exceptions import ConfigurationError, MissingDependencyError
 from .._core.naming import publish
 from .._core.types import PredictionResult
 from .http_client import HttpClient, HttpSettings
-from .openai_compat import chat_messages
+from .openai_compat import chat_messages, one_per_request
 from .remote import RemoteModelHandler
 from .remote_errors import RemoteConnectionError
 from .server_process import ServerProcess, ServerStartError
@@ -57,7 +57,7 @@ class _VLLMHandler(RemoteModelHandler):
         raise ConfigurationError(
             f'{unsupported} is not supported here: this handler runs one '
             'OpenAI-compatible server per worker.')
-    kwargs.setdefault('request_batch_size', 1)
+    one_per_request(type(self).__name__, kwargs)
     super().__init__(
         namespace=kwargs.pop('namespace', ''),
         request_timeout_secs=request_timeout_secs,
