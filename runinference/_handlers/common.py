@@ -32,6 +32,8 @@ _INSTALL = {
     'torch': ('torch', 'pytorch'),
     'tensorrt': ('tensorrt', None),
     'joblib': ('joblib', None),
+    'skops.io': ('skops', 'safe'),
+    'safetensors.torch': ('safetensors', 'safe'),
 }
 
 
@@ -164,6 +166,49 @@ def unpickle_model(load: Callable[[Any], Any], f: Any, path: str,
   except (pickle.UnpicklingError, EOFError, ValueError, IndexError,
           KeyError) as e:
     raise corrupt_model_error(path, what, e) from e
+
+
+def local_path(path: str) -> Optional[str]:
+  """The local filesystem path of ``path`` (plain or ``file://``), else
+  None (``gs://``, ``s3://``, ...)."""
+  if path.startswith('file://'):
+    return path[len('file://'):]
+  return None if '://' in path else path
+
+
+def _others_can_write(path: str) -> Optional[str]:
+  """What lets users other than the owner replace ``path`` (a local file),
+  or None."""
+  import os
+  import stat
+  try:
+    st = os.stat(path)
+    parent = os.path.dirname(os.path.abspath(path))
+    dst = os.stat(parent)
+  except OSError:
+    return None
+  if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+    return f'the file is {stat.filemode(st.st_mode)}'
+  sticky = dst.st_mode & stat.S_ISVTX and st.st_uid == os.getuid()
+  if dst.st_mode & (stat.S_IWGRP | stat.S_IWOTH) and not sticky:
+    return f'its folder {parent!r} is {stat.filemode(dst.st_mode)}'
+  return None
+
+
+def warn_if_others_can_write(path: str, what: str) -> None:
+  """Warns once per path when a model file that runs code when loaded (a
+  pickle, joblib or torch file) lies where other users can write."""
+  local = local_path(path)
+  why = local and _others_can_write(local)
+  if why:
+    warn_once(
+        f'writable:{path}',
+        'The %s at %r is loaded with pickle, which runs code from the file, '
+        'and users other than its owner can replace it (%s). Make the file '
+        'and its folder writable by the owner only (chmod go-w), pin it with '
+        'model_sha256=..., or save the model in a format that holds data '
+        'only (skops, safetensors, ONNX): see docs/security.md.', what, path,
+        why)
 
 
 # ------------------------------------------------------------------ batches

@@ -14,8 +14,9 @@ from .._core.naming import publish
 from .._core.results import to_results
 from .._core.types import PredictionResult
 from .common import (ConfigurationRuntimeError, check_types,
-                     corrupt_model_error, cuda_usable,
-                     open_model_file, parse_device, require, stack_torch)
+                     corrupt_model_error, cuda_usable, open_model_file,
+                     parse_device, read_model_bytes, require, stack_torch,
+                     warn_if_others_can_write)
 
 if TYPE_CHECKING:
   import torch
@@ -107,6 +108,28 @@ def make_keyed_tensor_model_fn(model_fn: str) -> Callable:
   return attr_fn
 
 
+def _is_safetensors(path: Optional[str]) -> bool:
+  return bool(path) and path.lower().endswith('.safetensors')  # type: ignore[union-attr]
+
+
+def _load_safetensors(path: str, load_model_args: dict) -> dict:
+  """A state dict from a ``.safetensors`` file (tensors only: no pickle,
+  so loading runs no code from the file)."""
+  if load_model_args:
+    raise ConfigurationRuntimeError(
+        f'load_model_args {sorted(load_model_args)} are torch.load '
+        f'arguments; the safetensors file {path!r} is read with '
+        'safetensors.torch.load, which takes none. Drop load_model_args.')
+  st = require('safetensors.torch', 'PytorchModelHandler',
+               'to load .safetensors state dicts')
+  data = read_model_bytes(path, _WHAT, "safetensors.torch.save_file("
+                          "model.state_dict(), 'model.safetensors')")
+  try:
+    return st.load(data)
+  except Exception as e:  # pylint: disable=broad-except
+    raise corrupt_model_error(path, _WHAT, e) from e
+
+
 def _load_model(model_class, state_dict_path, device, model_params,
                 torch_script_model_path, load_model_args):
   """Builds and loads the model on ``device``; returns ``(model, device)``."""
@@ -117,6 +140,14 @@ def _load_model(model_class, state_dict_path, device, model_params,
         'Switching to CPU.')
     device = torch.device('cpu')
   path = torch_script_model_path or state_dict_path
+  if not torch_script_model_path and _is_safetensors(state_dict_path):
+    model = model_class(**model_params)
+    model.load_state_dict(_load_safetensors(path, load_model_args))
+    model.requires_grad_(False)
+    model.to(device)
+    model.eval()
+    return model, device
+  warn_if_others_can_write(path, _WHAT)
   try:
     with open_model_file(path, _WHAT, _HOW_TO_SAVE) as f:
       if torch_script_model_path:
@@ -173,7 +204,9 @@ class _PytorchHandler(ModelHandler):
       **kwargs):
     """
     Args:
-      state_dict_path: path of a saved ``state_dict`` (with ``model_class``).
+      state_dict_path: path of a saved ``state_dict`` (with ``model_class``):
+        a ``torch.save`` file, or a ``*.safetensors`` file (preferred: no
+        pickle).
       model_class: the ``torch.nn.Module`` subclass to build.
       model_params: keyword arguments for ``model_class``.
       device: ``'CPU'`` or ``'GPU'`` (falls back to the CPU, with a warning,

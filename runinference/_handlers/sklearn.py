@@ -9,13 +9,15 @@ from typing import Any, Callable, Iterable, Optional, Sequence
 
 import numpy
 
-from ..exceptions import InvalidInputError, UnsupportedModelFileType
+from ..exceptions import (ConfigurationError, InvalidInputError,
+                          UnsupportedModelFileType, UntrustedModelTypesError)
 from .._core.contract import MatrixPredictor, ModelHandler
 from .._core.naming import publish
 from .._core.results import to_results
 from .._core.types import PredictionResult
-from .common import (check_model_path, check_types, open_model_file, require,
-                     stack_numpy, unpickle_model)
+from .common import (check_model_path, check_types, corrupt_model_error,
+                     open_model_file, read_model_bytes, require, stack_numpy,
+                     unpickle_model, warn_if_others_can_write)
 
 __all__ = [
     'ModelFileType', 'SklearnModelHandlerNumpy', 'SklearnModelHandlerPandas'
@@ -30,17 +32,64 @@ class ModelFileType(enum.Enum):
   """How the model file was serialized."""
   PICKLE = 1
   JOBLIB = 2
+  #: ``skops.io.dump``: data only, loaded with an explicit trusted-types list.
+  SKOPS = 3
 
 
 def _check_file_type(file_type) -> None:
   if not isinstance(file_type, ModelFileType):
     raise UnsupportedModelFileType(
         f'Unsupported serialization type {file_type!r}: model_file_type must '
-        'be ModelFileType.PICKLE or ModelFileType.JOBLIB.')
+        'be ModelFileType.PICKLE, JOBLIB or SKOPS.')
 
 
-def _load_model(model_uri: str, file_type: ModelFileType):
+def _is_skops(model_uri: str, file_type: ModelFileType) -> bool:
+  return (file_type is ModelFileType.SKOPS or
+          model_uri.lower().endswith('.skops'))
+
+
+def _check_trusted_types(trusted_types: Any) -> Optional[tuple[str, ...]]:
+  if trusted_types is None:
+    return None
+  if isinstance(trusted_types, str) or not isinstance(
+      trusted_types, (list, tuple, set, frozenset)) or not all(
+          isinstance(t, str) for t in trusted_types):
+    raise ConfigurationError(
+        'trusted_types must be a list of type names (str), e.g. '
+        "['numpy.float64', 'mypkg.MyEstimator'] as "
+        f'skops.io.get_untrusted_types lists them; got {trusted_types!r}.')
+  return tuple(trusted_types)
+
+
+def _load_skops(model_uri: str, trusted_types: Optional[Sequence[str]]):
+  """``skops.io.loads`` after checking that every type the file holds that
+  skops does not trust by default is in ``trusted_types``."""
+  sio = require('skops.io', 'ModelFileType.SKOPS', 'to load .skops models')
+  data = read_model_bytes(model_uri, _WHAT, "skops.io.dump(model, 'model.skops')")
+  try:
+    untrusted = sio.get_untrusted_types(data=data)
+  except Exception as e:  # pylint: disable=broad-except
+    raise corrupt_model_error(model_uri, _WHAT, e) from e
+  refused = [t for t in untrusted if t not in (trusted_types or ())]
+  if refused:
+    raise UntrustedModelTypesError(
+        f'The skops model {model_uri!r} holds types that are not trusted: '
+        f'{", ".join(refused)}. It was not loaded. If you trust them, pass '
+        f'trusted_types={refused!r} (plus any others you allow) to the '
+        'handler; check the list first with skops.io.get_untrusted_types('
+        'file=...).')
+  try:
+    return sio.loads(data, trusted=list(untrusted))
+  except Exception as e:  # pylint: disable=broad-except
+    raise corrupt_model_error(model_uri, _WHAT, e) from e
+
+
+def _load_model(model_uri: str, file_type: ModelFileType,
+                trusted_types: Optional[Sequence[str]] = None):
   _check_file_type(file_type)
+  if _is_skops(model_uri, file_type):
+    return _load_skops(model_uri, trusted_types)
+  warn_if_others_can_write(model_uri, _WHAT)
   load = pickle.load
   if file_type is ModelFileType.JOBLIB:
     load = require('joblib', 'ModelFileType.JOBLIB').load
@@ -93,15 +142,18 @@ class _SklearnHandler(ModelHandler):
       model_file_type: ModelFileType = ModelFileType.PICKLE,
       *,
       inference_fn: Callable,
+      trusted_types: Optional[Sequence[str]] = None,
       **kwargs):
     super().__init__(**kwargs)
     self._model_uri = check_model_path(model_uri, _WHAT)
     _check_file_type(model_file_type)
     self._model_file_type = model_file_type
     self._model_inference_fn = inference_fn
+    self._trusted_types = _check_trusted_types(trusted_types)
 
   def load_model(self):
-    return _load_model(self._model_uri, self._model_file_type)
+    return _load_model(self._model_uri, self._model_file_type,
+                       self._trusted_types)
 
   def get_metrics_namespace(self) -> str:
     return 'BeamML_Sklearn'
@@ -120,17 +172,22 @@ class SklearnModelHandlerNumpy(_SklearnHandler):
       model_file_type: ModelFileType = ModelFileType.PICKLE,
       *,
       inference_fn: Callable = _default_numpy_inference_fn,
+      trusted_types: Optional[Sequence[str]] = None,
       **kwargs):
     """
     Args:
-      model_uri: path or URI of the pickled/joblib model.
-      model_file_type: ``ModelFileType.PICKLE`` (default) or ``JOBLIB``.
+      model_uri: path or URI of the pickled/joblib/skops model.
+      model_file_type: ``ModelFileType.PICKLE`` (default), ``JOBLIB`` or
+        ``SKOPS`` (a file named ``*.skops`` is always loaded with skops).
       inference_fn: ``fn(model, batch, inference_args)`` returning the
         predictions; default stacks the batch and calls ``model.predict``.
+      trusted_types: for skops files, the type names (beyond skops' own
+        defaults) allowed in the file; any other is refused.
       kwargs: batching and sharing options of ``ModelHandler``, ``env_vars``.
     """
     super().__init__(
-        model_uri, model_file_type, inference_fn=inference_fn, **kwargs)
+        model_uri, model_file_type, inference_fn=inference_fn,
+        trusted_types=trusted_types, **kwargs)
 
   def run_inference(
       self,
@@ -161,9 +218,11 @@ class SklearnModelHandlerPandas(_SklearnHandler):
       model_file_type: ModelFileType = ModelFileType.PICKLE,
       *,
       inference_fn: Callable = _default_pandas_inference_fn,
+      trusted_types: Optional[Sequence[str]] = None,
       **kwargs):
     super().__init__(
-        model_uri, model_file_type, inference_fn=inference_fn, **kwargs)
+        model_uri, model_file_type, inference_fn=inference_fn,
+        trusted_types=trusted_types, **kwargs)
 
   def run_inference(
       self,
