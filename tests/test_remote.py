@@ -194,3 +194,17 @@ def test_failing_batch_makes_one_retry_sequence_not_one_per_bisection():
   result = run_pipeline(build)
   assert len(Service.calls) == 3
   assert metric(result, 'AddOne', 'remote_failed_batches') == 1
+
+
+def test_adaptive_throttling_engages_on_failures_not_on_concurrency():
+  h = AddOne(max_concurrent_requests=4)
+  now = time.time() * 1000
+  # A round of 4 requests in flight with no history is not throttled...
+  assert h.throttler.throttling_probability(now) == 0
+  h.throttler.throttle_request(now, 4)
+  h.throttler.successful_request(now, 4)
+  assert h.throttler.throttling_probability(now) == 0
+  # ...while a run of failures (no successes) raises the refusal odds.
+  for _ in range(20):
+    h.throttler.throttle_request(now, 1)
+  assert h.throttler.throttling_probability(now) > 0.5
