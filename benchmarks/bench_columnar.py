@@ -9,6 +9,8 @@ chunks of ``--chunk`` rows (4 float64 feature columns plus an ``id``), made
 inside the pipeline. Variants, each in its own fresh Python process:
 
 * ``columnar``  -- chunks | runinference.columnar.RunInferenceColumnar      | sink
+* ``columnar_merged`` -- the same with ``rows_per_call=65536`` (consecutive
+                   chunks scored in one model call)
 * ``ours``      -- chunks | FlatMap(rows) | runinference RunInference       | sink
 * ``reference`` -- chunks | FlatMap(rows) | apache_beam.ml.inference RunInference | sink
 * ``noop``      -- chunks | sink (no model: the floor of the columnar path)
@@ -31,6 +33,11 @@ Prints rows/s per variant and the ratios, and writes them to
     .venv/bin/python benchmarks/bench_columnar.py                    # 1M rows, chunks of 10k
     .venv/bin/python benchmarks/bench_columnar.py --n 200000 --repeat 2
     .venv/bin/python benchmarks/bench_columnar.py --variants columnar raw
+    .venv/bin/python benchmarks/bench_columnar.py --model hgb --repeat 3   # issue 12 row 2
+
+``--model hgb``: a HistGradientBoostingRegressor (100 trees, 8 features),
+300k rows in chunks of 4,096; the goal is ``columnar/raw_chunked`` >= 0.85
+(raw ``predict`` on 4,096-row chunks).
 """
 from __future__ import annotations
 
@@ -49,38 +56,73 @@ from bench_sklearn import _quiet_logs, _runner, train_model
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "benchmarks" / "results"
-VARIANTS = ("columnar", "ours", "reference", "noop", "explode", "raw")
-FEATURES = ["x1", "x2", "x3", "x4"]
+VARIANTS = ("columnar", "columnar_merged", "ours", "reference", "noop",
+            "explode", "raw")
+# --model: the features it takes and the variants run by default.
+MODELS = {
+    "linear": {"features": 4, "variants": VARIANTS,
+               "what": "sklearn LinearRegression, 4 features"},
+    "hgb": {"features": 8,
+            "variants": ("columnar", "columnar_merged", "noop", "raw"),
+            "what": "sklearn HistGradientBoostingRegressor, 100 trees, "
+                    "8 features"},
+}
 
 
-def make_matrix(start: int, rows: int):
+def feature_names(model: str) -> list:
+  return [f"x{j + 1}" for j in range(MODELS[model]["features"])]
+
+
+def make_matrix(start: int, rows: int, n_features: int = 4):
   """Rows ``start .. start+rows`` of the data set (same for every variant)."""
   import numpy as np
   i = np.arange(start, start + rows)
-  return np.column_stack(
-      [i % 97, (i % 13) * 0.5, (i % 7) - 3.0, np.ones(rows)]).astype(np.float64)
+  if n_features == 4:
+    cols = [i % 97, (i % 13) * 0.5, (i % 7) - 3.0, np.ones(rows)]
+  else:  # deterministic, well spread values in [-1, 1)
+    cols = [((i * (2654435761 + 40503 * j)) % 2048) / 1024.0 - 1.0
+            for j in range(n_features)]
+  return np.column_stack(cols).astype(np.float64)
 
 
-def make_chunk(k: int, chunk: int, n: int):
+def make_chunk(k: int, chunk: int, n: int, n_features: int = 4):
   """Chunk ``k``: the rows of ``make_matrix``, one Arrow column each."""
   import numpy as np
   import pyarrow as pa
   start = k * chunk
-  i = np.arange(start, start + min(chunk, n - start))
-  columns = [i, (i % 97).astype(np.float64), (i % 13) * 0.5, (i % 7) - 3.0,
-             np.ones(len(i))]
+  rows = min(chunk, n - start)
+  m = make_matrix(start, rows, n_features)
+  columns = [np.arange(start, start + rows)] + [m[:, j] for j in
+                                                range(n_features)]
+  names = ["id"] + [f"x{j + 1}" for j in range(n_features)]
   return pa.RecordBatch.from_arrays([pa.array(c) for c in columns],
-                                    names=["id", *FEATURES])
+                                    names=names)
 
 
 def rows_of(batch):
   """One 1-D float64 numpy row per element, from a chunk."""
   import numpy as np
-  m = np.column_stack([batch.column(c).to_numpy() for c in FEATURES])
+  names = [c for c in batch.schema.names if c != "id"]
+  m = np.column_stack([batch.column(c).to_numpy() for c in names])
   return list(m)
 
 
-def run_pipeline_variant(variant: str, n: int, chunk: int, model_path: Path) -> dict:
+def train_hgb(path: Path) -> None:
+  import pickle
+
+  import numpy as np
+  from sklearn.ensemble import HistGradientBoostingRegressor
+  x = make_matrix(0, 20_000, 8)
+  y = np.sin(3 * x[:, 0]) + x[:, 1] * x[:, 2] - x[:, 3] ** 2 + 0.5 * x[:, 4]
+  model = HistGradientBoostingRegressor(max_iter=100, early_stopping=False,
+                                        random_state=0).fit(x, y)
+  assert model.n_iter_ == 100
+  with open(path, "wb") as fh:
+    pickle.dump(model, fh)
+
+
+def run_pipeline_variant(variant: str, n: int, chunk: int, model_path: Path,
+                         features: list) -> dict:
   _quiet_logs()
   import pandas  # noqa: F401  (the reference's handler imports it eagerly)
   import pyarrow  # noqa: F401
@@ -92,11 +134,12 @@ def run_pipeline_variant(variant: str, n: int, chunk: int, model_path: Path) -> 
 
   sys.path.insert(0, str(REPO))
   per_row = variant in ("ours", "reference", "explode")
-  if variant == "columnar":
+  if variant in ("columnar", "columnar_merged"):
     from runinference.columnar import RunInferenceColumnar
     from runinference.sklearn_inference import SklearnModelHandlerNumpy
     step = RunInferenceColumnar(
-        SklearnModelHandlerNumpy(model_uri=str(model_path)), FEATURES)
+        SklearnModelHandlerNumpy(model_uri=str(model_path)), features,
+        rows_per_call=65_536 if variant == "columnar_merged" else None)
   elif variant == "ours":
     from runinference.base import RunInference
     from runinference.sklearn_inference import SklearnModelHandlerNumpy
@@ -127,7 +170,7 @@ def run_pipeline_variant(variant: str, n: int, chunk: int, model_path: Path) -> 
   pcoll = (p
            | "Impulse" >> beam.Impulse()
            | "Generate" >> beam.FlatMap(lambda _: range((n + chunk - 1) // chunk))
-           | "MakeChunk" >> beam.Map(make_chunk, chunk, n))
+           | "MakeChunk" >> beam.Map(make_chunk, chunk, n, len(features)))
   if per_row:
     pcoll = pcoll | "Rows" >> beam.FlatMap(rows_of)
   if step is not None:
@@ -146,19 +189,19 @@ def run_pipeline_variant(variant: str, n: int, chunk: int, model_path: Path) -> 
   out = {"seconds": dt, "rows": got, "rows_per_s": n / dt}
   if got != n:
     out["error"] = f"sink saw {got} rows, expected {n}"
-  if variant == "columnar" and total("checked") != n:
+  if variant.startswith("columnar") and total("checked") != n:
     out["error"] = "some chunks came out without a prediction column"
-  if variant in ("columnar", "ours"):
+  if variant in ("columnar", "columnar_merged", "ours"):
     out["imported_apache_beam_ml"] = any(
         m.startswith("apache_beam.ml") for m in sys.modules)
   return out
 
 
-def run_raw_variant(n: int, chunk: int, model_path: Path) -> dict:
+def run_raw_variant(n: int, chunk: int, model_path: Path, features: list) -> dict:
   import pickle
   with open(model_path, "rb") as fh:
     model = pickle.load(fh)
-  matrix = make_matrix(0, n)  # made outside the timing
+  matrix = make_matrix(0, n, len(features))  # made outside the timing
   t0 = time.perf_counter()
   got_one = len(model.predict(matrix))
   dt_one = time.perf_counter() - t0
@@ -172,30 +215,43 @@ def run_raw_variant(n: int, chunk: int, model_path: Path) -> dict:
 
 def main(argv=None) -> int:
   ap = argparse.ArgumentParser(description="Columnar RunInference throughput benchmark")
-  ap.add_argument("--n", type=int, default=1_000_000, help="rows (default 1000000)")
-  ap.add_argument("--chunk", type=int, default=10_000, help="rows per chunk (default 10000)")
+  ap.add_argument("--model", choices=sorted(MODELS), default="linear",
+                  help="linear (default; 1M rows, chunks of 10k) or hgb "
+                  "(issue 12: 300k rows, chunks of 4,096)")
+  ap.add_argument("--n", type=int, help="rows (default 1000000; hgb 300000)")
+  ap.add_argument("--chunk", type=int,
+                  help="rows per chunk (default 10000; hgb 4096)")
   ap.add_argument("--repeat", type=int, default=1, help="runs per variant; best is kept")
-  ap.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS))
-  ap.add_argument("--out", default=str(RESULTS / "bench_columnar.json"))
+  ap.add_argument("--variants", nargs="+", choices=VARIANTS)
+  ap.add_argument("--out", help="default results/bench_columnar[_hgb].json")
   ap.add_argument("--_child", help=argparse.SUPPRESS)
   ap.add_argument("--_model", help=argparse.SUPPRESS)
   args = ap.parse_args(argv)
+  hgb = args.model == "hgb"
+  args.n = args.n or (300_000 if hgb else 1_000_000)
+  args.chunk = args.chunk or (4096 if hgb else 10_000)
+  args.variants = args.variants or list(MODELS[args.model]["variants"])
+  args.out = args.out or str(
+      RESULTS / ("bench_columnar_hgb.json" if hgb else "bench_columnar.json"))
+  features = feature_names(args.model)
 
   _quiet_logs()
   if args._child:
     if args._child == "raw":
-      res = run_raw_variant(args.n, args.chunk, Path(args._model))
+      res = run_raw_variant(args.n, args.chunk, Path(args._model), features)
     else:
-      res = run_pipeline_variant(args._child, args.n, args.chunk, Path(args._model))
+      res = run_pipeline_variant(args._child, args.n, args.chunk,
+                                 Path(args._model), features)
     print(json.dumps(res))
     return 0
 
   with tempfile.TemporaryDirectory(prefix="ri_bench_col_") as tmp:
-    model_path = Path(tmp) / "linreg4.pkl"
-    train_model(model_path)
+    model_path = Path(tmp) / f"{args.model}.pkl"
+    (train_hgb if hgb else train_model)(model_path)
     runs, best = run_variants(
         __file__, args.variants, args.repeat,
-        ["--n", str(args.n), "--chunk", str(args.chunk), "--_model", str(model_path)],
+        ["--model", args.model, "--n", str(args.n), "--chunk", str(args.chunk),
+         "--_model", str(model_path)],
         rate_key="rows_per_s", unit="rows/s")
   rps = {v: best[v].get("rows_per_s") for v in best}
   if "raw" in best and "chunked_rows_per_s" in best["raw"]:
@@ -207,6 +263,10 @@ def main(argv=None) -> int:
       "columnar/explode": ratio(rps.get("columnar"), rps.get("explode")),
       "columnar/raw": ratio(rps.get("columnar"), rps.get("raw")),
       "columnar/raw_chunked": ratio(rps.get("columnar"), rps.get("raw_chunked")),
+      "columnar_merged/raw_chunked": ratio(rps.get("columnar_merged"),
+                                           rps.get("raw_chunked")),
+      "columnar_merged/columnar": ratio(rps.get("columnar_merged"),
+                                        rps.get("columnar")),
       "ours/reference": ratio(rps.get("ours"), rps.get("reference")),
   }
   # The model step's own cost: the columnar pipeline's time over the same
@@ -214,6 +274,10 @@ def main(argv=None) -> int:
   step_seconds = None
   if all(v in best and "error" not in best[v] for v in ("columnar", "noop")):
     step_seconds = best["columnar"]["seconds"] - best["noop"]["seconds"]
+    if "raw_chunked" in rps and step_seconds > 0:
+      # The step alone against raw predict on chunks of the same size.
+      ratios["columnar_step/raw_chunked"] = (
+          best["raw"]["chunked_seconds"] / step_seconds)
   import apache_beam
   import numpy
   import pyarrow
@@ -225,7 +289,7 @@ def main(argv=None) -> int:
       "runner": "DirectRunner (in-process FnApiRunner, direct_num_workers=1)",
       "source": "pyarrow.RecordBatch chunks made in the pipeline; per-row "
                 "variants FlatMap them into 1-D numpy rows",
-      "model": "sklearn LinearRegression, 4 features, SklearnModelHandlerNumpy",
+      "model": MODELS[args.model]["what"] + ", SklearnModelHandlerNumpy",
       "versions": {"python": platform.python_version(),
                    "apache_beam": apache_beam.__version__,
                    "sklearn": sklearn.__version__, "numpy": numpy.__version__,

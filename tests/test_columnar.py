@@ -360,6 +360,66 @@ def test_handler_max_batch_size_caps_rows_per_model_call(reg):
   assert counter(result, 'capped', 'num_inferences') == 300
 
 
+def test_rows_per_call_scores_several_chunks_in_one_model_call(reg):
+  model, path = reg
+  chunks = [record_batch(i, i + 30) for i in range(0, 300, 30)]
+  chunks[3] = chunks[3].to_pandas()  # chunk types may mix in one call
+  chunks.insert(5, record_batch(0, 0))  # an empty chunk is scored alone
+
+  def build(p):
+    return (p | beam.Create(
+        [(c, 10 * i) for i, c in enumerate(chunks)])
+            | beam.Map(lambda kv: window.TimestampedValue(*kv))
+            | beam.WindowInto(window.FixedWindows(60))
+            | RunInferenceColumnar(SklearnModelHandlerNumpy(path), FEATURES,
+                                   metrics_namespace='merged',
+                                   rows_per_call=100)
+            | beam.Map(lambda c, ts=beam.DoFn.TimestampParam,
+                       w=beam.DoFn.WindowParam: (c, int(ts), int(w.start))))
+
+  out, result = run(build)
+  scored = [c for c, _, _ in out]
+  np.testing.assert_allclose(to_pandas(scored)['prediction'], model.predict(X))
+  assert [type(c).__name__ for c in scored].count('DataFrame') == 1
+  # each chunk keeps its own timestamp and window
+  for c, ts, start in out:
+    if len(c):
+      first = int(c['id'][0] if isinstance(c, pd.DataFrame) else
+                  c.column('id')[0].as_py())
+      k = first // 30 + (first // 30 >= 5)
+      assert (ts, start) == (10 * k, 10 * k // 60 * 60)
+  sizes = distribution(result, 'merged', 'inference_request_batch_size')
+  assert sizes.count < 10 and sizes.max >= 100 and sizes.sum == 300
+  assert counter(result, 'merged', 'num_inferences') == 300
+
+
+def test_rows_per_call_still_isolates_bad_rows(reg):
+  model, path = reg
+  df = frame()
+  df.loc[[7, 250], 'x2'] = np.nan
+  chunks = [df.iloc[i:i + 50] for i in range(0, 300, 50)]
+
+  def build(p):
+    main, dlq = p | beam.Create(chunks) | RunInferenceColumnar(
+        SklearnModelHandlerNumpy(path), FEATURES,
+        rows_per_call=1000).with_exception_handling()
+    return main, dlq.failed_inferences
+
+  (main, dead), _ = run(build)
+  good = to_pandas(main)
+  assert sorted(set(range(300)) - set(good['id'])) == [7, 250]
+  np.testing.assert_allclose(good['prediction'],
+                             model.predict(X[good['id'].to_numpy()]))
+  assert sorted(int(rec['id'].iloc[0]) for rec, _ in dead) == [7, 250]
+
+
+def test_rows_per_call_must_be_a_positive_int(reg):
+  for bad in (0, -5, 2.5, True, '100'):
+    with pytest.raises(ValueError, match='rows_per_call must be a positive'):
+      RunInferenceColumnar(SklearnModelHandlerNumpy(reg[1]), FEATURES,
+                           rows_per_call=bad)
+
+
 # -- dead letters -----------------------------------------------------------------
 def test_bad_rows_are_bisected_out_of_the_chunk(reg):
   model, path = reg

@@ -119,6 +119,59 @@ class ColumnarScorer(ModelStep):
     except Exception as exc:  # pylint: disable=broad-except
       return None, dead + self._chunk_failed(chunk, 0, ops.num_rows(chunk), exc)
 
+  def score_many(self, chunks: list) -> list:
+    """``score`` for each of ``chunks``, with ONE model call over the rows of
+    all that can join it: a model's per-call cost (input validation, a tree
+    ensemble's thread start per tree) is paid once. A chunk that cannot join
+    (no rows, failing checks, values that do not convert) and every chunk of
+    a merged call that fails are scored on their own, bisected as usual."""
+    if len(chunks) < 2 or self.predictor.takes != 'numpy' or self.max_rows:
+      return [self.score(c) for c in chunks]
+    joined = []  # (index, ops, matrix)
+    for i, chunk in enumerate(chunks):
+      ops = chunk_ops(chunk)
+      try:
+        if ops.num_rows(chunk):
+          self._check(ops, chunk)
+          joined.append(
+              (i, ops, ops.matrix(chunk, self.feature_columns, self.dtype)))
+      except Exception:  # pylint: disable=broad-except
+        pass  # scored alone below, where its error is handled
+    results = {}
+    if len(joined) > 1 and len({m.dtype for _, _, m in joined}) == 1:
+      if self.metrics is not None:
+        self.metrics.flush_cached()
+      results = self._score_merged(chunks, joined)
+    return [results[i] if i in results else self.score(c)
+            for i, c in enumerate(chunks)]
+
+  def _score_merged(self, chunks: list, joined: list) -> dict:
+    merged = numpy.concatenate([m for _, _, m in joined])
+    try:
+      start = self.clock.time_ns()
+      outputs = output_columns(
+          self.predictor(self._model(), merged, self.inference_args),
+          len(merged), self.output_column)
+      micros = (self.clock.time_ns() - start) // 1000
+    except Exception:  # pylint: disable=broad-except
+      return {}  # each chunk alone, so failing rows are isolated
+    if self.metrics is not None:
+      self.metrics.update(len(merged), merged.nbytes, micros)
+    results, lo = {}, 0
+    for i, ops, matrix in joined:
+      hi = lo + len(matrix)
+      part = [(name, values[lo:hi]) for name, values in outputs]
+      self.counts[0] += hi - lo
+      try:
+        self._check_names(ops, chunks[i], [name for name, _ in part])
+        if self.empty_outputs is None:
+          self.empty_outputs = [(name, values[:0]) for name, values in part]
+        results[i] = (ops.with_columns(chunks[i], part), [])
+      except Exception as exc:  # pylint: disable=broad-except
+        results[i] = (None, self._chunk_failed(chunks[i], 0, hi - lo, exc))
+      lo = hi
+    return results
+
   def _check(self, ops: Chunk, chunk) -> None:
     ops.check_features(chunk, self.feature_columns)
     names = ([self.output_column] if isinstance(self.output_column, str) else
