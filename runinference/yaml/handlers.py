@@ -46,7 +46,6 @@ def _spelled_modules(type_name: str) -> list[str]:
 
 
 _PROCESSING = ('preprocess', 'postprocess')
-_FUNCTION_FORMS = ('callable', 'expression', 'path')
 
 
 def _public_handlers(module_name: str) -> dict[str, type]:
@@ -140,9 +139,19 @@ def _required(cls: type) -> list[str]:
   ]
 
 
+def _is_function_spec(value) -> bool:
+  """``{callable: ...}``, ``{expression: ...}`` or ``{path: ..., name: ...}``
+  (and nothing else): a dict argument such as ``load_model_args`` is not."""
+  if not isinstance(value, dict) or not value:
+    return False
+  keys = set(value)
+  return keys <= {'callable', 'expression', 'path', 'name'} and bool(
+      keys & {'callable', 'expression'} or keys == {'path', 'name'})
+
+
 def _convert(name: str, value, param: inspect.Parameter,
              path: Sequence[PathPart]):
-  if isinstance(value, dict) and set(value) & set(_FUNCTION_FORMS):
+  if _is_function_spec(value):
     return parse_function(value, path, name)
   if name.endswith('_class') and isinstance(value, str):
     module_name, _, attr = value.rpartition('.')
