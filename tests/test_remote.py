@@ -170,10 +170,11 @@ def test_default_namespace_works_in_a_pipeline_and_counts_requests():
     assert_that(out, equal_to(list(range(1, 9))))
 
   result = run_pipeline(build)
-  assert metric(result, 'AddOne', 'remote_requests') == 3
+  requests = metric(result, 'AddOne', 'remote_requests')
+  assert requests == len(Service.calls) >= 3
   assert metric(result, 'AddOne', 'remote_retries') == 1
   assert metric(result, 'AddOne', 'remote_request_failures') == 1
-  assert metric(result, 'AddOne', 'remote_request_latency_ms').count == 3
+  assert metric(result, 'AddOne', 'remote_request_latency_ms').count == requests
 
 
 def test_failing_batch_makes_one_retry_sequence_not_one_per_bisection():
