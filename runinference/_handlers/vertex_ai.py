@@ -107,8 +107,11 @@ class VertexAIModelHandlerJSON(HttpModelHandler):
 
   def decode(self, answer, batch):
     model_id = answer.get('deployedModelId') or answer.get('model_name')
+    predictions = list(answer['predictions'])
+    if len(predictions) != len(batch):
+      return predictions  # RemoteModelHandler reports the count mismatch
     return [PredictionResult(x, y, model_id)
-            for x, y in zip(batch, answer['predictions'])]
+            for x, y in zip(batch, predictions)]
 
   def __getstate__(self):
     state = super().__getstate__()
