@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
+import numpy as np
+
 from . import _ops
 from ._stats import DF, VOCAB, WORD_COUNT
 from ._tft_base import TFTOperation, _as_array, register_input_dtype
@@ -67,6 +69,26 @@ class ComputeAndApplyVocabulary(TFTOperation):
             self._strings(value, column), ready[column], self._default_value,
             self._num_oov_buckets)
     }
+
+  def _apply_batch(self, values, column, ready, index):
+    """Rows of plain strings: split and look up without per-row numpy
+    object arrays (same indices as ``_apply``)."""
+    if not all(type(v) is str for v in values):
+      return None
+    split = (_ops._splitter(self.split_string_by_delimiter)
+             if self.split_string_by_delimiter else None)
+    lookup = ready[column].get
+    default, oov = self._default_value, self._num_oov_buckets
+    out = []
+    for v in values:
+      b = v.encode('utf-8')
+      toks = [t for t in split(b) if t] if split else [b]
+      ids = [lookup(t) for t in toks]
+      if None in ids:
+        ids = _ops.vocab_lookup(_ops._object_array(toks), ready[column],
+                                default, oov).tolist()
+      out.append({column: np.array(ids, dtype=np.int64)})
+    return out
 
   def vocab_size(self, stats: dict, index: int, column: str) -> int:
     return len(self._stat(stats, index, column, VOCAB)) + self._num_oov_buckets
