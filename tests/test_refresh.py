@@ -70,7 +70,7 @@ def numbered(p, n, interval=0.05, label='Tick'):
       | f'{label}Array' >> beam.Map(lambda i: np.array([float(i)])))
 
 
-def drop_files_at(schedule):
+def drop_files_at(schedule, settle=1.5):
   """A step that writes files when given elements pass: ``schedule`` maps an
   element index to ``(writer, path, *args)`` (runs before that element
   reaches RunInference, so the drop is ordered with the stream)."""
@@ -81,7 +81,7 @@ def drop_files_at(schedule):
       writer(*args)
       # Give the watcher time to see the file even when a slow start made
       # the periodic source release its elements in one burst.
-      time.sleep(1.5)
+      time.sleep(settle)
     return x
 
   return beam.Map(maybe_drop)

@@ -156,7 +156,8 @@ def test_refresh_while_batching_across_bundles(tmp_path):
   p = streaming_pipeline()
   out = (
       numbered(p, n)
-      | drop_files_at({10: (save_model, str(tmp_path / 'b_x3.pkl'), 3)})
+      | drop_files_at({10: (save_model, str(tmp_path / 'b_x3.pkl'), 3)},
+                      settle=0)
       | RunInference(
           SklearnModelHandlerNumpy(
               first, max_batch_duration_secs=0.2, max_batch_size=16),
