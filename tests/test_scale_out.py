@@ -260,3 +260,41 @@ def test_untranslatable_step_is_an_error_not_a_no_op(dask_address):
   with pytest.raises(UnsupportedOnDaskError, match='no Dask translation'):
     with beam.Pipeline(runner=DaskRunner(), options=options) as p:
       _ = p | TestStream().add_elements([1]) | beam.Map(str)
+
+
+class _Lifecycle(beam.DoFn):
+  """Leaves a file per setup and per teardown."""
+  def __init__(self, directory):
+    self.directory = directory
+
+  def _mark(self, what):
+    open(os.path.join(self.directory, f'{what}.{self.name}'), 'w').close()
+
+  def setup(self):
+    import uuid
+    self.name = f'{os.getpid()}-{uuid.uuid4().hex}'
+    self._mark('setup')
+
+  def process(self, x):
+    yield x
+
+  def teardown(self):
+    self._mark('teardown')
+
+
+def test_dofns_set_up_once_per_worker_and_torn_down(dask_address, tmp_path):
+  """20 bundles on 2 single-threaded workers: at most one DoFn instance per
+  worker process, each torn down when the run ends."""
+  from runinference.runners import DaskRunner
+  (tmp_path / 'out').mkdir()
+  options = PipelineOptions([
+      f'--dask_client_address={dask_address}', '--dask_partition_size=50'
+  ])
+  with beam.Pipeline(runner=DaskRunner(), options=options) as p:
+    _ = (p | beam.Create(range(1000)) | beam.ParDo(_Lifecycle(str(tmp_path)))
+         | beam.Map(str) | beam.ParDo(fx.Sink(str(tmp_path / 'out'), 'n')))
+  setups = {f.name.split('.', 1)[1] for f in tmp_path.glob('setup.*')}
+  teardowns = {f.name.split('.', 1)[1] for f in tmp_path.glob('teardown.*')}
+  assert 1 <= len(setups) <= 2
+  assert teardowns == setups
+  assert sum(fx.read_outputs(str(tmp_path / 'out'))['n'].values()) == 1000

@@ -12,6 +12,7 @@ import dataclasses
 import functools
 import itertools
 import math
+import threading
 import typing as t
 
 import apache_beam as beam
@@ -67,6 +68,7 @@ class _BundleReceivers(dict):
 @dataclasses.dataclass
 class ParDoSpec:
   """Everything a worker needs to run one ParDo bundle (picklable)."""
+  run_id: str
   label: str
   serialized_fn: bytes
   args: list
@@ -75,12 +77,61 @@ class ParDoSpec:
   side_views: list  # [(view_class, view_options)], one per side input
 
 
-def run_bundle(elements, spec: ParDoSpec, *side_values) -> list:
-  """Runs one Dask partition as a Beam bundle; returns ``(tag, wv)`` pairs.
+class _DoFnPool:
+  """Set-up DoFn instances of one run, reused across bundles in a worker
+  process (``setup`` once per instance, as Dataflow and Flink do). An
+  instance serves one bundle at a time; a bundle that fails discards its
+  instance (torn down). Instances of an earlier run are torn down when a
+  bundle of another run arrives, the rest by ``teardown_run`` at the end."""
+  def __init__(self):
+    self._lock = threading.Lock()
+    self._idle: dict = {}  # (run_id, label) -> [DoFn]
+    self._run_id = None
 
-  A fresh DoFn copy per bundle: a DoFn instance never serves two bundles at
-  once, even when tasks share one deserialized graph (threaded workers).
-  """
+  def take(self, spec: ParDoSpec):
+    """(DoFn, needs_setup)."""
+    stale = []
+    with self._lock:
+      if self._run_id != spec.run_id:
+        stale = self._pop_all(lambda run_id: run_id != spec.run_id)
+        self._run_id = spec.run_id
+      idle = self._idle.get((spec.run_id, spec.label))
+      fn = idle.pop() if idle else None
+    _teardown(stale)
+    if fn is not None:
+      return fn, False
+    return pickler.loads(spec.serialized_fn), True
+
+  def give_back(self, spec: ParDoSpec, fn) -> None:
+    with self._lock:
+      self._idle.setdefault((spec.run_id, spec.label), []).append(fn)
+
+  def teardown_run(self, run_id: str) -> int:
+    with self._lock:
+      done = self._pop_all(lambda r: r == run_id)
+    _teardown(done)
+    return len(done)
+
+  def _pop_all(self, which) -> list:
+    keys = [k for k in self._idle if which(k[0])]
+    return [fn for k in keys for fn in self._idle.pop(k)]
+
+
+def _teardown(fns) -> None:
+  for fn in fns:
+    fn.teardown()
+
+
+_POOL = _DoFnPool()
+
+
+def teardown_run(run_id: str) -> int:
+  """Tears down this process's pooled DoFns of a run (run on each worker)."""
+  return _POOL.teardown_run(run_id)
+
+
+def run_bundle(elements, spec: ParDoSpec, *side_values) -> list:
+  """Runs one Dask partition as a Beam bundle; returns ``(tag, wv)`` pairs."""
   outputs: list = []
   receivers = _BundleReceivers(outputs)
   finalizer = beam.DoFn.BundleFinalizerParam()
@@ -97,8 +148,9 @@ def run_bundle(elements, spec: ParDoSpec, *side_values) -> list:
       output_batch_converter=None,
       process_yields_batches=False,
       process_batch_yields_elements=False)
+  fn, needs_setup = _POOL.take(spec)
   invoker = DoFnInvoker.create_invoker(
-      DoFnSignature(pickler.loads(spec.serialized_fn)),
+      DoFnSignature(fn),
       handler,
       context=DoFnContext(spec.label, state=None),
       side_inputs=side_inputs,
@@ -106,15 +158,18 @@ def run_bundle(elements, spec: ParDoSpec, *side_values) -> list:
       input_kwargs=spec.kwargs,
       user_state_context=None,
       bundle_finalizer_param=finalizer)
-  invoker.invoke_setup()
+  if needs_setup:
+    invoker.invoke_setup()
   try:
     invoker.invoke_start_bundle()
     for windowed_value in elements:
       invoker.invoke_process(windowed_value)
     # Outputs are read only after finish_bundle: what it emits is kept.
     invoker.invoke_finish_bundle()
-  finally:
+  except BaseException:
     invoker.invoke_teardown()
+    raise
+  _POOL.give_back(spec, fn)
   finalizer.finalize_bundle()
   return outputs
 
@@ -142,6 +197,7 @@ class Op:
   """One applied Beam primitive; ``apply`` returns one bag per output tag."""
   applied: AppliedPTransform
   bag_kwargs: dict = dataclasses.field(default_factory=dict)
+  run_id: str = ''
 
   def output_tags(self) -> list:
     return list(self.applied.outputs)
@@ -229,6 +285,7 @@ class ParDoOp(Op):
           'run this pipeline on the DirectRunner, Flink or Dataflow.')
     main_input = next(iter(self.applied.main_inputs.values()))
     spec = ParDoSpec(
+        run_id=self.run_id,
         label=self.applied.full_label,
         serialized_fn=pickler.dumps(transform.fn),
         args=list(transform.args or []),
@@ -298,12 +355,13 @@ _TRANSLATIONS: list = [
 ]
 
 
-def translate(applied: AppliedPTransform, bag_kwargs: dict) -> Op:
+def translate(applied: AppliedPTransform, bag_kwargs: dict,
+              run_id: str = '') -> Op:
   """The bag operation for one leaf transform; unknown ones are an error
   (Beam's runner turns them into a silent no-op)."""
   for transform_type, op_type in _TRANSLATIONS:
     if isinstance(applied.transform, transform_type):
-      return op_type(applied, bag_kwargs)
+      return op_type(applied, bag_kwargs, run_id)
   raise UnsupportedOnDaskError(
       f'Step {applied.full_label!r} ({type(applied.transform).__name__}) has '
       'no Dask translation. Supported primitives: Create, Impulse, bounded '

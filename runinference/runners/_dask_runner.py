@@ -12,7 +12,9 @@ a silent no-op.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import typing as t
+import uuid
 
 import dask
 import dask.distributed as ddist
@@ -25,16 +27,19 @@ from apache_beam.utils.interactive_utils import is_in_notebook
 
 from . import _dask_ops
 
+_LOGGER = logging.getLogger(__name__)
+
 
 @dataclasses.dataclass
 class _BagGraph(PipelineVisitor):
   """Builds one Dask bag per PCollection (not per transform)."""
   bag_kwargs: dict
+  run_id: str = dataclasses.field(default_factory=lambda: uuid.uuid4().hex)
   bags: dict = dataclasses.field(default_factory=dict)
   consumed: set = dataclasses.field(default_factory=set)
 
   def visit_transform(self, transform_node: AppliedPTransform) -> None:
-    op = _dask_ops.translate(transform_node, self.bag_kwargs)
+    op = _dask_ops.translate(transform_node, self.bag_kwargs, self.run_id)
     inputs = [
         self.bags[pc] for pc in transform_node.inputs
         if not isinstance(pc, pvalue.PBegin)
@@ -53,8 +58,10 @@ class _BagGraph(PipelineVisitor):
 
 @dataclasses.dataclass
 class DaskRunnerResult(beam_dask.DaskRunnerResult):
-  """Closes the client this run opened once the run is over."""
+  """Tears down the run's pooled DoFns on every worker, then closes the
+  client this run opened, once the run is over."""
   owns_client: bool = True
+  run_id: str = ''
 
   def wait_until_finish(self, duration=None) -> str:
     if PipelineState.is_terminal(self.state):  # TestPipeline waited already
@@ -62,8 +69,17 @@ class DaskRunnerResult(beam_dask.DaskRunnerResult):
     try:
       return super().wait_until_finish(duration)
     finally:
-      if self.owns_client and PipelineState.is_terminal(self.state):
-        self.client.close()
+      if PipelineState.is_terminal(self.state):
+        self._finish()
+
+  def _finish(self) -> None:
+    try:
+      self.client.run(_dask_ops.teardown_run, self.run_id, on_error='ignore')
+    except Exception:  # pylint: disable=broad-except
+      _LOGGER.warning('DoFn teardown on the Dask workers failed',
+                      exc_info=True)
+    if self.owns_client:
+      self.client.close()
 
 
 class DaskRunner(beam_dask.DaskRunner):
@@ -101,4 +117,5 @@ class DaskRunner(beam_dask.DaskRunner):
     except BaseException:
       client.close()
       raise
-    return DaskRunnerResult(client, futures, owns_client=True)
+    return DaskRunnerResult(client, futures, owns_client=True,
+                            run_id=graph.run_id)
