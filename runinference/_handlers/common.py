@@ -280,7 +280,7 @@ def stack_numpy(batch: Sequence[Any], who: str, hint: str = '', *,
       stacked = None
     if (stacked is not None and stacked.dtype == first.dtype and
         stacked.ndim == first.ndim + 1 and
-        all(type(x) is numpy.ndarray for x in batch)):  # pylint: disable=unidiomatic-typecheck
+        (not strict or all(type(x) is numpy.ndarray for x in batch))):  # pylint: disable=unidiomatic-typecheck
       if numeric and stacked.dtype.kind in 'US':
         _not_numeric(who, first)
       return stacked
