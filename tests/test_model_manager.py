@@ -90,3 +90,72 @@ def test_unknown_options_are_errors_and_beam_options_are_accepted():
                     peak_window_seconds=10.0, min_data_points=10,
                     smoothing_factor=0.5)
   assert mm.budget > 0
+
+
+# -- through RunInference ------------------------------------------------------
+import pickle  # noqa: E402
+
+import apache_beam as beam  # noqa: E402
+from apache_beam.testing.util import assert_that, equal_to  # noqa: E402
+
+from runinference.base import (KeyedModelHandler, KeyModelMapping,  # noqa: E402
+                               RunInference)
+from runinference.model_manager import process_model_manager  # noqa: E402
+from runinference.sklearn_inference import SklearnModelHandlerNumpy  # noqa: E402
+
+
+def _heavy_model(tmp_path, factor, mb):
+  """A LinearRegression y = factor * x carrying ``mb`` MiB of weights."""
+  from sklearn.linear_model import LinearRegression
+  x = np.arange(10, dtype=float).reshape(-1, 1)
+  model = LinearRegression().fit(x, factor * x.ravel())
+  model.ballast = np.ones(mb * MB // 8)
+  path = tmp_path / f'm{factor}.pkl'
+  path.write_bytes(pickle.dumps(model))
+  return str(path)
+
+
+def test_run_inference_with_the_model_manager(tmp_path):
+  handler = SklearnModelHandlerNumpy(_heavy_model(tmp_path, 5, 1))
+  with beam.Pipeline() as p:
+    out = (p | beam.Create([np.array([1.0]), np.array([2.0])])
+           | RunInference(handler, use_model_manager=True,
+                          model_manager_args={'slack_percentage': 0.2})
+           | beam.Map(lambda r: round(float(r.inference))))
+    assert_that(out, equal_to([5, 10]))
+
+
+def test_keyed_models_share_a_budget_that_fits_two_of_three(tmp_path):
+  args = {'memory_budget_bytes': 130 * MB}
+  mappings = [
+      KeyModelMapping([f'k{f}'], SklearnModelHandlerNumpy(
+          _heavy_model(tmp_path, f, 50))) for f in (1, 2, 3)]
+  keys = ['k1', 'k2', 'k3', 'k1', 'k3', 'k2'] * 3
+  with beam.Pipeline() as p:
+    out = (p | beam.Create([(k, np.array([2.0])) for k in keys])
+           | RunInference(KeyedModelHandler(mappings), use_model_manager=True,
+                          model_manager_args=args)
+           | beam.Map(lambda kv: (kv[0], round(float(kv[1].inference)))))
+    assert_that(out, equal_to([(k, 2 * int(k[1])) for k in keys]))
+  manager = process_model_manager(args)
+  assert manager.evictions >= 1  # three 50 MiB models never fit at once
+  assert len(manager.held()) <= 3  # two keyed models + the keyed manager
+
+
+def test_model_manager_options_are_checked_when_the_pipeline_is_built(
+    tmp_path):
+  handler = SklearnModelHandlerNumpy(_heavy_model(tmp_path, 5, 1))
+  with pytest.raises(ConfigurationError, match='slack_percentag'):
+    RunInference(handler, use_model_manager=True,
+                 model_manager_args={'slack_percentag': 0.2})
+  with pytest.raises(ConfigurationError, match='use_model_manager=True'):
+    RunInference(handler, model_manager_args={'slack_percentage': 0.2})
+
+
+def test_a_model_over_the_budget_fails_the_pipeline_clearly(tmp_path):
+  handler = SklearnModelHandlerNumpy(_heavy_model(tmp_path, 5, 40))
+  with pytest.raises(Exception, match='budget'):
+    with beam.Pipeline() as p:
+      _ = (p | beam.Create([np.array([1.0])])
+           | RunInference(handler, use_model_manager=True,
+                          model_manager_args={'memory_budget_bytes': 10 * MB}))

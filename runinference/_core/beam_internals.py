@@ -28,6 +28,7 @@ class _ModelStatus:
     self._generation = 0
     self._seen: set = set()
     self._invalid: set = set()
+    self._to_collect: set = set()
     self._since = time.time()
     self._lock = threading.Lock()
 
@@ -50,13 +51,19 @@ class _ModelStatus:
       if time.time() - self._since < min_model_life_seconds:
         return
       self._invalid |= self._seen
+      self._to_collect |= self._seen
       self._seen = set()
       self._generation += 1
       self._since = time.time()
 
   def get_tags_for_garbage_collection(self) -> list:
     with self._lock:
-      return list(self._invalid)
+      return sorted(self._to_collect)
+
+  def mark_tags_deleted(self, tags) -> None:
+    """The models of ``tags`` were freed: no longer to collect."""
+    with self._lock:
+      self._to_collect -= set(tags)
 
 
 @dataclasses.dataclass

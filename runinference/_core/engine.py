@@ -63,7 +63,8 @@ class InferenceEngine(ModelStep):
       run_preprocess: bool = True,
       watch_spec: Optional[WatchSpec] = None,
       refreshable: bool = False,
-      refresh_sample: Optional[Sequence] = None):
+      refresh_sample: Optional[Sequence] = None,
+      model_manager_args: Optional[dict] = None):
     """
     Args:
       prebatched: each item is a whole batch (``with_no_batching``).
@@ -72,6 +73,8 @@ class InferenceEngine(ModelStep):
       refreshable: the model may be switched (keep recent examples to check
         a candidate with).
       refresh_sample: examples to check a refresh candidate with.
+      model_manager_args: hold the model in the process's central model
+        manager (a memory budget shared by every step), None: hold it here.
     """
     self.handler = handler
     self.preprocess_fns = (
@@ -88,7 +91,7 @@ class InferenceEngine(ModelStep):
     self.keep_recent = refreshable or watch_spec is not None
     self.refresh_sample = (
         None if refresh_sample is None else list(refresh_sample))
-    self.holder = ModelHolder(handler, tag, clock)
+    self.holder = ModelHolder(handler, tag, clock, model_manager_args)
     self._init_runtime()
 
   def _init_runtime(self) -> None:

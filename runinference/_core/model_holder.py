@@ -19,7 +19,9 @@ from typing import Any, Callable, Optional
 from apache_beam.utils import multi_process_shared
 from apache_beam.utils import shared
 
+from ..exceptions import ConfigurationError
 from .integrity import verify_model_file
+from .model_manager import ModelManager, manager_for
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -97,9 +99,16 @@ class ModelHolder:
   ``share_model_across_processes()`` the model lives in a model server process
   (``model_copies()`` of them per machine) and calls go through a proxy.
   """
-  def __init__(self, handler, tag: str, clock=time):
+  def __init__(self, handler, tag: str, clock=time,
+               manager_args: Optional[dict] = None):
     self._handler = handler
     self._tag = tag
+    # With the central model manager the process's manager holds the model
+    # under its memory budget, and may evict it between batches: every get()
+    # asks it again (a dict lookup while the model is held).
+    self._manager_args = manager_args
+    self._version = 'initial'
+    self._managed = False
     self._clock = clock
     self._loaded: Optional[LoadedModel] = None
     self._copies: list[LoadedModel] = []
@@ -130,7 +139,22 @@ class ModelHolder:
       verify_model_file(handler)
       return timed_load(handler.load_model, model_id, self._clock)
 
+    if self._manager_args is not None:
+      return self._from_manager(manager_for(self._manager_args), load, version)
     return _shared_for(self._tag).acquire(load, tag=version)
+
+  def _from_manager(self, manager: ModelManager, load, version) -> LoadedModel:
+    key = f'{self._tag}:{version}'
+
+    def load_under_budget():
+      loaded = load()
+      if isinstance(loaded.model, KeyedModelManager):
+        loaded.model.use_budget(manager, key)
+      return loaded
+
+    loaded = manager.acquire(key, load_under_budget)
+    manager.release(key)
+    return loaded
 
   def _load_copies(self, handler, version, model_id) -> LoadedModel:
     servers = self._start_copies(handler, version, model_id)
@@ -164,8 +188,9 @@ class ModelHolder:
   def get(self) -> LoadedModel:
     """The current model, loaded on first use (with several copies, the
     next copy in turn)."""
-    if self._loaded is None:
-      self._loaded = self._load(self._handler, 'initial')
+    if self._loaded is None or self._managed:
+      self._loaded = self._load(self._handler, self._version)
+      self._managed = self._manager_args is not None
     if len(self._copies) > 1:
       self._turn = (self._turn + 1) % len(self._copies)
       return self._copies[self._turn]
@@ -218,6 +243,11 @@ class ModelHolder:
       self._mps, self._copies = prepared.servers.servers, prepared.servers.loaded
     self._handler = prepared.handler
     self._loaded = new
+    self._managed = (self._manager_args is not None and
+                     prepared.servers is None and
+                     not isinstance(new.model, KeyedModelManager))
+    if self._managed:
+      self._version = 'v-' + str(new.model_id)
     if old is not None and old() is not None and old() is not new.model:
       # Still alive after its last reference from here went: held by a
       # reference cycle (or elsewhere). A full collection costs ~0.1 s of
@@ -256,12 +286,24 @@ class KeyedModelManager:
     self._lock = threading.RLock()
     self._servers: dict = {}  # key -> (MultiProcessShared, proxy)
     self.evictions = 0
+    self._budget: Optional[ModelManager] = None
+    self._budget_prefix = ''
+
+  def use_budget(self, manager: ModelManager, prefix: str) -> None:
+    """Hold the keys' models in ``manager`` (the central model manager):
+    its memory budget, not ``max_models``, decides which stay loaded."""
+    self._budget = manager
+    self._budget_prefix = prefix
 
   @property
   def max_models(self) -> Optional[int]:
     return self._max_models
 
   def loaded_ids(self) -> list:
+    if self._budget is not None:
+      prefix = f'{self._budget_prefix}/'
+      return [k for k in self._handlers
+              if prefix + str(k) in self._budget.held()]
     with self._lock:
       return list(self._loaded)
 
@@ -290,6 +332,8 @@ class KeyedModelManager:
 
   def get(self, model_key) -> tuple[LoadedModel, bool]:
     """Returns ``(model, newly_loaded)``."""
+    if self._budget is not None and not self._servers:
+      return self._get_under_budget(model_key)
     with self._lock:
       loaded = self._loaded.get(model_key)
       if loaded is not None:
@@ -304,6 +348,28 @@ class KeyedModelManager:
       if server is not None:
         self._servers[model_key] = server
       return loaded, True
+
+  def _get_under_budget(self, model_key) -> tuple[LoadedModel, bool]:
+    assert self._budget is not None
+    key = f'{self._budget_prefix}/{model_key}'
+    fresh: list = []
+
+    def load():
+      loaded, server = self._load(model_key, self._handlers[model_key])
+      if server is not None:  # a model server process: not under the budget
+        _release(server)
+        raise ConfigurationError(
+            'use_model_manager=True cannot hold models served across '
+            'processes (large_model / model_copies) of a multi-model '
+            'KeyedModelHandler; use one or the other.')
+      fresh.append(True)
+      return loaded
+
+    # Not kept in self._loaded: the budget manager alone decides which
+    # models stay (a reference here would keep an evicted model alive).
+    loaded = self._budget.acquire(key, load)
+    self._budget.release(key)
+    return loaded, bool(fresh)
 
   def clone(self) -> 'KeyedModelManager':
     """A manager with the same handlers and loaded models, updated

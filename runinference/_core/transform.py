@@ -33,6 +33,21 @@ def _is_streaming(pipeline) -> bool:
     return False
 
 
+def _model_manager_args(use: bool, args: Optional[dict]) -> Optional[dict]:
+  """The central model manager's arguments, or None when it is off."""
+  if not use:
+    if args:
+      raise ConfigurationError(
+          'model_manager_args needs use_model_manager=True.')
+    return None
+  if args is not None and not isinstance(args, dict):
+    raise ConfigurationTypeError(
+        f'model_manager_args must be a dict, got {type(args).__name__}.')
+  from .model_manager import ModelManager
+  ModelManager(**(args or {}))  # unknown or bad options fail here
+  return dict(args or {})
+
+
 class RunInference(beam.PTransform):
   """Runs a model over a PCollection of examples.
 
@@ -86,18 +101,20 @@ class RunInference(beam.PTransform):
     self._metrics_namespace = metrics_namespace
     self._model_metadata_pcoll = model_metadata_pcoll
     self._watch_model_pattern = watch_model_pattern
-    unsupported = sorted(set(kwargs) & {
-        'use_model_manager', 'model_manager_args', 'monitoring_transform'})
-    if unsupported:
+    if 'monitoring_transform' in kwargs:
       raise UnsupportedOptionError(
-          f'RunInference option(s) {unsupported} are not supported by '
-          'runinference; models are shared per process (large_model / '
-          'model_copies for per-machine sharing).')
+          "RunInference option 'monitoring_transform' is not supported by "
+          'runinference; read the run report (runinference.report) or the '
+          'live metrics instead.')
+    self._manager_args = _model_manager_args(
+        kwargs.pop('use_model_manager', False),
+        kwargs.pop('model_manager_args', None))
     reject_unknown(
         'RunInference', kwargs,
         ['interval', 'stop_timestamp', 'clock', 'inference_args',
          'metrics_namespace', 'model_metadata_pcoll', 'watch_model_pattern',
-         'model_identifier', 'refresh_sample'],
+         'model_identifier', 'refresh_sample', 'use_model_manager',
+         'model_manager_args'],
         ' interval and stop_timestamp go with watch_model_pattern.')
     if refresh_sample is not None and (
         isinstance(refresh_sample, (str, bytes)) or
@@ -194,6 +211,7 @@ class RunInference(beam.PTransform):
         load_eagerly=load_eagerly,
         clock=self._clock,
         refresh_sample=self._refresh_sample,
+        model_manager_args=self._manager_args,
         **options)
 
   def _plan(self, pipeline) -> '_Plan':
