@@ -159,3 +159,48 @@ def test_a_model_over_the_budget_fails_the_pipeline_clearly(tmp_path):
       _ = (p | beam.Create([np.array([1.0])])
            | RunInference(handler, use_model_manager=True,
                           model_manager_args={'memory_budget_bytes': 10 * MB}))
+
+
+# -- out-of-memory back-off -------------------------------------------------------
+from runinference.base import ModelHandler, PredictionResult  # noqa: E402
+
+
+class RoomFor:
+  """A model that runs out of memory on batches larger than ``limit``."""
+  def __init__(self, limit):
+    self.limit = limit
+
+
+class OomHandler(ModelHandler):
+  def __init__(self, limit, **kwargs):
+    super().__init__(**kwargs)
+    self.limit = limit
+
+  def load_model(self):
+    return RoomFor(self.limit)
+
+  def run_inference(self, batch, model, inference_args=None):
+    if len(batch) > model.limit:
+      raise MemoryError(f'batch of {len(batch)} does not fit')
+    return [PredictionResult(x, 2 * x) for x in batch]
+
+
+def test_out_of_memory_halves_the_batch_and_remembers_the_ceiling():
+  with beam.Pipeline() as p:
+    out = (p | beam.Create(list(range(40)))
+           | RunInference(OomHandler(5, min_batch_size=16, max_batch_size=16))
+           | beam.Map(lambda r: r.inference))
+    assert_that(out, equal_to([2 * x for x in range(40)]))
+  result = p.result
+  counters = result.metrics().query()['counters']
+  backoffs = sum(c.committed for c in counters
+                 if c.key.metric.name == 'oom_backoffs')
+  # 16 -> 8 -> 4 once: later batches start at the remembered ceiling.
+  assert 1 <= backoffs <= 4
+
+
+def test_out_of_memory_on_one_element_still_fails():
+  with pytest.raises(Exception, match='does not fit'):
+    with beam.Pipeline() as p:
+      _ = (p | beam.Create([1, 2])
+           | RunInference(OomHandler(0, min_batch_size=1, max_batch_size=1)))

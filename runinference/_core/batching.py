@@ -133,6 +133,13 @@ class SizeEstimator:
     self._adaptive = not cfg.fixed_size
     self.size = self._max if not self._adaptive else max(self._min, 1)
 
+  def cap(self, ceiling: int) -> None:
+    """Never grow past ``ceiling`` again (a batch of more ran out of
+    memory)."""
+    self._max = max(1, min(self._max, ceiling))
+    self._min = min(self._min, self._max)
+    self.size = min(self.size, self._max)
+
   def observe(self, batch_len: int, seconds: float) -> None:
     if not self._adaptive or batch_len < self.size:
       if self._adaptive and seconds > 2 * self._target_secs:

@@ -6,14 +6,15 @@ from __future__ import annotations
 
 import dataclasses
 import gc
+import logging
 import time
 from typing import Any, Callable, Optional, Sequence
 
 from ..exceptions import ResultCountError
 from .batching import Batcher, BatchConfig, ElementFunctionError, group_by_shape
 from .failures import (FAILED_INFERENCES, DeadLetter, ErrorPolicy,
-                       bisect_failures, describe, postprocess_tag,
-                       preprocess_tag)
+                       bisect_failures, describe, is_out_of_memory,
+                       postprocess_tag, preprocess_tag)
 from .metrics import MetricsCollector
 from .model_holder import ModelHolder
 from .refresh import WatchSpec
@@ -302,6 +303,25 @@ class InferenceEngine(ModelStep):
       self.refresher.check.recent = values[:RECENT_EXAMPLES]
     return results
 
+  def _call_backing_off(self, values: list) -> list:
+    """``_call``, halving the batch when the model runs out of memory (the
+    halves run one after the other) and never growing batches past the size
+    that fit again."""
+    try:
+      return self._call(values)
+    except BaseException as exc:  # pylint: disable=broad-except
+      if len(values) < 2 or not is_out_of_memory(exc):
+        raise
+    half = len(values) // 2
+    self.batcher.sizer.cap(half)
+    if self.metrics is not None:
+      self.metrics.oom_backoffs.inc()
+    logging.getLogger(__name__).warning(
+        'A batch of %d ran out of memory; running it as halves, and batches '
+        'of at most %d from now on.', len(values), half)
+    return (self._call_backing_off(values[:half]) +
+            self._call_backing_off(values[half:]))
+
   def _on_timeout(self, exc: BaseException) -> None:
     if not isinstance(exc, TooManyHungCalls):
       self.holder.drop()  # the hung call may have left it unusable
@@ -311,7 +331,7 @@ class InferenceEngine(ModelStep):
     ``[(index, exception)]``. Ragged batches are split by shape; with
     exception handling a failing batch is bisected down to its bad rows."""
     try:
-      return self._call(values), []
+      return self._call_backing_off(values), []
     except BaseException as exc:  # pylint: disable=broad-except
       first = exc
     results: list = [None] * len(values)
@@ -327,7 +347,8 @@ class InferenceEngine(ModelStep):
     if self.metrics is not None:
       self.metrics.failed_batches_counter.inc()
     outcome = bisect_failures(
-        len(values), lambda lo, hi: self._call(values[lo:hi]), first,
+        len(values), lambda lo, hi: self._call_backing_off(values[lo:hi]),
+        first,
         catches=self.policy.catches, on_timeout=self._on_timeout,
         enabled=self.policy.bisect)
     for ok in outcome.results:

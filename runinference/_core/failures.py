@@ -103,6 +103,14 @@ class BisectOutcome(Generic[R]):
     return sum(f.stop - f.start for f in self.failures)
 
 
+def is_out_of_memory(exc: BaseException) -> bool:
+  """A model call that ran out of (host or device) memory: a MemoryError,
+  torch's ``OutOfMemoryError``, or a framework error saying so."""
+  if isinstance(exc, MemoryError) or type(exc).__name__ == 'OutOfMemoryError':
+    return True
+  return isinstance(exc, RuntimeError) and 'out of memory' in str(exc).lower()
+
+
 def not_bisected(exc: BaseException) -> bool:
   """Errors that are about the batch, not a row: a timeout or a
   ``BatchFailedError`` (server error, throttling, lost connection...). Their

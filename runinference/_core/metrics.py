@@ -38,6 +38,7 @@ class MetricsCollector:
     self.load_model_latency_milli_secs = dist('load_model_latency_milli_secs')
     self.model_load_failures = counter('model_load_failures')
     self.model_swaps = counter('model_swaps')
+    self.oom_backoffs = counter('oom_backoffs')
     self.model_refresh_rejected = counter('model_refresh_rejected')
     self._pending_load: Optional[tuple[int, int]] = None
 
