@@ -329,8 +329,9 @@ class RemoteModelHandler(abc.ABC, ModelHandler[ExampleT, PredictionT, ModelT]):
                for p in parts]
     # A request that ignores request_timeout_secs is abandoned after it (plus
     # a grace for the client's own timeout to fire first).
+    waves = math.ceil(len(parts) / self.max_concurrent_requests)
     bound = (None if self.request_timeout_secs is None else
-             self.request_timeout_secs * 1.5 + 1)
+             (self.request_timeout_secs * 1.5 + 1) * waves)
     deadline = None if bound is None else time.monotonic() + bound
     outcomes = []
     for f in futures:
