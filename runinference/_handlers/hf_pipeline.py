@@ -197,7 +197,7 @@ class HuggingFacePipelineModelHandler(ModelHandler):
                   'Convert it in a preprocess step, e.g. '
                   'handler.with_preprocess_fn(str).')
       if (self._inference_fn is _default_pipeline_inference_fn and
-          len(batch) > 1 and all(isinstance(x, str) for x in batch)):
+          all(isinstance(x, str) for x in batch)):
         predictions = run_text_batch(pipeline, list(batch), args,
                                      self._max_tokens_per_batch)
     if predictions is None:

@@ -89,10 +89,13 @@ def run_text_batch(pipeline: Any, texts: Sequence[str], call_args: dict,
   if params is None:
     return None
   tokenize, forward, post = params
-  lengths = token_lengths(pipeline.tokenizer, texts, tokenize)
-  device = getattr(getattr(pipeline, 'device', None), 'type', 'cpu')
-  budget = sub_batches.budget_for(max_tokens_per_batch, on_gpu=device != 'cpu')
-  groups = sub_batches.plan(lengths, budget)
+  if len(texts) == 1:
+    lengths, groups = None, [[0]]
+  else:
+    lengths = token_lengths(pipeline.tokenizer, texts, tokenize)
+    device = getattr(getattr(pipeline, 'device', None), 'type', 'cpu')
+    groups = sub_batches.plan(lengths, sub_batches.budget_for(
+        max_tokens_per_batch, on_gpu=device != 'cpu'))
   if _is_feature_extraction(pipeline, forward, post):
     as_tensors = bool(post.get('return_tensors'))
     return sub_batches.run_planned(
@@ -101,6 +104,6 @@ def run_text_batch(pipeline: Any, texts: Sequence[str], call_args: dict,
   outputs = sub_batches.run_planned(
       texts, groups,
       lambda sub: pipeline(sub, **{**call_args, 'batch_size': len(sub)}))
-  if type(pipeline).__name__ == 'FeatureExtractionPipeline':
+  if lengths and type(pipeline).__name__ == 'FeatureExtractionPipeline':
     outputs = [_trim(o, n) for o, n in zip(outputs, lengths)]
   return outputs
