@@ -41,7 +41,9 @@ class Service:
     try:
       time.sleep(self.sleep)
       error = self.fail(n, rows)
-      if error is not None:
+      if error == 'hang':
+        time.sleep(6)
+      elif error is not None:
         raise error
       return [r + 1 for r in rows]
     finally:
@@ -126,6 +128,16 @@ def test_request_timeout_bounds_a_hung_request():
   with pytest.raises(BatchFailedError, match='request_timeout_secs'):
     h.run_inference([1], h.load_model())
   assert time.monotonic() - start < 4
+
+
+def test_a_hung_sub_request_is_abandoned_and_resent_on_a_fresh_pool():
+  h = AddOne(fail=lambda n, rows: 'hang' if n == 1 else None,
+             max_concurrent_requests=2, request_batch_size=2,
+             request_timeout_secs=0.3)
+  start = time.monotonic()
+  assert h.run_inference(list(range(8)), h.load_model()) == list(range(1, 9))
+  assert time.monotonic() - start < 5.5
+  assert len(Service.calls) >= 5
 
 
 def test_rate_limit_refusal_is_a_batch_failure_and_a_rate_limit_error():

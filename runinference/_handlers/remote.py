@@ -338,7 +338,8 @@ class RemoteModelHandler(abc.ABC, ModelHandler[ExampleT, PredictionT, ModelT]):
       left = None if deadline is None else max(0.0, deadline - time.monotonic())
       try:
         outcomes.append(f.result(timeout=left))
-      except cf.TimeoutError:
+      except (cf.TimeoutError, cf.CancelledError):
+        self._abandon_pool(pool)  # cancels the queued ones: resent next round
         outcomes.append((None, RemoteTimeoutError(
             f'request took longer than request_timeout_secs='
             f'{self.request_timeout_secs}'), time.time(), bound))
@@ -353,6 +354,14 @@ class RemoteModelHandler(abc.ABC, ModelHandler[ExampleT, PredictionT, ModelT]):
             self.max_concurrent_requests,
             thread_name_prefix=f'{self._namespace}-request')
       return self._pool
+
+  def _abandon_pool(self, pool: cf.ThreadPoolExecutor) -> None:
+    """Leaves a hung request's thread behind: later requests get a fresh
+    pool instead of queueing behind it."""
+    with self._pool_lock:
+      if self._pool is pool:
+        self._pool = None
+    pool.shutdown(wait=False, cancel_futures=True)
 
   def _remote_metrics(self) -> _RemoteMetrics:
     if getattr(self, '_metrics', None) is None:
