@@ -112,6 +112,20 @@ def run_counted(handler, inputs, out_canon=canon):
   return got
 
 
+class _SwapsFirstExample(SklearnModelHandlerNumpy):
+  """Broken on purpose: reports another example for the first row."""
+  def run_inference(self, batch, model, inference_args=None):
+    results = list(super().run_inference(batch, model, inference_args))
+    return [results[0]._replace(example=np.zeros(N) - 1)] + results[1:]
+
+
+def test_the_invariant_can_fail(models):
+  rows = [np.full(N, float(i)) for i in range(3)]
+  run_counted(SklearnModelHandlerNumpy(models[1]['sklearn']), rows)
+  with pytest.raises(AssertionError, match='missing'):
+    run_counted(_SwapsFirstExample(models[1]['sklearn']), rows)
+
+
 # -- generated inputs ---------------------------------------------------------------------
 
 _WEIRD = [math.nan, math.inf, -math.inf, 1e308, -1e308, -0.0, 5e-324]
@@ -183,6 +197,24 @@ def test_sklearn_numpy_small_batches(models):
   @given(numeric_batches)
   def prop(inputs):
     run_counted(SklearnModelHandlerNumpy(path, max_batch_size=2), inputs)
+
+  prop()
+
+
+def test_sklearn_numpy_batching_options(models):
+  # Weighted and length-bucketed batching, and batches cut across bundles:
+  # len() raises on some inputs (None, numbers), which must dead-letter them.
+  path = models[1]['sklearn']
+  options = st.sampled_from([
+      dict(element_size_fn=len, max_batch_weight=7),
+      dict(batch_length_fn=len, batch_bucket_boundaries=[2, 4]),
+      dict(max_batch_duration_secs=0.05, max_batch_size=3),
+  ])
+
+  @FUZZ
+  @given(numeric_batches, options)
+  def prop(inputs, kwargs):
+    run_counted(SklearnModelHandlerNumpy(path, **kwargs), inputs)
 
   prop()
 
