@@ -161,10 +161,39 @@ REMOTE = HandlerCase(
     bad_example='not a number',
     check=lambda x, y: np.testing.assert_allclose(y, 5 * x))
 
+# -- MLflowModelHandler against a real `mlflow models serve` (loopback) --------
+_REQUEST: dict = {}
+
+
+@pytest.fixture(autouse=True)
+def _current_request(request):
+  _REQUEST['request'] = request  # servers are shared per session through it
+  yield
+  _REQUEST.pop('request', None)
+
+
+def _mlflow_handler(tmp_path, **options):
+  from runinference.remote import MLflowModelHandler
+  from tests import servers
+  server = servers.shared_server(
+      _REQUEST['request'], 'mlflow', lambda: servers.mlflow_server(tmp_path))
+  return MLflowModelHandler(server.url, **options)
+
+
+def _mlflow_rows():
+  from tests import servers
+  frame, _ = servers.frame_model()
+  return frame.iloc[:4].to_dict('records')
+
+
+MLFLOW = HandlerCase(
+    name='mlflow', make_handler=_mlflow_handler, make_examples=_mlflow_rows,
+    bad_example={'a': 'not a number'})
+
 FRAMEWORK_CASES, MISSING = _framework_cases()
 
 
-@parametrize_with_checks(FRAMEWORK_CASES + [TENSORRT, REMOTE])
+@parametrize_with_checks(FRAMEWORK_CASES + [TENSORRT, REMOTE, MLFLOW])
 def test_handler(case, check, tmp_path):
   check(case, tmp_path)
 

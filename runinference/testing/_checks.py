@@ -23,8 +23,10 @@ def build(case: HandlerCase, tmp_path: Path, **options) -> ModelHandler:
 
 
 def predict(case: HandlerCase, handler, examples, model=None) -> list:
-  """``handler.run_inference`` on ``examples``, checked: one
-  ``PredictionResult`` per example, in order, carrying its example."""
+  """``handler.run_inference`` on ``examples``, checked: one result per
+  example, in order; a ``PredictionResult`` must carry its example. (A bare
+  prediction is accepted, as RunInference wraps it, the way remote handlers
+  return them.)"""
   model = handler.load_model() if model is None else model
   results = handler.run_inference(examples, model)
   if results is None:
@@ -36,9 +38,8 @@ def predict(case: HandlerCase, handler, examples, model=None) -> list:
                f'{len(examples)} examples; return exactly one per example.')
   for i, (example, result) in enumerate(zip(examples, results)):
     if not isinstance(result, PredictionResult):
-      raise fail(case, f'result {i} is a {type(result).__name__}, not a '
-                 'PredictionResult(example, inference, model_id).')
-    if result.example is not example:
+      results[i] = PredictionResult(example, result)
+    elif result.example is not example:
       raise fail(case, f'result {i} does not carry its example (got '
                  f'{_short(result.example)}): pass the input element itself '
                  'as PredictionResult.example.')
@@ -126,6 +127,10 @@ def _names_it(message: str, bad, index: int) -> bool:
     return True
   if _short(bad, 40) in message or str(bad)[:40] in message:
     return True
+  parts = bad.values() if isinstance(bad, dict) else (
+      bad if isinstance(bad, (list, tuple)) else ())
+  if any(len(str(v)) >= 3 and str(v)[:40] in message for v in parts):
+    return True  # names the bad value inside the example
   pattern = rf'\b(example|element|index|row|item|input)s?\b\D{{0,6}}\b{index}\b'
   return bool(re.search(pattern, message, re.IGNORECASE)) or (
       f'[{index}]' in message)
