@@ -8,7 +8,8 @@ buckets) and ComputeAndApplyVocabulary (text split on spaces), and are counted.
 Each variant runs in a fresh process (alternating, best of --repeat); we report
 rows/s and the process's peak RSS. Embeddings: SentenceTransformerEmbeddings
 through MLTransform vs sentence-transformers' own ``encode`` on the same
-sentences (``--embeddings``).
+sentences (``--embeddings``), both in batches of 32 (without min_batch_size the
+adaptive batches stay at 1-4 rows on the local runner).
 
     .venv/bin/python benchmarks/bench_mltransform.py --rows 1000000 \\
         --reference-python /tmp/ri-reference-tft/bin/python
@@ -99,7 +100,8 @@ def child_embeddings(impl: str, rows: int) -> dict:
     p = beam.Pipeline()
     _ = (p | beam.Create([{'s': s} for s in sentences])
          | MLTransform(write_artifact_location=tempfile.mkdtemp()).with_transform(
-             SentenceTransformerEmbeddings(model_name=path, columns=['s'], max_batch_size=32))
+             SentenceTransformerEmbeddings(model_name=path, columns=['s'], min_batch_size=32,
+                                           max_batch_size=32))
          | beam.combiners.Count.Globally() | beam.Map(_check, rows))
     p.run().wait_until_finish()
     n = rows
