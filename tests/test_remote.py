@@ -55,6 +55,7 @@ class AddOne(RemoteModelHandler):
   def __init__(self, fail=lambda n, rows: None, sleep=0.0, **kwargs):
     self.fail, self.sleep = fail, sleep
     kwargs.setdefault('initial_retry_delay_secs', 0.05)
+    kwargs.setdefault('throttle_delay_secs', 0.1)
     super().__init__(**kwargs)
 
   def create_client(self):
