@@ -222,3 +222,17 @@ def test_adaptive_throttling_engages_on_failures_not_on_concurrency():
   for _ in range(20):
     h.throttler.throttle_request(now, 1)
   assert h.throttler.throttling_probability(now) > 0.5
+
+
+def test_a_used_handler_can_be_deep_copied_and_pickled():
+  import copy
+  import pickle
+  from runinference.remote import MLflowModelHandler
+  h = AddOne(max_concurrent_requests=2, request_timeout_secs=1)
+  assert h.run_inference([1, 2, 3], h.load_model()) == [2, 3, 4]
+  twin = copy.deepcopy(h)
+  assert twin.run_inference([5], twin.load_model()) == [6]
+  m = MLflowModelHandler('http://127.0.0.1:9', max_concurrent_requests=2)
+  m.throttler.throttle_request(0, 2)
+  again = pickle.loads(pickle.dumps(m))
+  assert again.base_url == m.base_url and not again.throttler.throttle_request(0)

@@ -47,6 +47,15 @@ class AdaptiveThrottler:
     self._random = random.Random()
     self._lock = threading.Lock()
 
+  def __getstate__(self):
+    state = dict(self.__dict__)
+    del state['_lock']  # a copy (pickled handler) gets its own lock
+    return state
+
+  def __setstate__(self, state):
+    self.__dict__.update(state)
+    self._lock = threading.Lock()
+
   def throttling_probability(self, now_ms: float) -> float:
     all_requests = self._all.sum(now_ms)
     ok = self._ok.sum(now_ms)
