@@ -18,6 +18,8 @@ import typing as t
 import apache_beam as beam
 import dask
 import dask.bag as db
+
+from ..exceptions import RunInferenceError
 from apache_beam import coders, typehints
 from apache_beam.internal import pickler
 from apache_beam.pipeline import AppliedPTransform
@@ -35,7 +37,7 @@ from apache_beam.utils.windowed_value import WindowedValue
 DEFAULT_PARTITION_SIZE = 128
 
 
-class UnsupportedOnDaskError(NotImplementedError):
+class UnsupportedOnDaskError(RunInferenceError, NotImplementedError):
   """A pipeline step that this Dask runner cannot execute faithfully."""
 
 
