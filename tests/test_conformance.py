@@ -192,22 +192,8 @@ MLFLOW = HandlerCase(
 
 FRAMEWORK_CASES, MISSING = _framework_cases()
 
-# Found by the kit, owned elsewhere (runinference/_handlers/remote.py): after
-# a batch, a RemoteModelHandler holds a threading.Lock outside its _RUNTIME
-# state (its throttler), so pickling or deep-copying a used handler fails.
-_USED_REMOTE = ('a used RemoteModelHandler holds a lock (throttler) that '
-                'pickle/deepcopy cannot copy')
-KNOWN_DEFECTS = {
-    (name, f'check_{check}'): _USED_REMOTE
-    for name in ('remote-http', 'mlflow')
-    for check in ('pickle', 'deepcopy_update_model_path')}
-
-
 @parametrize_with_checks(FRAMEWORK_CASES + [TENSORRT, REMOTE, MLFLOW])
-def test_handler(case, check, tmp_path, request):
-  reason = KNOWN_DEFECTS.get((case.name, repr(check)))
-  if reason:
-    request.applymarker(pytest.mark.xfail(reason=reason, strict=False))
+def test_handler(case, check, tmp_path):
   check(case, tmp_path)
 
 
