@@ -36,6 +36,8 @@ FUZZ = settings(
     database=None,
     suppress_health_check=list(HealthCheck),
 )
+# Frameworks whose every pipeline is slow to start (TensorFlow, torch models).
+FUZZ_HEAVY = settings(FUZZ, max_examples=_EXPLORE or 3)
 pytestmark = pytest.mark.timeout(600)
 N = 3  # features of every model here
 CALL_TIMEOUT = 60  # seconds a model load plus one batch may take
@@ -315,7 +317,7 @@ def test_pytorch_tensor_and_keyed_tensor(models):
       st.dictionaries(names, tensors, max_size=3),
       st.fixed_dictionaries({'a': tensors, 'b': tensors}), _ODD)
 
-  @FUZZ
+  @FUZZ_HEAVY
   @given(st.lists(element, max_size=8), st.lists(keyed_element, max_size=6))
   def prop(inputs, keyed_inputs):
     run_counted(PytorchModelHandlerTensor(
@@ -373,7 +375,7 @@ def test_tensorflow(models):
   path = str(models[0] / 'dense.keras')
   model.save(path)
 
-  @FUZZ
+  @FUZZ_HEAVY
   @given(numeric_batches)
   def prop(inputs):
     run_counted(TFModelHandlerNumpy(path), inputs)
@@ -400,7 +402,7 @@ def test_huggingface_tensor(models):
       lambda v: torch.tensor(v, dtype=torch.int64))
   element = st.one_of(ids, ids, _torch_inputs(torch), _ODD)
 
-  @FUZZ
+  @FUZZ_HEAVY
   @given(st.lists(element, max_size=6))
   def prop(inputs):
     run_counted(HuggingFaceModelHandlerTensor(path, transformers.AutoModel),
