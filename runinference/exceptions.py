@@ -29,6 +29,33 @@ __all__ = [
     'TooManyHungCalls',
     'UnsupportedOptionError',
     'UntrustedModelTypesError',
+    'MLTransformError',
+    'MissingColumnError',
+    'ColumnTypeError',
+    'ArtifactExistsError',
+    'ArtifactNotFoundError',
+    'ArtifactFormatError',
+    'DuckDBQueryError',
+    'DuckDBSchemaError',
+    'DuckDBDatabaseNotFoundError',
+    'DuckDBLockTimeoutError',
+    'RemoteRequestError',
+    'RemoteServerError',
+    'RemoteConnectionError',
+    'RemoteTimeoutError',
+    'RateLimitedBatchError',
+    'ServerStartError',
+    'ConformanceError',
+    'SkipCheck',
+    'ModelTooLargeError',
+    'UnsupportedOnDaskError',
+    'ConfigurationRuntimeError',
+    'DeviceUnavailableError',
+    'ModelLoadError',
+    'CorruptModelFileError',
+    'TensorRTError',
+    'InspectError',
+    'CliError',
 ]
 
 
@@ -129,3 +156,151 @@ class UnsupportedOptionError(RunInferenceError, NotImplementedError):
 class UntrustedModelTypesError(ModelIntegrityError):
   """A skops model file holds types that are not trusted (``trusted_types``);
   it was not loaded."""
+
+
+# -- MLTransform -----------------------------------------------------------
+
+class MLTransformError(RunInferenceError):
+  """Base class of every MLTransform error."""
+
+
+class MissingColumnError(MLTransformError, KeyError):
+  """A row lacks a column that a transform reads."""
+
+  def __str__(self):  # KeyError would quote the whole message
+    return str(self.args[0]) if self.args else ''
+
+
+class ColumnTypeError(MLTransformError, TypeError):
+  """A column holds values of the wrong kind (e.g. text for a numeric op)."""
+
+
+class ArtifactExistsError(MLTransformError, FileExistsError):
+  """Write mode found artifacts already at ``write_artifact_location``."""
+
+
+class ArtifactNotFoundError(MLTransformError, FileNotFoundError):
+  """Read mode found no artifacts at ``read_artifact_location``."""
+
+
+class ArtifactFormatError(MLTransformError, ValueError):
+  """An artifact file cannot be read back or a value cannot be written."""
+
+
+# -- DuckDB ----------------------------------------------------------------
+
+class DuckDBQueryError(RunInferenceError, ValueError):
+  """DuckDB rejected a query (bad SQL, unknown table or column)."""
+
+
+class DuckDBSchemaError(RunInferenceError, ValueError):
+  """The records do not fit the table they are written to."""
+
+
+class DuckDBDatabaseNotFoundError(RunInferenceError, FileNotFoundError):
+  """A database file to read from does not exist."""
+
+
+class DuckDBLockTimeoutError(RunInferenceError, TimeoutError):
+  """Another process held a database's write lock for too long."""
+
+
+# -- Remote model servers --------------------------------------------------
+
+class RemoteRequestError(RunInferenceError, ValueError):
+  """The service rejected the request itself (an HTTP 4xx such as 400 or
+  422): something in the rows sent is wrong. Not retried."""
+  def __init__(self, message: str, status: Optional[int] = None,
+               body: str = ''):
+    super().__init__(message)
+    self.status = status
+    self.body = body
+
+
+class RemoteServerError(RunInferenceError, RuntimeError):
+  """The service failed or throttled (HTTP 5xx, 429, 408): retried with
+  backoff; ``retry_after`` holds the server's Retry-After, in seconds."""
+  def __init__(self, message: str, status: Optional[int] = None,
+               body: str = '', retry_after: Optional[float] = None):
+    super().__init__(message)
+    self.status = status
+    self.body = body
+    self.retry_after = retry_after
+
+
+class RemoteConnectionError(RunInferenceError, ConnectionError):
+  """The connection to the service failed or was dropped."""
+
+
+class RemoteTimeoutError(RunInferenceError, TimeoutError):
+  """A request ran past ``request_timeout_secs``."""
+
+
+class RateLimitedBatchError(BatchFailedError, RateLimitExceeded):
+  """A batch the shared rate limit kept refusing until retries ran out."""
+
+
+class ServerStartError(RunInferenceError, RuntimeError):
+  """A model server process did not become ready."""
+
+
+# -- The conformance kit ---------------------------------------------------
+
+class ConformanceError(RunInferenceError, AssertionError):
+  """A handler does not honour the contract the runtime relies on."""
+
+
+class SkipCheck(RunInferenceError):
+  """A check does not apply to a case (the reason is the message)."""
+
+
+# -- Model manager ---------------------------------------------------------
+
+class ModelTooLargeError(RunInferenceError, MemoryError):
+  """A model needs more memory than the model manager's whole budget."""
+
+
+# -- Runners ---------------------------------------------------------------
+
+class UnsupportedOnDaskError(RunInferenceError, NotImplementedError):
+  """A pipeline step that this Dask runner cannot execute faithfully."""
+
+
+# -- Framework handlers ----------------------------------------------------
+
+class ConfigurationRuntimeError(ConfigurationError, RuntimeError):
+  """A handler option is missing or contradicts another (a RuntimeError too,
+  as the reference raises for these)."""
+
+
+class DeviceUnavailableError(RunInferenceError, RuntimeError):
+  """The handler needs an accelerator (or a library version for it) that
+  this worker lacks."""
+
+
+class ModelLoadError(RunInferenceError, ValueError):
+  """A model file exists but is not a model this handler can load (corrupt,
+  truncated, or of another format)."""
+
+
+class CorruptModelFileError(ModelLoadError, RuntimeError):
+  """A model file is corrupt or truncated (a RuntimeError too, as torch
+  raises for these)."""
+
+
+class TensorRTError(RunInferenceError, RuntimeError):
+  """TensorRT failed to build or run an engine (see the TensorRT log)."""
+
+
+# -- CLI and YAML ----------------------------------------------------------
+
+class InspectError(RunInferenceError, ValueError):
+  """The file is missing or of a kind inspect does not know."""
+
+
+class CliError(RunInferenceError):
+  """A problem to report in one line; ``code`` is the exit status."""
+
+  def __init__(self, message: str, code: int = 2):
+    super().__init__(message)
+    self.code = code

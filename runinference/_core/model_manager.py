@@ -19,6 +19,7 @@ import time
 from typing import Any, Callable, Optional
 
 from ..exceptions import ConfigurationError, RunInferenceError
+from ..exceptions import ModelTooLargeError  # noqa: F401  (re-exported)
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -30,10 +31,6 @@ _BEAM_ONLY_OPTIONS = frozenset({
     'eviction_cooldown_seconds', 'min_model_copies', 'lock_timeout_seconds',
     'verbose_logging'
 })
-
-
-class ModelTooLargeError(RunInferenceError, MemoryError):
-  """A model needs more memory than the model manager's whole budget."""
 
 
 def rss_bytes() -> int:

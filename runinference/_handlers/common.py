@@ -13,9 +13,11 @@ from typing import Any, Callable, Iterator, Optional, Sequence
 
 import numpy
 
-from ..exceptions import (ConfigurationError, InvalidInputError,
-                          InvalidInputTypeError, MissingDependencyError,
-                          ModelFileNotFoundError, RunInferenceError)
+from ..exceptions import (  # noqa: F401  (handler errors re-exported)
+    ConfigurationError, ConfigurationRuntimeError, CorruptModelFileError,
+    DeviceUnavailableError, InvalidInputError, InvalidInputTypeError,
+    MissingDependencyError, ModelFileNotFoundError, ModelLoadError,
+    RunInferenceError)
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -35,26 +37,6 @@ _INSTALL = {
     'skops.io': ('skops', 'safe'),
     'safetensors.torch': ('safetensors', 'safe'),
 }
-
-
-class ConfigurationRuntimeError(ConfigurationError, RuntimeError):
-  """A handler option is missing or contradicts another (a RuntimeError too,
-  as the reference raises for these)."""
-
-
-class DeviceUnavailableError(RunInferenceError, RuntimeError):
-  """The handler needs an accelerator (or a library version for it) that
-  this worker lacks."""
-
-
-class ModelLoadError(RunInferenceError, ValueError):
-  """A model file exists but is not a model this handler can load (corrupt,
-  truncated, or of another format)."""
-
-
-class CorruptModelFileError(ModelLoadError, RuntimeError):
-  """A model file is corrupt or truncated (a RuntimeError too, as torch
-  raises for these)."""
 
 
 # ------------------------------------------------------------------ imports

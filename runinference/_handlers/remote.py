@@ -37,6 +37,7 @@ from ..exceptions import (BatchFailedError, ConfigurationError,
 from .._core.contract import ExampleT, ModelHandler, ModelT, PredictionT
 from .remote_errors import RemoteTimeoutError, is_transient, retry_on_transient
 from .throttling import AdaptiveThrottler
+from ..exceptions import RateLimitedBatchError  # noqa: F401  (re-exported)
 
 try:
   from apache_beam.io.components.rate_limiter import RateLimiter
@@ -47,10 +48,6 @@ __all__ = ['RemoteModelHandler', 'RateLimiter', 'RateLimitExceeded',
            'RateLimitedBatchError']
 
 _LOGGER = logging.getLogger(__name__)
-
-
-class RateLimitedBatchError(BatchFailedError, RateLimitExceeded):
-  """A batch the shared rate limit kept refusing until retries ran out."""
 
 
 @dataclasses.dataclass

@@ -12,8 +12,10 @@ from __future__ import annotations
 import sys
 from typing import Optional
 
-from ..exceptions import (BatchFailedError, RateLimitExceeded,
-                          ResultCountError, RunInferenceError)
+from ..exceptions import (  # noqa: F401  (the Remote* errors re-exported)
+    BatchFailedError, RateLimitExceeded, RemoteConnectionError,
+    RemoteRequestError, RemoteServerError, RemoteTimeoutError,
+    ResultCountError, RunInferenceError)
 
 __all__ = [
     'RemoteRequestError',
@@ -27,35 +29,6 @@ __all__ = [
 
 # HTTP statuses that are about the service, not the payload.
 TRANSIENT_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
-
-
-class RemoteRequestError(RunInferenceError, ValueError):
-  """The service rejected the request itself (an HTTP 4xx such as 400 or
-  422): something in the rows sent is wrong. Not retried."""
-  def __init__(self, message: str, status: Optional[int] = None,
-               body: str = ''):
-    super().__init__(message)
-    self.status = status
-    self.body = body
-
-
-class RemoteServerError(RunInferenceError, RuntimeError):
-  """The service failed or throttled (HTTP 5xx, 429, 408): retried with
-  backoff; ``retry_after`` holds the server's Retry-After, in seconds."""
-  def __init__(self, message: str, status: Optional[int] = None,
-               body: str = '', retry_after: Optional[float] = None):
-    super().__init__(message)
-    self.status = status
-    self.body = body
-    self.retry_after = retry_after
-
-
-class RemoteConnectionError(RunInferenceError, ConnectionError):
-  """The connection to the service failed or was dropped."""
-
-
-class RemoteTimeoutError(RunInferenceError, TimeoutError):
-  """A request ran past ``request_timeout_secs``."""
 
 
 def _is_httpx_transport_error(exc: BaseException) -> bool:

@@ -16,12 +16,9 @@ import urllib.request
 from typing import Optional, Sequence
 
 from ..exceptions import RunInferenceError
+from ..exceptions import ServerStartError  # noqa: F401  (re-exported)
 
 _LOGGER = logging.getLogger(__name__)
-
-
-class ServerStartError(RunInferenceError, RuntimeError):
-  """A model server process did not become ready."""
 
 
 def free_port() -> int:

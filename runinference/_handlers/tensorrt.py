@@ -27,16 +27,13 @@ from .._core.contract import ModelHandler
 from .._core.naming import publish
 from .._core.results import to_results
 from .._core.types import PredictionResult
+from ..exceptions import TensorRTError  # noqa: F401  (re-exported)
 
 __all__ = ['TensorRTEngine', 'TensorRTEngineHandlerNumPy']
 
 _LOGGER = logging.getLogger('runinference.tensorrt_inference')
 _WHO = 'TensorRTEngineHandlerNumPy'
 MIN_TRT_MAJOR_VERSION = 10
-
-
-class TensorRTError(RunInferenceError, RuntimeError):
-  """TensorRT failed to build or run an engine (see the TensorRT log)."""
 
 
 def _trt():

@@ -13,6 +13,7 @@ import sys
 from typing import Any, Callable
 
 from runinference.exceptions import RunInferenceError
+from ..exceptions import InspectError  # noqa: F401  (re-exported)
 
 
 @dataclasses.dataclass
@@ -32,10 +33,6 @@ class ModelInfo:
     return yaml.safe_dump({'model_handler': {'type': self.handler,
                                              'config': self.config}},
                           sort_keys=False)
-
-
-class InspectError(RunInferenceError, ValueError):
-  """The file is missing or of a kind inspect does not know."""
 
 
 def _sklearn(path: str) -> ModelInfo:

@@ -17,16 +17,9 @@ from runinference import live_metrics
 from runinference.exceptions import RunInferenceError
 
 from .progress import Counts, ProgressDisplay, read_counts
+from ..exceptions import CliError  # noqa: F401  (re-exported)
 
 _LOG = logging.getLogger('runinference.cli')
-
-
-class CliError(RunInferenceError):
-  """A problem to report in one line; ``code`` is the exit status."""
-
-  def __init__(self, message: str, code: int = 2):
-    super().__init__(message)
-    self.code = code
 
 
 def _unknown_beam_options(beam_args: Sequence[str]) -> list[str]:

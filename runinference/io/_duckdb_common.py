@@ -6,30 +6,10 @@ import os
 import time
 from typing import Any
 
-from runinference.exceptions import (ConfigurationError,
-                                     ConfigurationTypeError,
-                                     MissingDependencyError, RunInferenceError)
-
-
-class DuckDBQueryError(RunInferenceError, ValueError):
-  """DuckDB rejected a query (bad SQL, unknown table or column)."""
-
-
-class DuckDBSchemaError(RunInferenceError, ValueError):
-  """The records do not fit the table they are written to."""
-
-
-class DuckDBDatabaseNotFoundError(RunInferenceError, FileNotFoundError):
-  """A database file to read from does not exist."""
-
-
-class DuckDBLockTimeoutError(RunInferenceError, TimeoutError):
-  """Another process held a database's write lock for too long."""
-
-
-for _cls in (DuckDBQueryError, DuckDBSchemaError, DuckDBDatabaseNotFoundError,
-             DuckDBLockTimeoutError):
-  _cls.__module__ = 'runinference.io.duckdb'
+from runinference.exceptions import (  # noqa: F401  (errors re-exported)
+    ConfigurationError, ConfigurationTypeError, DuckDBDatabaseNotFoundError,
+    DuckDBLockTimeoutError, DuckDBQueryError, DuckDBSchemaError,
+    MissingDependencyError, RunInferenceError)
 
 
 def import_duckdb():

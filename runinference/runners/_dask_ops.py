@@ -33,12 +33,9 @@ from apache_beam.transforms.sideinputs import SideInputMap
 from apache_beam.transforms.window import GlobalWindow, GlobalWindows
 from apache_beam.utils.timestamp import MIN_TIMESTAMP
 from apache_beam.utils.windowed_value import WindowedValue
+from ..exceptions import UnsupportedOnDaskError  # noqa: F401  (re-exported)
 
 DEFAULT_PARTITION_SIZE = 128
-
-
-class UnsupportedOnDaskError(RunInferenceError, NotImplementedError):
-  """A pipeline step that this Dask runner cannot execute faithfully."""
 
 
 def _in_global_window(value) -> WindowedValue:

@@ -6,17 +6,10 @@ import dataclasses
 from typing import Any, Callable, Mapping, Optional, Sequence
 
 from ..exceptions import RunInferenceError
+from ..exceptions import ConformanceError, SkipCheck  # noqa: F401  (re-exported)
 
 #: ``bad_example`` when the case has none (the bad-input checks are skipped).
 NO_EXAMPLE = type('NoExample', (), {'__repr__': lambda self: 'NO_EXAMPLE'})()
-
-
-class ConformanceError(RunInferenceError, AssertionError):
-  """A handler does not honour the contract the runtime relies on."""
-
-
-class SkipCheck(RunInferenceError):
-  """A check does not apply to a case (the reason is the message)."""
 
 
 @dataclasses.dataclass(frozen=True)
