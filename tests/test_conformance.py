@@ -47,7 +47,8 @@ def _framework_cases():
       cases.append(HandlerCase(
           name=c.name, make_handler=_with_options(c.make_handler),
           make_examples=c.make_examples, bad_example=c.bad_example,
-          expected_namespace=c.expected_namespace, check=c.check))
+          expected_namespace=c.expected_namespace, check=c.check,
+          compare=c.compare))
   return cases, missing
 
 
