@@ -135,24 +135,11 @@ def refresher(models: str, every: float, stop: float, log: list) -> None:
     n += 1
 
 
-def rss_sampler(samples: list, stop_event: threading.Event,
-                traced: list) -> None:
-  """RSS every 10 s; with tracemalloc on, every 60 s also the memory still
-  held by allocations made with runinference code on the stack."""
-  import tracemalloc
-
+def rss_sampler(samples: list, stop_event: threading.Event) -> None:
   import psutil
   proc = psutil.Process()
-  ours = [tracemalloc.Filter(True, '*/runinference/*', all_frames=True)]
-  last = 0.0
   while not stop_event.is_set():
-    now = time.time()
-    samples.append((now, proc.memory_info().rss / 2**20))
-    if tracemalloc.is_tracing() and now - last >= 60:
-      last = now
-      snap = tracemalloc.take_snapshot().filter_traces(ours)
-      traced.append((now, sum(s.size for s in snap.statistics('filename'))
-                     / 2**20))
+    samples.append((time.time(), proc.memory_info().rss / 2**20))
     stop_event.wait(10)
 
 
@@ -210,25 +197,17 @@ def run(args) -> dict:
 
   refresh_log: list = []
   rss: list = []
-  traced: list = []
-  if args.tracemalloc:
-    import tracemalloc
-    tracemalloc.start(25)
   done = threading.Event()
   threading.Thread(target=refresher, daemon=True,
                    args=(models, args.refresh_every, stop,
                          refresh_log)).start()
-  threading.Thread(target=rss_sampler, daemon=True, args=(rss, done, traced)).start()
+  threading.Thread(target=rss_sampler, daemon=True, args=(rss, done)).start()
   t0 = time.time()
   p.run().wait_until_finish()
   wall = time.time() - t0
   done.set()
-  result = summarize(files, rss, refresh_log, wall, rate, hang_at, start,
-                     stop)
-  if traced:
-    result['runinference_traced_mb_per_min'] = [
-        (round((t - start) / 60, 1), round(m, 2)) for t, m in traced]
-  return result
+  return summarize(files, rss, refresh_log, wall, rate, hang_at, start,
+                   stop)
 
 
 def _read(path: str) -> list:
@@ -310,9 +289,6 @@ def main(argv=None) -> int:
   parser.add_argument('--baseline', action='store_true',
                       help='the same pipeline without RunInference (RSS '
                       'of the runner alone)')
-  parser.add_argument('--tracemalloc', action='store_true',
-                      help='also track memory held by allocations made '
-                      'under runinference code (slower)')
   parser.add_argument('--out', default=str(RESULTS / 'soak.json'))
   args = parser.parse_args(argv)
   result = run(args)
