@@ -122,14 +122,20 @@ class FilePatternPoller:
       return (f.path, *_version(f)) in baseline
     return f.last_updated_in_seconds <= self.spec.start
 
-  def newest(self):
-    """FileMetadata of the newest matching file not there at the start."""
+  def _matched(self) -> Optional[list]:
+    """The files matching the pattern now; None (logged) if matching fails."""
     try:
-      found = _match(self.spec.file_pattern)
+      return _match(self.spec.file_pattern)
     except Exception:  # pylint: disable=broad-except
       _LOGGER.warning(
           'Could not match model file pattern %r; will retry.',
           self.spec.file_pattern, exc_info=True)
+      return None
+
+  def newest(self):
+    """FileMetadata of the newest matching file not there at the start."""
+    found = self._matched()
+    if found is None:
       return None
     fresh = [f for f in found if not self._already_there(f)]
     if not fresh:
@@ -137,12 +143,8 @@ class FilePatternPoller:
     return max(fresh, key=lambda f: (f.last_updated_in_seconds, f.path))
 
   def _scan(self) -> None:
-    try:
-      found = _match(self.spec.file_pattern)
-    except Exception:  # pylint: disable=broad-except
-      _LOGGER.warning(
-          'Could not match model file pattern %r; will retry.',
-          self.spec.file_pattern, exc_info=True)
+    found = self._matched()
+    if found is None:
       return
     first, self._started = not self._started, True
     for f in found:

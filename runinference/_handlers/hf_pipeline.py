@@ -7,13 +7,12 @@ import enum
 import logging
 import os
 import sys
-from typing import Any, Callable, Iterable, Optional, Sequence, Union
+from typing import Any, Callable, Optional, Sequence, Union
 
 from ..exceptions import ModelFileNotFoundError
 from .._core.contract import ModelHandler
 from .._core.naming import publish
 from .._core.results import to_results
-from .._core.types import PredictionResult
 from . import sub_batches
 from .common import (ConfigurationError, ConfigurationRuntimeError,
                      check_types, cuda_usable,
@@ -180,12 +179,7 @@ class HuggingFacePipelineModelHandler(ModelHandler):
           f'for model {self._model!r}: {e}. For a Hub id the workers need '
           'network access or a cache that has it (HF_HOME).') from e
 
-  def run_inference(
-      self,
-      batch: Sequence[Any],
-      pipeline: Any,
-      inference_args: Optional[dict[str, Any]] = None
-  ) -> Iterable[PredictionResult]:
+  def run_inference(self, batch, pipeline, inference_args=None):
     if not batch:
       return []
     task = self._task or getattr(pipeline, 'task', '') or ''

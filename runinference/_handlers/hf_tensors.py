@@ -205,12 +205,7 @@ class _HFModelHandler(ModelHandler):
         model.eval()
     return model
 
-  def run_inference(
-      self,
-      batch: Sequence[Any],
-      model: Any,
-      inference_args: Optional[dict[str, Any]] = None
-  ) -> Iterable[PredictionResult]:
+  def run_inference(self, batch, model, inference_args=None):
     if not batch:
       return []
     if not self._framework:  # the tensor handler follows the tensors' type

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from typing import Any, Callable, Iterable, NamedTuple, Optional, Sequence
+from typing import Any, Callable, NamedTuple, Optional, Sequence
 
 import numpy
 
@@ -18,7 +18,6 @@ from ..exceptions import ConfigurationError, InvalidInputError
 from .._core.contract import MatrixPredictor, ModelHandler
 from .._core.naming import publish
 from .._core.results import to_results
-from .._core.types import PredictionResult
 
 __all__ = [
     'OnnxModelHandlerNumpy',
@@ -285,12 +284,7 @@ class OnnxModelHandlerNumpy(ModelHandler):
             f'(not a pickle/zip/SavedModel); {_HOW_TO_SAVE}') from e
       raise
 
-  def run_inference(
-      self,
-      batch: Sequence[numpy.ndarray],
-      inference_session: Any,
-      inference_args: Optional[dict[str, Any]] = None
-  ) -> Iterable[PredictionResult]:
+  def run_inference(self, batch, inference_session, inference_args=None):
     if not batch:
       return []
     predictions = self._model_inference_fn(

@@ -267,12 +267,7 @@ class _PytorchHandler(ModelHandler):
   def _model_id(self) -> Optional[str]:
     return self.model_location
 
-  def run_inference(
-      self,
-      batch: Sequence[Any],
-      model: torch.nn.Module,
-      inference_args: Optional[dict[str, Any]] = None
-  ) -> Iterable[PredictionResult]:
+  def run_inference(self, batch, model, inference_args=None):
     if not batch:
       return []
     return self._inference_fn(

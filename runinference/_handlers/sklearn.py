@@ -5,7 +5,7 @@ import enum
 import functools
 import pickle
 import sys
-from typing import Any, Callable, Iterable, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import numpy
 
@@ -14,7 +14,6 @@ from ..exceptions import (ConfigurationError, InvalidInputError,
 from .._core.contract import MatrixPredictor, ModelHandler
 from .._core.naming import publish
 from .._core.results import to_results
-from .._core.types import PredictionResult
 from .common import (check_model_path, check_types, corrupt_model_error,
                      open_model_file, read_model_bytes, require, stack_numpy,
                      unpickle_model, warn_if_others_can_write)
@@ -189,12 +188,7 @@ class SklearnModelHandlerNumpy(_SklearnHandler):
         model_uri, model_file_type, inference_fn=inference_fn,
         trusted_types=trusted_types, **kwargs)
 
-  def run_inference(
-      self,
-      batch: Sequence[numpy.ndarray],
-      model: Any,
-      inference_args: Optional[dict[str, Any]] = None
-  ) -> Iterable[PredictionResult]:
+  def run_inference(self, batch, model, inference_args=None):
     if not batch:
       return []
     predictions = self._model_inference_fn(model, batch, inference_args)
@@ -224,12 +218,7 @@ class SklearnModelHandlerPandas(_SklearnHandler):
         model_uri, model_file_type, inference_fn=inference_fn,
         trusted_types=trusted_types, **kwargs)
 
-  def run_inference(
-      self,
-      batch: Sequence[Any],
-      model: Any,
-      inference_args: Optional[dict[str, Any]] = None
-  ) -> Iterable[PredictionResult]:
+  def run_inference(self, batch, model, inference_args=None):
     _check_frames(batch)
     if not batch:
       return []

@@ -264,12 +264,7 @@ class _TFHandler(ModelHandler):
     return _load_model(
         self._model_uri, self._custom_weights, self._load_model_args)
 
-  def run_inference(
-      self,
-      batch: Sequence[Any],
-      model: Any,
-      inference_args: Optional[dict[str, Any]] = None
-  ) -> Iterable[PredictionResult]:
+  def run_inference(self, batch, model, inference_args=None):
     if not batch:
       return []
     return self._inference_fn(

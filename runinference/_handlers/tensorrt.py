@@ -19,8 +19,7 @@ from typing import Any, Callable, Iterable, Optional, Sequence
 
 import numpy as np
 
-from ..exceptions import (ConfigurationError, InvalidInputError,
-                          RunInferenceError)
+from ..exceptions import (ConfigurationError, InvalidInputError)
 from .common import (DeviceUnavailableError, ModelLoadError, read_model_bytes,
                      require, stack_numpy)
 from .._core.contract import ModelHandler
@@ -268,12 +267,7 @@ class TensorRTEngineHandlerNumPy(ModelHandler):
     return TensorRTEngine(
         _build_engine(network, builder, getattr(self, '_max_batch_size', None)))
 
-  def run_inference(
-      self,
-      batch: Sequence[np.ndarray],
-      engine: TensorRTEngine,
-      inference_args: Optional[dict[str, Any]] = None
-  ) -> Iterable[PredictionResult]:
+  def run_inference(self, batch, engine, inference_args=None):
     if not batch:
       return []
     return self.inference_fn(batch, engine, inference_args)

@@ -4,14 +4,13 @@ Importable from ``runinference.tensorflow_inference``; TensorFlow is imported
 when the model loads."""
 from __future__ import annotations
 
-from typing import Any, Iterable, Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import numpy
 
 from .._core.contract import ModelHandler
 from .._core.naming import publish
 from .._core.results import to_results
-from .._core.types import PredictionResult
 from . import tf_files
 from ..exceptions import (ConfigurationError, InvalidInputError,
                           InvalidInputTypeError, ModelFileNotFoundError)
@@ -158,12 +157,7 @@ class TFExampleModelHandler(ModelHandler):
           f'{sorted(inputs)}).')
     return ExampleSignature(loaded, self._signature_name, name, uri)
 
-  def run_inference(
-      self,
-      batch: Sequence[Any],
-      model: ExampleSignature,
-      inference_args: Optional[dict[str, Any]] = None
-  ) -> Iterable[PredictionResult]:
+  def run_inference(self, batch, model, inference_args=None):
     if not batch:
       return []
     records = [_serialize(x, i) for i, x in enumerate(batch)]

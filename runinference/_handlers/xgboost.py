@@ -211,12 +211,7 @@ class XGBoostModelHandler(ModelHandler):
     model.load_model(bytearray(data))
     return model
 
-  def run_inference(
-      self,
-      batch: Sequence[Any],
-      model: Any,
-      inference_args: Optional[dict[str, Any]] = None
-  ) -> Iterable[PredictionResult]:
+  def run_inference(self, batch, model, inference_args=None):
     if self._kind_name:
       for i, x in enumerate(batch):
         if _kind(x) != self._kind_name:

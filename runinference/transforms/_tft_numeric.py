@@ -104,6 +104,7 @@ class ScaleToGaussian(TFTOperation):
 class ApplyBuckets(TFTOperation):
   """Index i with ``bucket_boundaries[i-1] <= x < bucket_boundaries[i]``."""
   _output_kind = 'int64'
+  _assign = staticmethod(_ops.apply_buckets)
 
   def __init__(
       self,
@@ -120,34 +121,16 @@ class ApplyBuckets(TFTOperation):
 
   def apply_transform(self, data, output_column_name):
     return {
-        output_column_name: _ops.apply_buckets(
+        output_column_name: self._assign(
             self._numeric(data, output_column_name), self.bucket_boundaries[0])
     }
 
 
 @register_input_dtype(float)
-class ApplyBucketsWithInterpolation(TFTOperation):
+class ApplyBucketsWithInterpolation(ApplyBuckets):
   """Position of x between the given boundaries, normalised to [0, 1]."""
   _output_kind = 'float32'
-
-  def __init__(
-      self,
-      columns: list[str],
-      bucket_boundaries: Iterable[Union[int, float]],
-      name: Optional[str] = None):
-    super().__init__(columns)
-    boundaries = list(bucket_boundaries)
-    if boundaries != sorted(boundaries):
-      raise ValueError(
-          f'bucket_boundaries must be sorted ascending, got {boundaries}.')
-    self.bucket_boundaries = [boundaries]
-    self.name = name
-
-  def apply_transform(self, data, output_column_name):
-    return {
-        output_column_name: _ops.buckets_with_interpolation(
-            self._numeric(data, output_column_name), self.bucket_boundaries[0])
-    }
+  _assign = staticmethod(_ops.buckets_with_interpolation)
 
 
 @register_input_dtype(float)
