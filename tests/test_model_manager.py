@@ -204,3 +204,18 @@ def test_out_of_memory_on_one_element_still_fails():
     with beam.Pipeline() as p:
       _ = (p | beam.Create([1, 2])
            | RunInference(OomHandler(0, min_batch_size=1, max_batch_size=1)))
+
+
+def test_room_is_made_before_a_new_model_loads():
+  mm = ModelManager(memory_budget_bytes=130 * MB)
+  held_while_loading = []
+
+  def load_c():
+    held_while_loading.extend(mm.held())
+    return Weights(50)
+
+  for tag in ('a', 'b'):
+    mm.acquire(tag, lambda: Weights(50))
+    mm.release(tag)
+  mm.acquire('c', load_c)  # unknown cost: assumed like a and b
+  assert held_while_loading == ['b']  # 'a' (least recent) went first

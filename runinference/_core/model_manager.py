@@ -163,14 +163,14 @@ class ModelManager:
         entry.users -= 1
         self._cv.notify_all()
 
-  def _evict_for(self, need: int) -> None:
+  def _evict_for(self, need: int, wait: bool = True) -> None:
     deadline = time.monotonic() + self._wait
     while self.used + need > self.budget:
       idle = next((t for t, e in self._held.items() if e.users == 0), None)
       if idle is not None:
         self._drop(idle)
         continue
-      if not self._held:
+      if not self._held or not wait:
         return
       left = deadline - time.monotonic()
       if left <= 0:
@@ -187,10 +187,18 @@ class ModelManager:
     gc.collect()
 
   def _load(self, tag: str, load: Callable[[], Any]) -> _Entry:
-    known = self._estimates.get(tag, 0)
-    if known > self.budget:
+    known = self._estimates.get(tag)
+    if known is not None and known > self.budget:
       raise self._too_large(tag, known)
-    self._evict_for(known)
+    # A model not seen yet is assumed as large as the largest one measured
+    # (the models a process serves tend to be alike), so room is made before
+    # it loads rather than after.
+    if known is None:
+      self._evict_for(
+          min(self.budget, max(self._estimates.values(), default=0)),
+          wait=False)  # only a guess: never wait for models in use for it
+    else:
+      self._evict_for(known)
     before = rss_bytes() + _device_bytes()
     model = load()
     cost = max(0, rss_bytes() + _device_bytes() - before)
