@@ -176,5 +176,7 @@ def test_preprocess_dead_letters_with_cross_bundle_batching():
 def test_unknown_runinference_options_are_rejected():
   with pytest.raises(TypeError, match='bogus'):
     RunInference(MultiplierHandler(), bogus=1)
-  with pytest.raises(NotImplementedError, match='use_model_manager'):
-    RunInference(MultiplierHandler(), use_model_manager=True)
+  with pytest.raises(NotImplementedError, match='monitoring_transform'):
+    RunInference(MultiplierHandler(), monitoring_transform=lambda p: p)
+  with pytest.raises(TypeError, match='use_model_manger'):
+    RunInference(MultiplierHandler(), use_model_manger=True)
