@@ -44,3 +44,22 @@ def run_variants(script: str, variants, repeat: int, child_args: list[str],
 
 def ratio(a, b):
   return None if not a or not b else a / b
+
+
+def finish(ratios: dict, goals: dict, report: dict, best: dict, out) -> int:
+  """Prints the ratios (with each goal met or not), writes ``report`` as JSON
+  to ``out``; exit status 1 if a variant failed."""
+  import json
+  from pathlib import Path
+  for k, val in ratios.items():
+    if val is None:
+      continue
+    flag = ""
+    if k in goals:
+      met = "met)" if val >= goals[k] else "NOT met)"
+      flag = f"  (goal >= {goals[k]:.2f}: {met}"
+    print(f"  {k:<16}{val:6.2f}x{flag}")
+  Path(out).parent.mkdir(parents=True, exist_ok=True)
+  Path(out).write_text(json.dumps(report, indent=1) + "\n")
+  print(f"\nwritten to {out}")
+  return 1 if any("error" in b for b in best.values()) else 0

@@ -37,7 +37,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _harness import ratio, run_variants
+from _harness import finish, ratio, run_variants
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "benchmarks" / "results"
@@ -225,16 +225,7 @@ def main(argv=None) -> int:
     else:
       print(f"  {v:<12}{b['seconds']:>9.2f}{b['img_per_s']:>12,.0f}{b['peak_rss_mb']:>13,.0f}")
   print()
-  for k, val in ratios.items():
-    if val is not None:
-      flag = ""
-      if k == "ours/raw":
-        flag = "  (goal >= 0.95: " + ("met)" if val >= 0.95 else "NOT met)")
-      print(f"  {k:<16}{val:6.2f}x{flag}")
-  Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-  Path(args.out).write_text(json.dumps(report, indent=1) + "\n")
-  print(f"\nwritten to {args.out}")
-  return 1 if any("error" in b for b in best.values()) else 0
+  return finish(ratios, {"ours/raw": 0.95}, report, best, args.out)
 
 
 if __name__ == "__main__":
