@@ -9,7 +9,17 @@ from ._stats import MOMENTS, QUANTILES
 from ._tft_base import TFTOperation, register_input_dtype
 
 
-class _MomentsOp(TFTOperation):
+class _VectorOp(TFTOperation):
+  """A numeric column transformed as one vector by ``_vector``."""
+
+  def _vector(self, x, column, ready):
+    raise NotImplementedError
+
+  def _apply(self, value, column, ready, index):
+    return {column: self._vector(self._numeric(value, column), column, ready)}
+
+
+class _MomentsOp(_VectorOp):
   _output_kind = 'float32'
   elementwise = False
 
@@ -39,9 +49,6 @@ class ScaleToZScore(_MomentsOp):
     m = ready[column]
     return _ops.z_score(x, m['mean'], m['var'])
 
-  def _apply(self, value, column, ready, index):
-    return {column: self._vector(self._numeric(value, column), column, ready)}
-
 
 @register_input_dtype(float)
 class ScaleTo01(_MomentsOp):
@@ -58,9 +65,6 @@ class ScaleTo01(_MomentsOp):
   def _vector(self, x, column, ready):
     m = ready[column]
     return _ops.min_max(x, m['min'], m['max'], 0.0, 1.0)
-
-  def _apply(self, value, column, ready, index):
-    return {column: self._vector(self._numeric(value, column), column, ready)}
 
 
 @register_input_dtype(float)
@@ -83,9 +87,6 @@ class ScaleByMinMax(_MomentsOp):
     m = ready[column]
     return _ops.min_max(x, m['min'], m['max'], float(self.min_value),
                         float(self.max_value))
-
-  def _apply(self, value, column, ready, index):
-    return {column: self._vector(self._numeric(value, column), column, ready)}
 
 
 @register_input_dtype(float)
@@ -134,7 +135,7 @@ class ApplyBucketsWithInterpolation(ApplyBuckets):
 
 
 @register_input_dtype(float)
-class Bucketize(TFTOperation):
+class Bucketize(_VectorOp):
   """Buckets of equal population: boundaries are the column's quantiles."""
   _output_kind = 'int64'
 
@@ -167,8 +168,5 @@ class Bucketize(TFTOperation):
 
   def _vector(self, x, column, ready):
     return _ops.apply_buckets(x, ready[column])
-
-  def _apply(self, value, column, ready, index):
-    return {column: self._vector(self._numeric(value, column), column, ready)}
 
 
