@@ -63,3 +63,20 @@ def finish(ratios: dict, goals: dict, report: dict, best: dict, out) -> int:
   Path(out).write_text(json.dumps(report, indent=1) + "\n")
   print(f"\nwritten to {out}")
   return 1 if any("error" in b for b in best.values()) else 0
+
+
+def local_pipeline():
+  """A Pipeline on the DirectRunner's in-process FnApiRunner (one worker),
+  built the way the DirectRunner builds it: ``--runner=DirectRunner`` alone
+  would first try to download the Prism binary."""
+  import apache_beam as beam
+  from apache_beam.options.pipeline_options import PipelineOptions
+  from apache_beam.portability.api import beam_provision_api_pb2
+  from apache_beam.runners.portability.fn_api_runner import fn_runner
+  from apache_beam.runners.portability.portable_runner import JobServiceHandle
+  options = PipelineOptions(["--runner=DirectRunner", "--direct_num_workers=1",
+                             "--direct_running_mode=in_memory"])
+  encoded = JobServiceHandle.encode_pipeline_options(options.get_all_options())
+  runner = fn_runner.FnApiRunner(provision_info=fn_runner.ExtendedProvisionInfo(
+      beam_provision_api_pb2.ProvisionInfo(pipeline_options=encoded)))
+  return beam.Pipeline(runner=runner, options=options)

@@ -37,7 +37,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _harness import finish, ratio, run_variants
+from _harness import finish, local_pipeline, ratio, run_variants
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "benchmarks" / "results"
@@ -80,15 +80,6 @@ def save_model(path: Path) -> None:
   torch.save(_cnn_class()().state_dict(), path)
 
 
-def _runner(options):
-  from apache_beam.portability.api import beam_provision_api_pb2
-  from apache_beam.runners.portability.fn_api_runner import fn_runner
-  from apache_beam.runners.portability.portable_runner import JobServiceHandle
-  encoded = JobServiceHandle.encode_pipeline_options(options.get_all_options())
-  return fn_runner.FnApiRunner(provision_info=fn_runner.ExtendedProvisionInfo(
-      beam_provision_api_pb2.ProvisionInfo(pipeline_options=encoded)))
-
-
 def _peak_rss_mb() -> float:
   with open("/proc/self/status") as f:
     for line in f:
@@ -100,7 +91,6 @@ def _peak_rss_mb() -> float:
 def run_pipeline_variant(variant: str, n: int, batch: int, model_path: Path) -> dict:
   import apache_beam as beam
   from apache_beam.metrics.metric import Metrics, MetricsFilter
-  from apache_beam.options.pipeline_options import PipelineOptions
 
   if variant == "reference":
     from apache_beam.ml.inference.base import RunInference
@@ -120,9 +110,7 @@ def run_pipeline_variant(variant: str, n: int, batch: int, model_path: Path) -> 
   def sink(x):
     counter.inc()
 
-  options = PipelineOptions(["--runner=DirectRunner", "--direct_num_workers=1",
-                             "--direct_running_mode=in_memory"])
-  p = beam.Pipeline(runner=_runner(options), options=options)
+  p = local_pipeline()
   _ = (p
        | "Impulse" >> beam.Impulse()
        | "Generate" >> beam.FlatMap(lambda _: range(n))

@@ -50,9 +50,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from _harness import ratio, run_variants
+from _harness import local_pipeline, ratio, run_variants
 
-from bench_sklearn import _quiet_logs, _runner, train_model
+from bench_sklearn import _quiet_logs, train_model
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "benchmarks" / "results"
@@ -130,7 +130,6 @@ def run_pipeline_variant(variant: str, n: int, chunk: int, model_path: Path,
 
   import apache_beam as beam
   from apache_beam.metrics.metric import Metrics, MetricsFilter
-  from apache_beam.options.pipeline_options import PipelineOptions
 
   sys.path.insert(0, str(REPO))
   per_row = variant in ("ours", "reference", "explode")
@@ -164,9 +163,7 @@ def run_pipeline_variant(variant: str, n: int, chunk: int, model_path: Path,
     if "prediction" in b.schema.names:
       checksum.inc(b.num_rows)
 
-  options = PipelineOptions(["--runner=DirectRunner", "--direct_num_workers=1",
-                             "--direct_running_mode=in_memory"])
-  p = beam.Pipeline(runner=_runner(options), options=options)
+  p = local_pipeline()
   pcoll = (p
            | "Impulse" >> beam.Impulse()
            | "Generate" >> beam.FlatMap(lambda _: range((n + chunk - 1) // chunk))

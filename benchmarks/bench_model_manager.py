@@ -38,7 +38,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _harness import ratio, run_variants
+from _harness import local_pipeline, ratio, run_variants
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "benchmarks" / "results"
@@ -85,15 +85,6 @@ def save_models(folder: Path, rows: int) -> list[Path]:
   return paths
 
 
-def _runner(options):
-  from apache_beam.portability.api import beam_provision_api_pb2
-  from apache_beam.runners.portability.fn_api_runner import fn_runner
-  from apache_beam.runners.portability.portable_runner import JobServiceHandle
-  encoded = JobServiceHandle.encode_pipeline_options(options.get_all_options())
-  return fn_runner.FnApiRunner(provision_info=fn_runner.ExtendedProvisionInfo(
-      beam_provision_api_pb2.ProvisionInfo(pipeline_options=encoded)))
-
-
 def _status_mb(field: str) -> float:
   with open("/proc/self/status") as f:
     for line in f:
@@ -105,8 +96,7 @@ def _status_mb(field: str) -> float:
 def run_variant(variant: str, n: int, rows: int, batch: int, folder: Path) -> dict:
   import torch  # noqa: F401
   import apache_beam as beam
-  from apache_beam.metrics.metric import Metrics, MetricsFilter
-  from apache_beam.options.pipeline_options import PipelineOptions
+  from apache_beam.metrics.metric import Metrics
   sys.path.insert(0, str(REPO))
   from runinference.base import KeyedModelHandler, KeyModelMapping, RunInference
   from runinference.pytorch_inference import PytorchModelHandlerTensor
@@ -139,9 +129,7 @@ def run_variant(variant: str, n: int, rows: int, batch: int, folder: Path) -> di
   def sink(x):
     counter.inc()
 
-  options = PipelineOptions(["--runner=DirectRunner", "--direct_num_workers=1",
-                             "--direct_running_mode=in_memory"])
-  p = beam.Pipeline(runner=_runner(options), options=options)
+  p = local_pipeline()
   _ = (p
        | "Impulse" >> beam.Impulse()
        | "Generate" >> beam.FlatMap(lambda _: range(n))

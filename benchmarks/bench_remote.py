@@ -36,7 +36,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _harness import ratio, run_variants
+from _harness import local_pipeline, ratio, run_variants
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / 'benchmarks' / 'results'
@@ -53,15 +53,6 @@ def make_row(i: int) -> dict:
 def encode(rows) -> dict:
   return {'dataframe_split': {
       'columns': COLUMNS, 'data': [[r[c] for c in COLUMNS] for r in rows]}}
-
-
-def _runner(options):
-  from apache_beam.portability.api import beam_provision_api_pb2
-  from apache_beam.runners.portability.fn_api_runner import fn_runner
-  from apache_beam.runners.portability.portable_runner import JobServiceHandle
-  encoded = JobServiceHandle.encode_pipeline_options(options.get_all_options())
-  return fn_runner.FnApiRunner(provision_info=fn_runner.ExtendedProvisionInfo(
-      beam_provision_api_pb2.ProvisionInfo(pipeline_options=encoded)))
 
 
 def reference_step(url: str, batch: int):
@@ -102,7 +93,6 @@ def run_pipeline_variant(variant, n, url, batch, concurrency) -> dict:
   import httpx  # noqa: F401  (imported before the clock, for every variant)
   import apache_beam as beam
   from apache_beam.metrics.metric import Metrics, MetricsFilter
-  from apache_beam.options.pipeline_options import PipelineOptions
 
   if variant == 'reference':
     step = reference_step(url, batch)
@@ -111,9 +101,7 @@ def run_pipeline_variant(variant, n, url, batch, concurrency) -> dict:
   else:
     step = ours_step(url, batch, concurrency)
   counter = Metrics.counter('bench', 'sunk')
-  options = PipelineOptions(['--runner=DirectRunner', '--direct_num_workers=1',
-                             '--direct_running_mode=in_memory'])
-  p = beam.Pipeline(runner=_runner(options), options=options)
+  p = local_pipeline()
   _ = (p | beam.Impulse() | beam.FlatMap(lambda _: range(n))
        | beam.Map(make_row) | step | beam.Map(lambda _: counter.inc()))
   t0 = time.perf_counter()

@@ -38,7 +38,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _harness import finish, ratio, run_variants
+from _harness import finish, local_pipeline, ratio, run_variants
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "benchmarks" / "results"
@@ -81,15 +81,6 @@ def _quiet_logs():
     h.addFilter(_F())
 
 
-def _runner(options):
-  from apache_beam.portability.api import beam_provision_api_pb2
-  from apache_beam.runners.portability.fn_api_runner import fn_runner
-  from apache_beam.runners.portability.portable_runner import JobServiceHandle
-  encoded = JobServiceHandle.encode_pipeline_options(options.get_all_options())
-  return fn_runner.FnApiRunner(provision_info=fn_runner.ExtendedProvisionInfo(
-      beam_provision_api_pb2.ProvisionInfo(pipeline_options=encoded)))
-
-
 def run_pipeline_variant(variant: str, n: int, model_path: Path) -> dict:
   _quiet_logs()
   # Same warm-up for every variant: import scikit-learn (and pandas, which the
@@ -101,7 +92,6 @@ def run_pipeline_variant(variant: str, n: int, model_path: Path) -> dict:
   import apache_beam as beam
   from apache_beam.metrics.metric import Metrics
   from apache_beam.metrics.metric import MetricsFilter
-  from apache_beam.options.pipeline_options import PipelineOptions
 
   if variant == "reference":
     from apache_beam.ml.inference.base import RunInference
@@ -124,9 +114,7 @@ def run_pipeline_variant(variant: str, n: int, model_path: Path) -> dict:
   def sink(x):
     counter.inc()
 
-  options = PipelineOptions(["--runner=DirectRunner", "--direct_num_workers=1",
-                             "--direct_running_mode=in_memory"])
-  p = beam.Pipeline(runner=_runner(options), options=options)
+  p = local_pipeline()
   _ = (p
        | "Impulse" >> beam.Impulse()
        | "Generate" >> beam.FlatMap(lambda _: range(n))
