@@ -5,7 +5,8 @@ import pytest
 import torch
 from apache_beam.testing.util import assert_that, equal_to
 
-from runinference._core.batching import Batcher, BatchConfig, group_by_shape
+from runinference._core.batching import (Batcher, BatchConfig, SizeEstimator,
+                                         group_by_shape)
 from runinference.base import RunInference
 from runinference.pytorch_inference import PytorchModelHandlerTensor
 from runinference.sklearn_inference import SklearnModelHandlerNumpy
@@ -168,6 +169,26 @@ def test_adaptive_batches_grow():
   batches = _batches(handler, list(range(300)))
   sizes = sorted(len(b) for b in batches)
   assert sizes[0] == 1 and sizes[-1] >= 64
+
+
+def test_size_estimator_grows_by_the_time_left_and_halves_slow_batches():
+  sizer = SizeEstimator(BatchConfig(min_batch_size=1, max_batch_size=1000))
+  assert sizer.size == 1
+  sizer.observe(1, 0.01)   # 100x under the 1 s target: grows at most 8x
+  assert sizer.size == 8
+  sizer.observe(8, 0.25)   # 4x under: grows 4x
+  assert sizer.size == 32
+  sizer.observe(32, 0.8)   # just under: grows at least 2x
+  assert sizer.size == 64
+  sizer.observe(10, 0.01)  # a partial batch says nothing about a full one
+  assert sizer.size == 64
+  sizer.observe(64, 1.5)   # between 1x and 2x the target: kept
+  assert sizer.size == 64
+  sizer.observe(64, 2.5)   # over twice the target: halved
+  assert sizer.size == 32
+  for _ in range(10):
+    sizer.observe(sizer.size, 0.001)
+  assert sizer.size == 1000  # never past max_batch_size
 
 
 def test_keyed_handler_applies_size_fn_to_the_value():

@@ -14,6 +14,7 @@ import pytest  # noqa: E402
 transformers = pytest.importorskip('transformers')
 torch = pytest.importorskip('torch')
 
+from runinference._handlers import sub_batches  # noqa: E402
 from runinference.huggingface_inference import (  # noqa: E402
     HuggingFaceModelHandlerKeyedTensor, HuggingFaceModelHandlerTensor,
     HuggingFacePipelineModelHandler, Tokenize)
@@ -66,15 +67,13 @@ def test_pipeline_feature_extraction_equals_one_at_a_time(pipe, budget):
     assert got.shape == np.asarray(want).shape  # no padding left in
     np.testing.assert_allclose(got, np.asarray(want), rtol=1e-4, atol=1e-4)
   rows_by_call = [rows * longest for rows, longest in calls]
-  if budget is None:
-    assert len(calls) == 1
-  else:
-    assert len(calls) > 2
-    # Every sub-batch fits the budget, unless one example alone exceeds it.
-    assert all(cost <= budget or rows == 1
-               for cost, (rows, _) in zip(rows_by_call, calls))
-    lengths = [longest for _, longest in calls]
-    assert lengths == sorted(lengths)  # shortest first
+  limit = budget or sub_batches.DEFAULT_TOKENS_PER_BATCH['CPU']
+  assert len(calls) > 1 and sum(rows for rows, _ in calls) == len(texts)
+  # Every sub-batch fits the budget, unless one example alone exceeds it.
+  assert all(cost <= limit or rows == 1
+             for cost, (rows, _) in zip(rows_by_call, calls))
+  lengths = [longest for _, longest in calls]
+  assert lengths == sorted(lengths)  # shortest first
 
 
 def test_pipeline_return_tensors_and_tokenize_kwargs(pipe):

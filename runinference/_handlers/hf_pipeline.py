@@ -122,7 +122,7 @@ class HuggingFacePipelineModelHandler(ModelHandler):
       load_pipeline_args: keyword arguments of ``transformers.pipeline``.
       max_tokens_per_batch: with the default ``inference_fn`` on text, a
         batch runs shortest first in sub-batches of at most this many padded
-        tokens (rows x longest); default 8192 on the CPU, 65536 on a GPU.
+        tokens (rows x longest); default 512 on the CPU, 65536 on a GPU.
       kwargs: batching and sharing options of ``ModelHandler``, ``env_vars``.
     """
     super().__init__(**kwargs)

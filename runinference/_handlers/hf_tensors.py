@@ -267,7 +267,7 @@ class HuggingFaceModelHandlerKeyedTensor(_HFModelHandler):
       inference_fn: ``fn(batch, model, device, inference_args, model_id)``.
       load_model_args: keyword arguments of ``from_pretrained``.
       max_tokens_per_batch: most padded tokens (rows x longest) per model
-        call; default 8192 on the CPU, 65536 on a GPU. Applies to the
+        call; default 512 on the CPU, 65536 on a GPU. Applies to the
         default inference fn.
       kwargs: batching and sharing options of ``ModelHandler``, ``env_vars``.
     """

@@ -7,9 +7,11 @@ from typing import Any, Callable, Optional, Sequence
 
 from ..exceptions import ConfigurationError, ResultCountError
 
-#: Padded tokens per sub-batch when the handler is not told otherwise: about
-#: where a small encoder's throughput stops growing with the batch.
-DEFAULT_TOKENS_PER_BATCH = {'CPU': 8192, 'GPU': 65536}
+#: Padded tokens per sub-batch when the handler is not told otherwise. On the
+#: CPU a small encoder (all-MiniLM-L6-v2, 2 threads) ran fastest at 512-768
+#: padded tokens per call (1,000 ragged sentences: 181 sentences/s at 512,
+#: 137 at 2048, 125 at 4096); larger calls lose more to padding and cache.
+DEFAULT_TOKENS_PER_BATCH = {'CPU': 512, 'GPU': 65536}
 
 
 def check_budget(max_tokens_per_batch: Optional[int]) -> Optional[int]:
