@@ -234,6 +234,16 @@ class ModelHandler(Generic[ExampleT, PredictionT, ModelT]):
   def should_garbage_collect_on_timeout(self) -> bool:
     return self.share_model_across_processes()
 
+  def overlap_by_default(self) -> bool:
+    """Whether ``RunInference`` runs this handler's model calls on a thread
+    of their own by default, so the model works on one batch while the
+    pipeline builds the next (``RunInference(overlap=...)`` decides per
+    step). True pays off when a call spends its time outside the GIL
+    (native compute in torch, ONNX Runtime or TensorFlow; waiting on a
+    server); a call that is mostly Python (a small scikit-learn model
+    stacking rows) only contends with the pipeline for the GIL."""
+    return False
+
   def __repr__(self):
     attr = self._model_location_attr
     if attr is None:
@@ -315,6 +325,9 @@ class _DelegatingModelHandler(ModelHandler):
 
   def should_garbage_collect_on_timeout(self):
     return self._base.should_garbage_collect_on_timeout()
+
+  def overlap_by_default(self):
+    return self._base.overlap_by_default()
 
   def __getattr__(self, name):
     # Framework-specific attributes (e.g. _model_uri) of the wrapped handler.

@@ -47,13 +47,37 @@ class _EngineDoFn(beam.DoFn):
 
 
 class GlobalBatchDoFn(_EngineDoFn):
-  """Batches within a bundle; results keep the global window."""
+  """Batches within a bundle; results keep the global window.
+
+  With the engine's ``overlap``, a full batch's model call is submitted to
+  the call thread and the batch before it is collected, so the model runs
+  while the next batch is built; the last ones are collected in
+  ``finish_bundle``.
+  """
   def setup(self):
     super().setup()
     engine = self._engine
     self._plain = (
         engine.batcher.simple and not engine.preprocess_fns and
         not engine.prebatched)
+    self._overlap = engine.overlap and not engine.prebatched
+    self._flight = None
+
+  def start_bundle(self):
+    self._flight = None  # a failed bundle's call is not this bundle's
+
+  def finish_bundle(self):
+    if not self._overlap:
+      return super().finish_bundle()
+    engine = self._engine
+    flights = [] if self._flight is None else [self._flight]
+    self._flight = None
+    flights.extend(engine.submit(batch) for batch in engine.batcher.drain())
+    outputs = []
+    for flight in flights:
+      outputs.extend(self._finish_outputs(engine.collect(flight)))
+    engine.check_threshold()
+    return outputs
 
   def process(self, element):
     if self._plain:
@@ -80,7 +104,13 @@ class GlobalBatchDoFn(_EngineDoFn):
     return self._outputs(batch)
 
   def _outputs(self, batch):
-    result = self._engine.run(batch)
+    if self._overlap:
+      previous, self._flight = self._flight, self._engine.submit(batch)
+      if previous is None:
+        return _NOTHING
+      result = self._engine.collect(previous)
+    else:
+      result = self._engine.run(batch)
     outputs = result.outputs
     if result.dead:
       outputs = outputs + [TaggedOutput(d.tag, d.record) for d in result.dead]

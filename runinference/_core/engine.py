@@ -8,6 +8,7 @@ import dataclasses
 import gc
 import logging
 import time
+from concurrent.futures import Future
 from typing import Any, Callable, Optional, Sequence
 
 from ..exceptions import ResultCountError
@@ -16,7 +17,8 @@ from .failures import (FAILED_INFERENCES, DeadLetter, ErrorPolicy,
                        bisect_failures, describe, is_out_of_memory,
                        postprocess_tag, preprocess_tag)
 from .metrics import MetricsCollector
-from .model_holder import ModelHolder
+from .model_holder import LoadedModel, ModelHolder
+from .overlap import CallThread
 from .refresh import WatchSpec
 from .refresher import RECENT_EXAMPLES, CandidateCheck, Refresher, SwitchOutcome
 from .step import ModelStep
@@ -30,6 +32,24 @@ class RunResult:
   items: list
   outputs: list
   dead: list[DeadLetter]
+
+
+@dataclasses.dataclass
+class CallOutcome:
+  """What one model call gave: its results, how long it ran, and the model
+  it loaded first (None when the model was already loaded)."""
+  results: list
+  nanos: int
+  fresh_load: Optional[LoadedModel]
+
+
+@dataclasses.dataclass
+class InFlight:
+  """A batch whose model call was submitted (``InferenceEngine.submit``);
+  ``InferenceEngine.collect`` turns it into a ``RunResult``."""
+  items: list
+  values: list
+  call: Future  # of a CallOutcome
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,7 +67,7 @@ class InferenceEngine(ModelStep):
   WindowedValues); ``value_of`` gives the model input of an item.
   """
   _RUNTIME = ('metrics', 'counts', 'batcher', 'timeout_runner', 'model_name',
-              'refresher')
+              'refresher', 'calls')
 
   def __init__(
       self,
@@ -65,7 +85,8 @@ class InferenceEngine(ModelStep):
       watch_spec: Optional[WatchSpec] = None,
       refreshable: bool = False,
       refresh_sample: Optional[Sequence] = None,
-      model_manager_args: Optional[dict] = None):
+      model_manager_args: Optional[dict] = None,
+      overlap: bool = False):
     """
     Args:
       prebatched: each item is a whole batch (``with_no_batching``).
@@ -76,6 +97,9 @@ class InferenceEngine(ModelStep):
       refresh_sample: examples to check a refresh candidate with.
       model_manager_args: hold the model in the process's central model
         manager (a memory budget shared by every step), None: hold it here.
+      overlap: callers may ``submit`` batches, whose model calls then run
+        on a thread of their own (see ``overlap``); the model is loaded
+        there too.
     """
     self.handler = handler
     self.preprocess_fns = (
@@ -93,6 +117,7 @@ class InferenceEngine(ModelStep):
     self.refresh_sample = (
         None if refresh_sample is None else list(refresh_sample))
     self.holder = ModelHolder(handler, tag, clock, model_manager_args)
+    self.overlap = overlap
     self._init_runtime()
 
   def _init_runtime(self) -> None:
@@ -103,13 +128,18 @@ class InferenceEngine(ModelStep):
     self.refresher = Refresher(
         self.holder, self.watch_spec, CandidateCheck(self.refresh_sample),
         lambda: self.inference_args)
+    self.calls: Optional[CallThread] = CallThread() if self.overlap else None
 
   def setup(self) -> None:
+    if self.calls is not None and self.load_eagerly:
+      self.calls.call(self.holder.get)  # loaded on the thread that calls it
     self.setup_model(self.load_eagerly)
 
   def teardown(self) -> None:
     self.refresher.stop()
     self.timeout_runner.close()
+    if self.calls is not None:
+      self.calls.close()
 
   # -- refresh (recorded here: metrics belong to the serving thread) ----------
   def record_switches(self, outcomes: Sequence[SwitchOutcome]) -> None:
@@ -185,6 +215,40 @@ class InferenceEngine(ModelStep):
     finally:
       gc.enable()
 
+  def submit(self, items: list) -> InFlight:
+    """Starts the model call on a batch of plain values on the call thread
+    (``overlap``) and returns at once; ``collect`` gives its result."""
+    assert self.calls is not None, 'submit() needs an engine with overlap'
+    call = self.calls.submit(
+        lambda: self.timeout_runner(lambda: self._model_call(items)))
+    return InFlight(items, items, call)
+
+  def collect(self, flight: InFlight) -> RunResult:
+    """Waits for a submitted batch (as long as its model call runs: bounded
+    by ``with_exception_handling(timeout=)`` when set) and finishes it as
+    ``run`` would: failures retried, bisected and dead-lettered here."""
+    enabled = gc.isenabled()
+    gc.disable()  # see run()
+    try:
+      if self.metrics is not None:
+        self.metrics.flush_cached()
+      self.counts[0] += len(flight.items)
+      try:
+        outputs, failures = self._accept(
+            flight.values, flight.call.result()), []
+      except BaseException as exc:  # pylint: disable=broad-except
+        # The retries run on this thread: let later submitted calls finish
+        # first, so the model is never called from two threads at once.
+        assert self.calls is not None
+        self.calls.wait_idle()
+        outputs, failures = self._infer(flight.values, exc)
+      result = RunResult([], [], [])
+      self._keep(flight.items, flight.values, outputs, failures, result)
+      return result
+    finally:
+      if enabled:
+        gc.enable()
+
   def _run(self, items: list, value_of, cut_elsewhere: bool) -> RunResult:
     if self.metrics is not None:
       self.metrics.flush_cached()
@@ -203,6 +267,12 @@ class InferenceEngine(ModelStep):
   def _run_one(self, items: list, values: list, result: RunResult) -> None:
     self.counts[0] += len(items)
     outputs, failures = self._infer(values)
+    self._keep(items, values, outputs, failures, result)
+
+  def _keep(self, items: list, values: list, outputs: list, failures: list,
+            result: RunResult) -> None:
+    """Adds a batch's outputs (after post-processing) and dead letters to
+    ``result``."""
     if failures:
       bad = set()
       for i, exc in failures:
@@ -278,40 +348,57 @@ class InferenceEngine(ModelStep):
         out.append(result)
     return out_items, out
 
-  def _call(self, values: list) -> list:
-    """One model call on a batch, with metrics; raises on failure."""
+  def _model_call(self, values: list) -> CallOutcome:
+    """One model call, loading the model first if needed; records nothing
+    (it may run on the call thread)."""
     handler = self.holder.handler
+    fresh = self.holder.loaded is None
+    loaded = self.holder.get()
+    start = self.clock.time_ns()
+    results = handler.run_inference(values, loaded.model, self.inference_args)
+    if not isinstance(results, list):
+      results = list(results)
+    return CallOutcome(results, self.clock.time_ns() - start,
+                       loaded if fresh else None)
 
-    def call():
-      loaded = self.loaded_model()
-      start = self.clock.time_ns()
-      results = handler.run_inference(values, loaded.model, self.inference_args)
-      if not isinstance(results, list):
-        results = list(results)
-      return results, self.clock.time_ns() - start
-
-    results, nanos = self.timeout_runner(call)
+  def _accept(self, values: list, outcome: CallOutcome) -> list:
+    """A call's results, checked and recorded (metrics, batch sizing)."""
+    handler = self.holder.handler
+    results = outcome.results
+    if outcome.fresh_load is not None and self.metrics is not None:
+      self.metrics.update_load_model_metrics(
+          outcome.fresh_load.load_ms, outcome.fresh_load.byte_size)
     n = len(values)
     if len(results) != n:
       raise ResultCountError(
           f'{type(handler).__name__}.run_inference returned {len(results)} '
           f'results for a batch of {n}; it must return one per example.')
-    self.batcher.sizer.observe(n, nanos / 1e9)
+    self.batcher.sizer.observe(n, outcome.nanos / 1e9)
     if self.metrics is not None:
-      self.metrics.update(n, handler.get_num_bytes(values), nanos // 1000)
+      self.metrics.update(n, handler.get_num_bytes(values),
+                          outcome.nanos // 1000)
     if self.keep_recent:
       self.refresher.check.recent = values[:RECENT_EXAMPLES]
     return results
 
+  def _call(self, values: list) -> list:
+    """One model call on a batch, with metrics; raises on failure."""
+    return self._accept(
+        values, self.timeout_runner(lambda: self._model_call(values)))
+
   def _call_backing_off(self, values: list) -> list:
-    """``_call``, halving the batch when the model runs out of memory (the
-    halves run one after the other) and never growing batches past the size
-    that fit again."""
+    """``_call``, halving the batch when the model runs out of memory."""
     try:
       return self._call(values)
     except BaseException as exc:  # pylint: disable=broad-except
-      if len(values) < 2 or not is_out_of_memory(exc):
-        raise
+      return self._back_off(values, exc)
+
+  def _back_off(self, values: list, exc: BaseException) -> list:
+    """After ``exc`` on ``values``: when it is an out-of-memory error, runs
+    the halves one after the other and never grows batches past the size
+    that fit again; otherwise raises it."""
+    if len(values) < 2 or not is_out_of_memory(exc):
+      raise exc
     half = len(values) // 2
     self.batcher.sizer.cap(half)
     if self.metrics is not None:
@@ -326,12 +413,15 @@ class InferenceEngine(ModelStep):
     if not isinstance(exc, TooManyHungCalls):
       self.holder.drop()  # the hung call may have left it unusable
 
-  def _infer(self, values: list):
+  def _infer(self, values: list, first: Optional[BaseException] = None):
     """Results aligned with ``values`` (None where failed) and the failures
     ``[(index, exception)]``. Ragged batches are split by shape; with
-    exception handling a failing batch is bisected down to its bad rows."""
+    exception handling a failing batch is bisected down to its bad rows.
+    ``first``: the error a call on the whole batch already raised."""
     try:
-      return self._call_backing_off(values), []
+      if first is None:
+        return self._call_backing_off(values), []
+      return self._back_off(values, first), []
     except BaseException as exc:  # pylint: disable=broad-except
       first = exc
     results: list = [None] * len(values)

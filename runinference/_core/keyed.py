@@ -125,6 +125,9 @@ class SingleModelKeyedHandler(KeyedModelHandler):
   def share_model_across_processes(self):
     return self._unkeyed.share_model_across_processes()
 
+  def overlap_by_default(self):
+    return self._unkeyed.overlap_by_default()
+
   def model_copies(self):
     return self._unkeyed.model_copies()
 
@@ -238,6 +241,9 @@ class MaybeKeyedModelHandler(Generic[KeyT, ExampleT, PredictionT, ModelT],
 
   def share_model_across_processes(self):
     return self._unkeyed.share_model_across_processes()
+
+  def overlap_by_default(self):
+    return self._unkeyed.overlap_by_default()
 
   def model_copies(self):
     return self._unkeyed.model_copies()

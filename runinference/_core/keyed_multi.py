@@ -206,6 +206,9 @@ class MultiModelKeyedHandler(KeyedModelHandler):
   def share_model_across_processes(self):
     return False
 
+  def overlap_by_default(self):
+    return all(mh.overlap_by_default() for mh in self._id_to_mh.values())
+
   def model_copies(self):
     for mh in self._id_to_mh.values():
       if mh.model_copies() != 1:

@@ -1,7 +1,7 @@
 """RunInference metrics: the reference's names, under the handler's namespace."""
 from __future__ import annotations
 
-from typing import Optional
+from typing import Any, Callable, Optional
 
 from .. import live_metrics
 
@@ -61,3 +61,51 @@ class MetricsCollector:
     if self._pending_load is not None:
       self.update_load_model_metrics(*self._pending_load)
       self._pending_load = None
+
+
+class _StepState:
+  """What Beam's metric updaters read from a state tracker: the container
+  metrics go to (and no step name for log records)."""
+  name_context = None
+
+  def __init__(self, container):
+    self.metrics_container = container
+
+
+class _StepTracker:
+  """A stand-in for the Beam state tracker on a thread that Beam did not
+  start: every metric updated there goes to one step's container."""
+  def __init__(self, container):
+    self._state = _StepState(container)
+
+  def current_state(self):
+    return self._state
+
+  def update_metric(self, typed_metric_name, value):
+    self._state.metrics_container.get_metric_cell(typed_metric_name).update(
+        value)
+
+
+def carry_step_metrics(fn: Callable[[], Any]) -> Callable[[], Any]:
+  """``fn`` made to record its Beam metrics in the container of the step
+  running now, whichever thread later calls it.
+
+  Beam finds the container through a thread-local state tracker, so metrics
+  updated on a worker thread (a model call run in the background) would be
+  dropped. Metric cells are thread-safe.
+  """
+  from apache_beam.metrics.execution import MetricsEnvironment
+  from apache_beam.runners.worker import statesampler
+  container = MetricsEnvironment.current_container()
+  if container is None:
+    return fn
+  tracker = _StepTracker(container)
+
+  def run():
+    previous = statesampler.get_current_tracker()
+    statesampler.set_current_tracker(tracker)
+    try:
+      return fn()
+    finally:
+      statesampler.set_current_tracker(previous)
+  return run

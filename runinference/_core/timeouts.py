@@ -13,6 +13,7 @@ import threading
 from typing import Any, Callable, Optional
 
 from ..exceptions import InferenceTimeoutError, TooManyHungCalls
+from .metrics import carry_step_metrics
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -74,7 +75,7 @@ class TimeoutRunner:
         worker = self._worker = _Worker()
     box: list = []
     done = threading.Event()
-    worker.tasks.put((fn, box, done))
+    worker.tasks.put((carry_step_metrics(fn), box, done))
     if not done.wait(self.timeout):
       with self._lock:
         if self._worker is worker:

@@ -67,6 +67,7 @@ class RunInference(beam.PTransform):
       watch_model_pattern: Optional[str] = None,
       model_identifier: Optional[str] = None,
       refresh_sample: Optional[Sequence[Any]] = None,
+      overlap: Optional[bool] = None,
       **kwargs):
     """
     Args:
@@ -82,6 +83,11 @@ class RunInference(beam.PTransform):
       refresh_sample: examples a new model (from ``model_metadata_pcoll`` or
         ``watch_model_pattern``) must predict before it replaces the current
         one; by default the latest examples served are used.
+      overlap: run model calls on a thread of their own, so the model
+        works on one batch while the pipeline builds the next (batch
+        pipelines in the global window). Default: the handler's
+        ``overlap_by_default()`` (on for torch, ONNX, TensorFlow, Hugging
+        Face and remote handlers; off for scikit-learn and XGBoost).
     """
     super().__init__()
     if not isinstance(model_handler, ModelHandler) and not all(
@@ -114,7 +120,7 @@ class RunInference(beam.PTransform):
         ['interval', 'stop_timestamp', 'clock', 'inference_args',
          'metrics_namespace', 'model_metadata_pcoll', 'watch_model_pattern',
          'model_identifier', 'refresh_sample', 'use_model_manager',
-         'model_manager_args'],
+         'model_manager_args', 'overlap'],
         ' interval and stop_timestamp go with watch_model_pattern.')
     if refresh_sample is not None and (
         isinstance(refresh_sample, (str, bytes)) or
@@ -123,6 +129,11 @@ class RunInference(beam.PTransform):
           'refresh_sample must be a non-empty list of examples (what the '
           f'model takes), got {refresh_sample!r:.100}.')
     self._refresh_sample = refresh_sample
+    if overlap is not None and not isinstance(overlap, bool):
+      raise ConfigurationTypeError(
+          f'overlap must be True, False or None (the default), got '
+          f'{overlap!r}.')
+    self._overlap = overlap
     self._kwargs = kwargs
     self._model_tag = model_identifier or uuid.uuid4().hex
     self._policy = ErrorPolicy()
@@ -214,8 +225,9 @@ class RunInference(beam.PTransform):
         model_manager_args=self._manager_args,
         **options)
 
-  def _plan(self, pipeline) -> '_Plan':
+  def _plan(self, pcoll) -> '_Plan':
     """Everything ``expand`` decides before it builds the graph."""
+    pipeline = pcoll.pipeline
     handler = self._model_handler
     args_side = isinstance(self._inference_args, beam.pvalue.AsSideInput)
     if not args_side:
@@ -228,6 +240,9 @@ class RunInference(beam.PTransform):
     # A WatchFilePattern output is not waited for as a side input: the
     # inference DoFn polls the pattern itself (works on every runner).
     watch_spec = watch_spec_of(metadata)
+    side_inputs = metadata is not None or args_side
+    windowed = (cross_bundle or side_inputs or _is_streaming(pipeline) or
+                not pcoll.windowing.is_default())
     engine = self._engine(
         batch_config,
         prebatched=skip_batching,
@@ -235,9 +250,12 @@ class RunInference(beam.PTransform):
         # With cross-bundle batching, preprocessing is a step of its own.
         run_preprocess=not cross_bundle,
         watch_spec=watch_spec,
-        refreshable=metadata is not None)
+        refreshable=metadata is not None,
+        overlap=(not windowed and not skip_batching and (
+            handler.overlap_by_default() if self._overlap is None
+            else self._overlap)))
     side = []
-    if metadata is not None or args_side:
+    if side_inputs:
       side = [
           self._inference_args if args_side else None,
           None if metadata is None else
@@ -245,7 +263,7 @@ class RunInference(beam.PTransform):
           beam.pvalue.AsIter(metadata) if watch_spec is not None else
           beam.pvalue.AsSingleton(metadata)
       ]
-    return _Plan(engine, batch_config, cross_bundle, side)
+    return _Plan(engine, batch_config, cross_bundle, side, windowed)
 
   def _preprocess(self, pcoll, plan: '_Plan'):
     """Preprocessing as its own step (before cross-bundle batching)."""
@@ -263,15 +281,12 @@ class RunInference(beam.PTransform):
     stamped = plan.cross_bundle and not plan.engine.prebatched
     if plan.side:
       return SideInputDoFn(plan.engine, stamped)
-    windowed = (
-        plan.cross_bundle or _is_streaming(pcoll.pipeline) or
-        not pcoll.windowing.is_default())
-    if windowed:
+    if plan.windowed:
       return WindowedBatchDoFn(plan.engine, stamped)
     return GlobalBatchDoFn(plan.engine)
 
   def expand(self, pcoll):
-    plan = self._plan(pcoll.pipeline)
+    plan = self._plan(pcoll)
     pre_dead = []
     if plan.cross_bundle:
       # Batches that span bundles need state and timers (see _stream_batching).
@@ -302,6 +317,7 @@ class _Plan:
   batch_config: BatchConfig
   cross_bundle: bool
   side: list
+  windowed: bool  # each result keeps its own element's window
 
 
 __all__ = ['RunInference', 'ModelMetadata']

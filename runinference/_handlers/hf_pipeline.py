@@ -99,6 +99,9 @@ class HuggingFacePipelineModelHandler(ModelHandler):
   _device: Optional[str] = None
   _load_pipeline_args: dict = {}
 
+  def overlap_by_default(self) -> bool:
+    return True  # the model call runs native code outside the GIL
+
   def __init__(
       self,
       task: Union[str, PipelineTask] = '',

@@ -167,6 +167,9 @@ class _HFModelHandler(ModelHandler):
   # The default inference fn per framework ('pt', 'tf'), set by subclasses.
   _default_fns: dict = {}
 
+  def overlap_by_default(self) -> bool:
+    return True  # the model call runs native code outside the GIL
+
   def __init__(
       self,
       model_uri: str,

@@ -231,6 +231,9 @@ class OnnxModelHandlerNumpy(ModelHandler):
   _model_inference_fn = staticmethod(default_numpy_inference_fn)
   _model_location_attr = '_model_uri'
 
+  def overlap_by_default(self) -> bool:
+    return True  # the model call runs native code outside the GIL
+
   def __init__(  # pylint: disable=dangerous-default-value
       self,
       model_uri: str,

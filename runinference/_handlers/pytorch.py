@@ -191,6 +191,9 @@ def _forward_matrix(model, features, inference_args: dict):
 class _PytorchHandler(ModelHandler):
   _default_fn: Callable = staticmethod(default_tensor_inference_fn)
 
+  def overlap_by_default(self) -> bool:
+    return True  # the model call runs native code outside the GIL
+
   def __init__(
       self,
       state_dict_path: Optional[str] = None,

@@ -84,6 +84,9 @@ class RemoteModelHandler(abc.ABC, ModelHandler[ExampleT, PredictionT, ModelT]):
   per worker) and ``request`` (one call for some rows; must return a list,
   not a generator, so its errors surface where they can be retried).
   """
+  def overlap_by_default(self) -> bool:
+    return True  # the model call waits on the server outside the GIL
+
   def __init__(
       self,
       namespace: str = '',

@@ -209,6 +209,9 @@ class TensorRTEngineHandlerNumPy(ModelHandler):
   engine_path: Optional[str] = None
   onnx_path: Optional[str] = None
 
+  def overlap_by_default(self) -> bool:
+    return True  # the model call runs native code outside the GIL
+
   def __init__(
       self,
       min_batch_size: int,

@@ -86,6 +86,9 @@ class _RowHandler(ModelHandler):
   def share_model_across_processes(self):
     return self._inner.share_model_across_processes()
 
+  def overlap_by_default(self):
+    return self._inner.overlap_by_default()
+
   def model_copies(self):
     return self._inner.model_copies()
 
