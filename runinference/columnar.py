@@ -32,6 +32,7 @@ from ._columnar.predict import predictor_for
 from ._columnar.scorer import ColumnarScorer
 from ._core.contract import MatrixPredictor
 from ._core.failures import FAILED_INFERENCES, ErrorPolicy
+from ._core.overlap import CallThread
 from ._core.types import RunInferenceDLQ
 from .exceptions import MissingColumnsError
 
@@ -73,7 +74,8 @@ class RunInferenceColumnar(beam.PTransform):
       dtype=None,
       inference_args: Optional[dict[str, Any]] = None,
       metrics_namespace: Optional[str] = None,
-      rows_per_call: Optional[int] = None):
+      rows_per_call: Optional[int] = None,
+      overlap: bool = True):
     """
     Args:
       model_handler: loads the model; how the model runs on a whole matrix
@@ -99,6 +101,9 @@ class RunInferenceColumnar(beam.PTransform):
         larger calls pay a model's per-call cost once (e.g. 65536 for tree
         ensembles on small chunks); chunks wait until the bundle ends at the
         latest. Default None: one call per chunk.
+      overlap: score on a thread of its own, so the model runs on one chunk
+        while the pipeline makes the next (default True: a chunk's call is
+        native code, outside the GIL). False: score on the step's thread.
     """
     super().__init__()
     self._features = _names(feature_columns, 'feature_columns')
@@ -131,6 +136,9 @@ class RunInferenceColumnar(beam.PTransform):
           f'rows_per_call must be a positive int or None, got '
           f'{rows_per_call!r}.')
     self._rows_per_call = rows_per_call
+    if not isinstance(overlap, bool):
+      raise TypeError(f'overlap must be True or False, got {overlap!r}.')
+    self._overlap = overlap
     self._policy = ErrorPolicy()
 
   def with_exception_handling(
@@ -176,7 +184,8 @@ class RunInferenceColumnar(beam.PTransform):
     if callable(get_hints):
       hints = get_hints() or {}
     pardo = beam.ParDo(_ColumnarDoFn(
-        self._scorer(), self._rows_per_call)).with_resource_hints(**hints)
+        self._scorer(), self._rows_per_call,
+        self._overlap)).with_resource_hints(**hints)
     if not self._policy.enabled:
       return pcoll | 'BeamML_RunInferenceColumnar' >> pardo
     out = pcoll | 'BeamML_RunInferenceColumnar' >> pardo.with_outputs(
@@ -190,34 +199,58 @@ class RunInferenceColumnar(beam.PTransform):
 class _ColumnarDoFn(beam.DoFn):
   """Beam shell around ``ColumnarScorer``: one output chunk per input chunk,
   with the input's timestamp and window. With ``rows_per_call`` chunks are
-  held (as windowed values) and scored together."""
-  def __init__(self, scorer: ColumnarScorer, rows_per_call: Optional[int]):
+  held (as windowed values) and scored together. With ``overlap`` scoring
+  runs on a call thread: a call is submitted, the one before it collected."""
+  def __init__(self, scorer: ColumnarScorer, rows_per_call: Optional[int],
+               overlap: bool = False):
     self._scorer = scorer
     self._rows_per_call = rows_per_call
+    self._overlap = overlap
     self._pending: list = []
     self._rows = 0
 
   def setup(self):
-    self._scorer.setup()
+    self._calls = CallThread() if self._overlap else None
+    self._flight = None  # (windowed values, future of their scores)
+    if self._calls is not None:
+      self._calls.call(self._scorer.setup)  # loaded on the thread calling it
+    else:
+      self._scorer.setup()
 
   def start_bundle(self):
     self._pending, self._rows = [], 0
+    self._flight = None
 
   def process(self, chunk, timestamp=beam.DoFn.TimestampParam,
               window=beam.DoFn.WindowParam, pane=beam.DoFn.PaneInfoParam):
-    if not self._rows_per_call:
+    if not self._rows_per_call and self._calls is None:
       scored, dead = self._scorer.score(chunk)
       out = [] if scored is None else [scored]
       out.extend(TaggedOutput(FAILED_INFERENCES, rec) for rec in dead)
       return out
     self._rows += chunk_ops(chunk).num_rows(chunk)
     self._pending.append(WindowedValue(chunk, timestamp, [window], pane))
-    return self._flush() if self._rows >= self._rows_per_call else []
+    if self._rows >= (self._rows_per_call or 1):
+      return self._flush()
+    return []
 
   def _flush(self) -> list:
     pending, self._pending, self._rows = self._pending, [], 0
+    chunks = [wv.value for wv in pending]
+    if self._calls is None:
+      return self._outputs(pending, self._scorer.score_many(chunks))
+    previous = self._flight
+    self._flight = (pending, self._calls.submit(
+        lambda: self._scorer.score_many(chunks)))
+    return [] if previous is None else self._collect(previous)
+
+  def _collect(self, flight) -> list:
+    pending, scores = flight
+    return self._outputs(pending, scores.result())
+
+  @staticmethod
+  def _outputs(pending: list, scores: list) -> list:
     out = []
-    scores = self._scorer.score_many([wv.value for wv in pending])
     for wv, (scored, dead) in zip(pending, scores):
       if scored is not None:
         out.append(wv.with_value(scored))
@@ -227,5 +260,12 @@ class _ColumnarDoFn(beam.DoFn):
 
   def finish_bundle(self):
     out = self._flush() if self._pending else []
+    if self._flight is not None:
+      flight, self._flight = self._flight, None
+      out.extend(self._collect(flight))
     self._scorer.check_threshold()
     return out
+
+  def teardown(self):
+    if self._calls is not None:
+      self._calls.close()

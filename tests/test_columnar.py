@@ -676,3 +676,33 @@ def test_the_parquet_example_runs(tmp_path, capsys):
                        '--out', str(tmp_path)]) == 0
   out = capsys.readouterr().out
   assert 'num_inferences: 20,000' in out and 'model calls: 4' in out
+
+
+@pytest.mark.parametrize('overlap', [True, False])
+def test_overlap_on_and_off_score_every_chunk_in_its_window(reg, overlap):
+  model, path = reg
+
+  def build(p):
+    return (p | beam.Create([(record_batch(i, i + 10), i) for i in
+                             range(0, 300, 10)])
+            | beam.Map(lambda kv: window.TimestampedValue(*kv))
+            | beam.WindowInto(window.FixedWindows(60))
+            | RunInferenceColumnar(SklearnModelHandlerNumpy(path), FEATURES,
+                                   overlap=overlap)
+            | beam.Map(lambda c, ts=beam.DoFn.TimestampParam,
+                       w=beam.DoFn.WindowParam: (
+                           c, int(ts), int(w.start))))
+
+  out, result = run(build)
+  assert sorted((c.column('id')[0].as_py(), ts, start)
+                for c, ts, start in out) == [
+                    (i, i, i // 60 * 60) for i in range(0, 300, 10)]
+  got = to_pandas([c for c, _, _ in out])
+  np.testing.assert_allclose(got['prediction'], model.predict(X))
+  assert counter(result, 'BeamML_Sklearn', 'num_inferences') == 300
+
+
+def test_overlap_must_be_a_bool(reg):
+  with pytest.raises(TypeError, match='overlap must be'):
+    RunInferenceColumnar(SklearnModelHandlerNumpy(reg[1]), FEATURES,
+                         overlap='yes')
