@@ -111,10 +111,10 @@ class RunInferenceColumnar(beam.PTransform):
       outputs = [output_column]
     else:
       outputs = _names(output_column, 'output_column')
-    overlap = [c for c in outputs if c in self._features]
-    if overlap:
+    shared = [c for c in outputs if c in self._features]
+    if shared:
       raise ValueError(
-          f'output_column {overlap} is also a feature column; predictions '
+          f'output_column {shared} is also a feature column; predictions '
           'need columns of their own.')
     if inference_args is not None and not isinstance(inference_args, dict):
       raise TypeError(

@@ -171,24 +171,46 @@ def test_adaptive_batches_grow():
   assert sizes[0] == 1 and sizes[-1] >= 64
 
 
-def test_size_estimator_grows_by_the_time_left_and_halves_slow_batches():
+def _converge(cost, steps=30, **cfg):
+  sizer = SizeEstimator(BatchConfig(**cfg))
+  sizes = []
+  for _ in range(steps):
+    sizer.observe(sizer.size, cost(sizer.size))
+    sizes.append(sizer.size)
+  return sizes
+
+
+def test_size_estimator_first_steps():
   sizer = SizeEstimator(BatchConfig(min_batch_size=1, max_batch_size=1000))
   assert sizer.size == 1
-  sizer.observe(1, 0.01)   # 100x under the 1 s target: grows at most 8x
+  sizer.observe(1, 0.01)  # one size seen: grows by the time left, at most 8x
   assert sizer.size == 8
-  sizer.observe(8, 0.25)   # 4x under: grows 4x
-  assert sizer.size == 32
-  sizer.observe(32, 0.8)   # just under: grows at least 2x
-  assert sizer.size == 64
-  sizer.observe(10, 0.01)  # a partial batch says nothing about a full one
-  assert sizer.size == 64
-  sizer.observe(64, 1.5)   # between 1x and 2x the target: kept
-  assert sizer.size == 64
-  sizer.observe(64, 2.5)   # over twice the target: halved
-  assert sizer.size == 32
-  for _ in range(10):
-    sizer.observe(sizer.size, 0.001)
-  assert sizer.size == 1000  # never past max_batch_size
+  sizer.observe(8, 5.0)  # per element ~0.7 s: shrinks, at most 2x a step
+  assert sizer.size == 4
+  sizer = SizeEstimator(BatchConfig(min_batch_size=2, max_batch_size=1000))
+  sizer.observe(2, 1.5)  # over the target at the minimum: tries a larger one
+  assert sizer.size == 4
+
+
+def test_size_estimator_targets_the_per_element_time():
+  # 10 ms per element: 100 elements make the 1 s target.
+  sizes = _converge(lambda n: 0.01 * n)
+  assert 90 <= sizes[-1] <= 110 and sizes[:4] == sorted(sizes[:4])
+
+
+def test_size_estimator_ignores_a_fixed_cost():
+  # A model reload of 1.3 s in every call (thrashing) plus 1 ms per element:
+  # every batch is over twice the target, yet batches must grow (to about
+  # 1,000) so the reload is paid per 1,000 elements, not per element.
+  sizes = _converge(lambda n: 1.3 + 0.001 * n)
+  assert 900 <= sizes[-1] <= 1100
+
+
+def test_size_estimator_shrinks_slow_batches_and_stays_in_bounds():
+  sizes = _converge(lambda n: 0.5 * n, min_batch_size=1, max_batch_size=64)
+  assert sizes[-1] == 2
+  sizes = _converge(lambda n: 1e-7 * n, max_batch_size=5000)
+  assert sizes[-1] == 5000  # never past max_batch_size
 
 
 def test_keyed_handler_applies_size_fn_to_the_value():

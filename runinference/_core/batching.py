@@ -3,6 +3,7 @@ adaptive sizing and ragged (mixed-shape) grouping. Knows nothing of models."""
 from __future__ import annotations
 
 import bisect
+import collections
 import dataclasses
 from typing import Any, Callable, Hashable, Mapping, Optional, Sequence
 
@@ -126,12 +127,17 @@ class BatchConfig:
 class SizeEstimator:
   """Adapts the batch size between min and max.
 
-  A full batch that ran under the target duration grows the size by
-  ``target / seconds`` (at least 2x, at most 8x), so a model whose calls
-  have a large fixed cost reaches a useful size in a few batches instead of
-  doubling from 1; a batch over twice the target halves it.
+  Each model call's (batch size, seconds) is kept; once calls of two sizes
+  are known, a least-squares line ``seconds = fixed + per_element * size``
+  gives the size whose per-element part takes the target duration (the
+  fixed part -- a model load, a request's round trip -- does not count, as
+  in Beam's ``BatchElements``), approached by at most 8x and at least 0.5x
+  a step. Before that, a full batch under the target grows by ``target /
+  seconds`` (2x-8x), one over twice the target halves, and one over the
+  target at the minimum size doubles (to learn the per-element part).
   """
   _MAX_GROWTH = 8.0
+  _HISTORY = 32
 
   def __init__(self, cfg: BatchConfig):
     self._min = cfg.min_batch_size
@@ -139,6 +145,7 @@ class SizeEstimator:
     self._target_secs = cfg.target_batch_duration_secs
     self._adaptive = not cfg.fixed_size
     self.size = self._max if not self._adaptive else max(self._min, 1)
+    self._seen: collections.deque = collections.deque(maxlen=self._HISTORY)
 
   def cap(self, ceiling: int) -> None:
     """Never grow past ``ceiling`` again (a batch of more ran out of
@@ -150,12 +157,35 @@ class SizeEstimator:
   def observe(self, batch_len: int, seconds: float) -> None:
     if not self._adaptive:
       return
-    if seconds > 2 * self._target_secs:
+    self._seen.append((batch_len, max(seconds, 0.0)))
+    per_element = self._per_element_secs()
+    if per_element is not None:
+      want = self._target_secs / per_element if per_element > 0 else self._max
+      want = min(want, self.size * self._MAX_GROWTH)
+      want = max(want, self.size / 2)
+      self.size = int(min(self._max, max(self._min, want)))
+    elif seconds > 2 * self._target_secs and self.size > self._min:
       self.size = max(self._min, self.size // 2)
     elif batch_len >= self.size and seconds < self._target_secs:
       growth = (self._MAX_GROWTH if seconds <= 0 else
                 min(self._MAX_GROWTH, max(2.0, self._target_secs / seconds)))
       self.size = min(self._max, int(self.size * growth))
+    elif batch_len >= self.size and self.size == self._min:
+      # Over the target at the minimum size: try a larger batch, to tell a
+      # fixed cost (which larger batches amortize) from a per-element one.
+      self.size = min(self._max, self.size * 2)
+
+  def _per_element_secs(self) -> Optional[float]:
+    """The slope of seconds over batch size, or None while every call so
+    far had the same size."""
+    seen = self._seen
+    n = len(seen)
+    mean_x = sum(x for x, _ in seen) / n
+    var = sum((x - mean_x) ** 2 for x, _ in seen)
+    if var == 0:
+      return None
+    mean_y = sum(y for _, y in seen) / n
+    return sum((x - mean_x) * (y - mean_y) for x, y in seen) / var
 
 
 class Batcher:
