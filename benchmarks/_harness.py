@@ -10,8 +10,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 
 
-def run_child(script: str, variant: str, child_args: list[str]) -> dict:
-  cmd = [sys.executable, script, "--_child", variant, *child_args]
+def run_child(script: str, variant: str, child_args: list[str],
+              python: str | None = None) -> dict:
+  cmd = [python or sys.executable, script, "--_child", variant, *child_args]
   proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
   for line in reversed(proc.stdout.splitlines()):
     if line.startswith("{"):
@@ -21,14 +22,16 @@ def run_child(script: str, variant: str, child_args: list[str]) -> dict:
 
 
 def run_variants(script: str, variants, repeat: int, child_args: list[str],
-                 rate_key: str, unit: str) -> tuple[dict, dict]:
-  """Runs every variant ``repeat`` times, printing each run; returns
-  ``(runs, best)`` where ``best`` is each variant's fastest run by
-  ``rate_key`` (or its last error)."""
+                 rate_key: str, unit: str,
+                 pythons: dict | None = None) -> tuple[dict, dict]:
+  """Runs every variant ``repeat`` times, alternating, printing each run;
+  returns ``(runs, best)`` where ``best`` is each variant's fastest run by
+  ``rate_key`` (or its last error). ``pythons``: the interpreter of a
+  variant that runs in another virtualenv (e.g. the reference's)."""
   runs: dict[str, list[dict]] = {v: [] for v in variants}
   for r in range(repeat):
     for v in variants:
-      res = run_child(script, v, child_args)
+      res = run_child(script, v, child_args, (pythons or {}).get(v))
       runs[v].append(res)
       if "error" in res:
         print(f"  {v:<10} ERROR {res['error']}", flush=True)
@@ -44,6 +47,18 @@ def run_variants(script: str, variants, repeat: int, child_args: list[str],
 
 def ratio(a, b):
   return None if not a or not b else a / b
+
+
+def paired(runs: dict, num: str, den: str, rate_key: str):
+  """The median over rounds of ``num``'s rate over ``den``'s in the same
+  round (runs alternate, so a round's two runs share the machine's state):
+  steadier than a ratio of bests on a machine whose speed drifts."""
+  import statistics
+  pairs = [ratio(a.get(rate_key), b.get(rate_key))
+           for a, b in zip(runs.get(num, []), runs.get(den, []))
+           if "error" not in a and "error" not in b]
+  pairs = [x for x in pairs if x is not None]
+  return statistics.median(pairs) if pairs else None
 
 
 def finish(ratios: dict, goals: dict, report: dict, best: dict, out) -> int:

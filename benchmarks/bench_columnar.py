@@ -11,6 +11,8 @@ inside the pipeline. Variants, each in its own fresh Python process:
 * ``columnar``  -- chunks | runinference.columnar.RunInferenceColumnar      | sink
 * ``columnar_merged`` -- the same with ``rows_per_call=65536`` (consecutive
                    chunks scored in one model call)
+* ``columnar_sync`` -- ``columnar`` with ``overlap=False`` (each chunk scored on
+                   the step's thread instead of a call thread of its own)
 * ``ours``      -- chunks | FlatMap(rows) | runinference RunInference       | sink
 * ``reference`` -- chunks | FlatMap(rows) | apache_beam.ml.inference RunInference | sink
 * ``noop``      -- chunks | sink (no model: the floor of the columnar path)
@@ -50,20 +52,21 @@ import tempfile
 import time
 from pathlib import Path
 
-from _harness import local_pipeline, ratio, run_variants
+from _harness import local_pipeline, paired, ratio, run_variants
 
 from bench_sklearn import _quiet_logs, train_model
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "benchmarks" / "results"
-VARIANTS = ("columnar", "columnar_merged", "ours", "reference", "noop",
-            "explode", "raw")
+VARIANTS = ("columnar", "columnar_merged", "columnar_sync", "ours", "reference",
+            "noop", "explode", "raw")
 # --model: the features it takes and the variants run by default.
 MODELS = {
     "linear": {"features": 4, "variants": VARIANTS,
                "what": "sklearn LinearRegression, 4 features"},
     "hgb": {"features": 8,
-            "variants": ("columnar", "columnar_merged", "noop", "raw"),
+            "variants": ("columnar", "columnar_merged", "columnar_sync",
+                         "noop", "raw"),
             "what": "sklearn HistGradientBoostingRegressor, 100 trees, "
                     "8 features"},
 }
@@ -133,12 +136,13 @@ def run_pipeline_variant(variant: str, n: int, chunk: int, model_path: Path,
 
   sys.path.insert(0, str(REPO))
   per_row = variant in ("ours", "reference", "explode")
-  if variant in ("columnar", "columnar_merged"):
+  if variant in ("columnar", "columnar_merged", "columnar_sync"):
     from runinference.columnar import RunInferenceColumnar
     from runinference.sklearn_inference import SklearnModelHandlerNumpy
     step = RunInferenceColumnar(
         SklearnModelHandlerNumpy(model_uri=str(model_path)), features,
-        rows_per_call=65_536 if variant == "columnar_merged" else None)
+        rows_per_call=65_536 if variant == "columnar_merged" else None,
+        overlap=variant != "columnar_sync")
   elif variant == "ours":
     from runinference.base import RunInference
     from runinference.sklearn_inference import SklearnModelHandlerNumpy
@@ -188,7 +192,7 @@ def run_pipeline_variant(variant: str, n: int, chunk: int, model_path: Path,
     out["error"] = f"sink saw {got} rows, expected {n}"
   if variant.startswith("columnar") and total("checked") != n:
     out["error"] = "some chunks came out without a prediction column"
-  if variant in ("columnar", "columnar_merged", "ours"):
+  if variant in ("columnar", "columnar_merged", "columnar_sync", "ours"):
     out["imported_apache_beam_ml"] = any(
         m.startswith("apache_beam.ml") for m in sys.modules)
   return out
@@ -264,6 +268,10 @@ def main(argv=None) -> int:
                                            rps.get("raw_chunked")),
       "columnar_merged/columnar": ratio(rps.get("columnar_merged"),
                                         rps.get("columnar")),
+      "columnar/columnar_sync": ratio(rps.get("columnar"),
+                                      rps.get("columnar_sync")),
+      "columnar/columnar_sync (median of rounds)": paired(
+          runs, "columnar", "columnar_sync", "rows_per_s"),
       "ours/reference": ratio(rps.get("ours"), rps.get("reference")),
   }
   # The model step's own cost: the columnar pipeline's time over the same

@@ -33,16 +33,15 @@ import argparse
 import importlib.util
 import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-from _harness import ratio, run_variants
+from _harness import paired, ratio, run_variants
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / 'benchmarks' / 'results'
-VARIANTS = ('raw', 'ours', 'unsorted')
+VARIANTS = ('raw', 'ours', 'ours_sync', 'unsorted')
 _WORDS = (
     'the of and to in is was he for it with as his on be at by had are but '
     'from or have an they which one you were her all she there would their we '
@@ -97,6 +96,8 @@ def _pipeline_child(variant: str, n: int, model: str) -> dict:
   import transformers.models.bert.modeling_bert  # noqa: F401
   import transformers.pipelines  # noqa: F401
   kwargs = {'inference_fn': _whole_batch} if variant == 'unsorted' else {}
+  # ours_sync: the model called on the step's thread (no overlap).
+  step_kwargs = {'overlap': False} if variant == 'ours_sync' else {}
   handler = hf.HuggingFacePipelineModelHandler(
       task='feature-extraction', model=model, device='CPU', **kwargs)
   counter = Metrics.counter('bench_text', 'results')
@@ -108,7 +109,7 @@ def _pipeline_child(variant: str, n: int, model: str) -> dict:
   runner, options = _direct_runner()
   p = beam.Pipeline(runner=runner, options=options)
   _ = (p | beam.Create(list(range(n))) | beam.Map(make_sentence)
-       | RunInference(handler) | beam.Map(count))
+       | RunInference(handler, **step_kwargs) | beam.Map(count))
   start = time.perf_counter()
   result = p.run()
   result.wait_until_finish()
@@ -142,22 +143,6 @@ def child(variant: str, n: int) -> dict:
   return _pipeline_child(variant, n, model)
 
 
-def _reference(python: str, n: int, repeat: int) -> dict | None:
-  best = None
-  for _ in range(repeat):
-    proc = subprocess.run(
-        [python, __file__, '--_child', 'reference', '--n', str(n)],
-        capture_output=True, text=True, cwd=REPO)
-    lines = [l for l in proc.stdout.splitlines() if l.startswith('{')]
-    if not lines:
-      print('  reference  ERROR', (proc.stderr or '').strip()[-800:])
-      return None
-    res = json.loads(lines[-1])
-    print(f"  reference  {res['seconds']:7.2f}s  {res['rate']:8.1f} sentences/s")
-    best = res if best is None or res['rate'] > best['rate'] else best
-  return best
-
-
 def main():
   ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   ap.add_argument('--n', type=int, default=1000)
@@ -182,11 +167,14 @@ def main():
     os.environ['OMP_NUM_THREADS'] = str(args.threads)  # the children inherit it
   print(f'{args.n} sentences (lognormal 3-200 words), best of {args.repeat}, '
         f'each run in a fresh process, threads={args.threads or "default"}')
-  _, best = run_variants(__file__, args.variants, args.repeat,
-                         ['--n', str(args.n)], 'rate', 'sentences/s')
+  variants = list(args.variants)
+  pythons = {}
   if args.reference_python:
-    best['reference'] = _reference(args.reference_python, args.n,
-                                   args.repeat) or {'error': 'failed'}
+    variants.append('reference')
+    pythons['reference'] = args.reference_python
+  runs, best = run_variants(__file__, variants, args.repeat,
+                            ['--n', str(args.n)], 'rate', 'sentences/s',
+                            pythons)
   rates = {v: r.get('rate') for v, r in best.items()}
   print()
   for v, rate in rates.items():
@@ -194,13 +182,17 @@ def main():
   print()
   report = {'n': args.n, 'threads': args.threads, 'rates': rates,
             'ratios': {}}
-  for num, den in (('ours', 'raw'), ('unsorted', 'raw'),
+  for num, den in (('ours', 'raw'), ('ours', 'ours_sync'), ('unsorted', 'raw'),
                    ('reference', 'raw'), ('ours', 'reference'),
                    ('ours', 'unsorted')):
     r = ratio(rates.get(num), rates.get(den))
     if r is not None:
       report['ratios'][f'{num}/{den}'] = r
       print(f'{num}/{den}: {r:.2f}x')
+    m = paired(runs, num, den, 'rate')
+    if m is not None:
+      report['ratios'][f'{num}/{den} (median of rounds)'] = m
+      print(f'{num}/{den} (median of rounds): {m:.2f}x')
   RESULTS.mkdir(parents=True, exist_ok=True)
   (RESULTS / 'bench_text.json').write_text(json.dumps(report, indent=2))
 

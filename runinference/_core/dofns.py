@@ -65,6 +65,11 @@ class GlobalBatchDoFn(_EngineDoFn):
 
   def start_bundle(self):
     self._flight = None  # a failed bundle's call is not this bundle's
+    # The hot path appends to the batcher's buffer through a reference of
+    # its own and compares with a cached size (refreshed after each batch).
+    batcher = self._engine.batcher
+    self._buf = batcher.buffer if self._plain else None
+    self._size = batcher.sizer.size
 
   def finish_bundle(self):
     if not self._overlap:
@@ -80,14 +85,16 @@ class GlobalBatchDoFn(_EngineDoFn):
     return outputs
 
   def process(self, element):
-    if self._plain:
-      batcher = self._engine.batcher
-      buf = batcher.buffer
+    buf = self._buf
+    if buf is not None:
       buf.append(element)
-      if len(buf) < batcher.sizer.size:
+      if len(buf) < self._size:
         return _NOTHING
-      batcher.buffer = []
-      return self._outputs(buf)
+      batcher = self._engine.batcher
+      self._buf = batcher.buffer = []
+      outputs = self._outputs(buf)
+      self._size = batcher.sizer.size
+      return outputs
     engine = self._engine
     if engine.preprocess_fns:
       element = engine.preprocess(element)

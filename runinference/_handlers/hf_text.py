@@ -46,9 +46,10 @@ def _rows(hidden: Any, lengths: list[int], left: bool, as_tensors: bool):
         hidden[i:i + 1, longest - n:] if left else hidden[i:i + 1, :n]
         for i, n in enumerate(lengths)
     ]
-  rows = hidden.tolist()
-  return [[row[longest - n:] if left else row[:n]]
-          for row, n in zip(rows, lengths)]
+  # numpy's tolist is ~1.5x torch's, and cutting first converts no padding.
+  array = hidden.detach().cpu().numpy()
+  return [[(array[i, longest - n:] if left else array[i, :n]).tolist()]
+          for i, n in enumerate(lengths)]
 
 
 def _feature_extraction(pipeline: Any, texts: list, tokenize: dict,
