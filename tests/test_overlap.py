@@ -127,11 +127,10 @@ def test_torch_outputs_equal_the_model_with_and_without_overlap(tmp_path):
     want = [(i, tuple(round(v, 4) for v in model(
         torch.tensor([i, i / 2, -i], dtype=torch.float32)).tolist()))
             for i in range(50)]
-  for overlap in (None, False):  # None: the torch handler's default (on)
+  for overlap in (True, False):
     handler = PytorchModelHandlerTensor(
         state_dict_path=path, model_class=_Linear, model_params={},
         min_batch_size=8, max_batch_size=8)
-    assert handler.overlap_by_default()
 
     def build(p, handler=handler, overlap=overlap):
       out = (p | beam.Create(list(range(50)))
@@ -145,12 +144,22 @@ def test_torch_outputs_equal_the_model_with_and_without_overlap(tmp_path):
 
 
 def test_defaults_per_handler():
-  assert not SklearnModelHandlerNumpy(model_uri='x.pkl').overlap_by_default()
-  keyed = PytorchModelHandlerTensor(
-      state_dict_path='x.pt', model_class=_Linear)
+  # On by default where the CPU is free while the model runs (a server, a
+  # GPU); off where the model's own threads keep the cores busy.
+  from runinference._handlers.common import cuda_usable
   from runinference.base import KeyedModelHandler
-  assert KeyedModelHandler(keyed).overlap_by_default()
-  assert keyed.with_preprocess_fn(lambda x: x).overlap_by_default()
+  from runinference.remote import RemoteModelHandler
+  assert RemoteModelHandler.overlap_by_default(None)
+  assert not SklearnModelHandlerNumpy(model_uri='x.pkl').overlap_by_default()
+  cpu = PytorchModelHandlerTensor(
+      state_dict_path='x.pt', model_class=_Linear, device='CPU')
+  assert not cpu.overlap_by_default()
+  gpu = PytorchModelHandlerTensor(
+      state_dict_path='x.pt', model_class=_Linear, device='GPU')
+  assert gpu.overlap_by_default() == cuda_usable()
+  assert KeyedModelHandler(gpu).overlap_by_default() == cuda_usable()
+  assert gpu.with_preprocess_fn(lambda x: x).overlap_by_default() == (
+      cuda_usable())
 
 
 def test_overlap_must_be_a_bool():

@@ -100,7 +100,11 @@ class HuggingFacePipelineModelHandler(ModelHandler):
   _load_pipeline_args: dict = {}
 
   def overlap_by_default(self) -> bool:
-    return True  # the model call runs native code outside the GIL
+    # The model runs on a GPU when one is usable unless told 'CPU'.
+    args = self._load_pipeline_args
+    if 'device' in args or 'device_map' in args:
+      return str(args.get('device', args.get('device_map'))).startswith('cuda')
+    return self._device != 'CPU' and cuda_usable()
 
   def __init__(
       self,

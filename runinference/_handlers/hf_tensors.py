@@ -19,8 +19,8 @@ from .._core.results import to_results
 from .._core.types import PredictionResult
 from . import sub_batches
 from .common import (ConfigurationError, ConfigurationRuntimeError,
-                     check_model_path, check_types, parse_device, require,
-                     stack_torch, torch_device)
+                     check_model_path, check_types, cuda_usable, parse_device,
+                     require, stack_torch, torch_device)
 from .hf_stacking import stack_keyed, tensor_bytes, tf_unbatch, to_hf_results
 from .hf_tokenize import input_length
 
@@ -168,7 +168,7 @@ class _HFModelHandler(ModelHandler):
   _default_fns: dict = {}
 
   def overlap_by_default(self) -> bool:
-    return True  # the model call runs native code outside the GIL
+    return self._device == 'GPU' and cuda_usable()  # see _PytorchHandler
 
   def __init__(
       self,

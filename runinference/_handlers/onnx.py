@@ -232,7 +232,8 @@ class OnnxModelHandlerNumpy(ModelHandler):
   _model_location_attr = '_model_uri'
 
   def overlap_by_default(self) -> bool:
-    return True  # the model call runs native code outside the GIL
+    return any(p in ('CUDAExecutionProvider', 'TensorrtExecutionProvider')
+               for p in self._providers)  # the CPU is free while it runs
 
   def __init__(  # pylint: disable=dangerous-default-value
       self,

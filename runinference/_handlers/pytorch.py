@@ -192,7 +192,9 @@ class _PytorchHandler(ModelHandler):
   _default_fn: Callable = staticmethod(default_tensor_inference_fn)
 
   def overlap_by_default(self) -> bool:
-    return True  # the model call runs native code outside the GIL
+    # On a GPU the CPU is free while the model runs; on the CPU torch's
+    # threads already fill the cores (see docs/performance.md).
+    return self._device.type == 'cuda' and cuda_usable()
 
   def __init__(
       self,

@@ -214,9 +214,6 @@ class _TFHandler(ModelHandler):
   _custom_weights = ''
   _load_model_args: dict = {}
 
-  def overlap_by_default(self) -> bool:
-    return True  # the model call runs native code outside the GIL
-
   def __init__(
       self,
       model_uri: str,

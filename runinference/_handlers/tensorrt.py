@@ -210,7 +210,7 @@ class TensorRTEngineHandlerNumPy(ModelHandler):
   onnx_path: Optional[str] = None
 
   def overlap_by_default(self) -> bool:
-    return True  # the model call runs native code outside the GIL
+    return True  # the model runs on the GPU; the CPU is free meanwhile
 
   def __init__(
       self,

@@ -89,9 +89,6 @@ class TFExampleModelHandler(ModelHandler):
   _output_key: Optional[str] = None
   _load_model_args: dict = {}
 
-  def overlap_by_default(self) -> bool:
-    return True  # the model call runs native code outside the GIL
-
   def __init__(
       self,
       model_uri: str,
