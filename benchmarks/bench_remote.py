@@ -13,6 +13,8 @@ runs in its own fresh Python process, alternating, best of ``--repeat``:
 * ``ours``      -- ``MLflowModelHandler`` with ``max_concurrent_requests=C``:
   batches of ``4 x C x --batch`` rows, sent as requests of ``--batch`` rows
   (the same request size as the reference), C in flight at a time.
+* ``ours_sync`` -- ``ours`` with ``overlap=False`` (requests sent from the
+  step's thread; by default a remote handler's calls overlap the pipeline).
 * ``loop``      -- no Beam: the same rows, encoded the same way, sent in
   batches of ``--batch`` by C threads sharing one pooled httpx client (the
   limit a pipeline can approach).
@@ -40,7 +42,7 @@ from _harness import local_pipeline, ratio, run_variants
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / 'benchmarks' / 'results'
-VARIANTS = ('reference', 'ours_seq', 'ours', 'loop')
+VARIANTS = ('reference', 'ours_seq', 'ours', 'ours_sync', 'loop')
 COLUMNS = ['a', 'b', 'c', 'd']
 ROUNDS = 4
 
@@ -77,7 +79,7 @@ def reference_step(url: str, batch: int):
   return RunInference(ReferenceMLflow())
 
 
-def ours_step(url: str, batch: int, concurrency: int):
+def ours_step(url: str, batch: int, concurrency: int, overlap=None):
   sys.path.insert(0, str(REPO))
   from runinference.base import RunInference
   from runinference.remote import MLflowModelHandler
@@ -86,7 +88,8 @@ def ours_step(url: str, batch: int, concurrency: int):
   size = batch * concurrency * ROUNDS
   return RunInference(MLflowModelHandler(
       url, columns=COLUMNS, min_batch_size=size, max_batch_size=size,
-      request_batch_size=batch, max_concurrent_requests=concurrency))
+      request_batch_size=batch, max_concurrent_requests=concurrency),
+      overlap=overlap)
 
 
 def run_pipeline_variant(variant, n, url, batch, concurrency) -> dict:
@@ -98,6 +101,8 @@ def run_pipeline_variant(variant, n, url, batch, concurrency) -> dict:
     step = reference_step(url, batch)
   elif variant == 'ours_seq':
     step = ours_step(url, batch, 1)
+  elif variant == 'ours_sync':
+    step = ours_step(url, batch, concurrency, overlap=False)
   else:
     step = ours_step(url, batch, concurrency)
   counter = Metrics.counter('bench', 'sunk')
@@ -193,6 +198,7 @@ def main(argv=None) -> int:
   ratios = {
       'ours/reference': ratio(eps.get('ours'), eps.get('reference')),
       'ours/loop': ratio(eps.get('ours'), eps.get('loop')),
+      'ours/ours_sync': ratio(eps.get('ours'), eps.get('ours_sync')),
       'ours_seq/reference': ratio(eps.get('ours_seq'), eps.get('reference')),
   }
   import apache_beam

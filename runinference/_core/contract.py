@@ -238,10 +238,10 @@ class ModelHandler(Generic[ExampleT, PredictionT, ModelT]):
     """Whether ``RunInference`` runs this handler's model calls on a thread
     of their own by default, so the model works on one batch while the
     pipeline builds the next (``RunInference(overlap=...)`` decides per
-    step). True pays off when a call spends its time outside the GIL
-    (native compute in torch, ONNX Runtime or TensorFlow; waiting on a
-    server); a call that is mostly Python (a small scikit-learn model
-    stacking rows) only contends with the pipeline for the GIL."""
+    step). True pays off when the CPU is free while a call runs: waiting on
+    a server, or a model on a GPU. On the CPU a framework's threads already
+    fill the cores, and a call that is mostly Python (a small scikit-learn
+    model stacking rows) contends with the pipeline for the GIL."""
     return False
 
   def __repr__(self):

@@ -86,8 +86,8 @@ class RunInference(beam.PTransform):
       overlap: run model calls on a thread of their own, so the model
         works on one batch while the pipeline builds the next (batch
         pipelines in the global window). Default: the handler's
-        ``overlap_by_default()`` (on for torch, ONNX, TensorFlow, Hugging
-        Face and remote handlers; off for scikit-learn and XGBoost).
+        ``overlap_by_default()`` (on for remote handlers and models on a
+        GPU, where the CPU is free while the model runs; off on the CPU).
     """
     super().__init__()
     if not isinstance(model_handler, ModelHandler) and not all(
