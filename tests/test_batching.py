@@ -183,10 +183,12 @@ def _converge(cost, steps=30, **cfg):
 def test_size_estimator_first_steps():
   sizer = SizeEstimator(BatchConfig(min_batch_size=1, max_batch_size=1000))
   assert sizer.size == 1
-  sizer.observe(1, 0.01)  # one size seen: grows by the time left, at most 8x
+  sizer.observe(1, 0.01)  # one size seen: doubles, as BatchElements starts
+  assert sizer.size == 2
+  sizer.observe(2, 0.02)  # two sizes: 10 ms per element; grows at most 8x
+  assert sizer.size == 16
+  sizer.observe(16, 8.0)  # per element ~0.57 s: shrinks, at most 2x a step
   assert sizer.size == 8
-  sizer.observe(8, 5.0)  # per element ~0.7 s: shrinks, at most 2x a step
-  assert sizer.size == 4
   sizer = SizeEstimator(BatchConfig(min_batch_size=2, max_batch_size=1000))
   sizer.observe(2, 1.5)  # over the target at the minimum: tries a larger one
   assert sizer.size == 4

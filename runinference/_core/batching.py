@@ -132,9 +132,9 @@ class SizeEstimator:
   gives the size whose per-element part takes the target duration (the
   fixed part -- a model load, a request's round trip -- does not count, as
   in Beam's ``BatchElements``), approached by at most 8x and at least 0.5x
-  a step. Before that, a full batch under the target grows by ``target /
-  seconds`` (2x-8x), one over twice the target halves, and one over the
-  target at the minimum size doubles (to learn the per-element part).
+  a step. Before that (as Beam's ``BatchElements`` starts), a full batch
+  under the target doubles, one over twice the target halves, and one over
+  the target at the minimum size doubles (to learn the per-element part).
   """
   _MAX_GROWTH = 8.0
   _HISTORY = 32
@@ -167,9 +167,7 @@ class SizeEstimator:
     elif seconds > 2 * self._target_secs and self.size > self._min:
       self.size = max(self._min, self.size // 2)
     elif batch_len >= self.size and seconds < self._target_secs:
-      growth = (self._MAX_GROWTH if seconds <= 0 else
-                min(self._MAX_GROWTH, max(2.0, self._target_secs / seconds)))
-      self.size = min(self._max, int(self.size * growth))
+      self.size = min(self._max, self.size * 2)
     elif batch_len >= self.size and self.size == self._min:
       # Over the target at the minimum size: try a larger batch, to tell a
       # fixed cost (which larger batches amortize) from a per-element one.
