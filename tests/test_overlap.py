@@ -3,7 +3,6 @@ against the same pipeline with the model called on the step's thread."""
 import threading
 
 import apache_beam as beam
-import numpy as np
 import pytest
 from apache_beam.metrics import Metrics
 from apache_beam.testing.util import assert_that, equal_to
