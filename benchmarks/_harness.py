@@ -80,6 +80,21 @@ def finish(ratios: dict, goals: dict, report: dict, best: dict, out) -> int:
   return 1 if any("error" in b for b in best.values()) else 0
 
 
+def timed_run(pipeline, counter: str) -> tuple[float, int]:
+  """Runs ``pipeline``; returns the seconds from ``run()`` to the end of
+  ``wait_until_finish()`` and the committed total of the ``counter`` metric
+  (what the sink counted)."""
+  import time
+  from apache_beam.metrics.metric import MetricsFilter
+  t0 = time.perf_counter()
+  result = pipeline.run()
+  result.wait_until_finish()
+  seconds = time.perf_counter() - t0
+  got = sum(c.committed for c in result.metrics().query(
+      MetricsFilter().with_name(counter))["counters"])
+  return seconds, got
+
+
 def local_pipeline():
   """A Pipeline on the DirectRunner's in-process FnApiRunner (one worker),
   built the way the DirectRunner builds it: ``--runner=DirectRunner`` alone

@@ -32,7 +32,8 @@ import sys
 import time
 from pathlib import Path
 
-from _harness import finish, local_pipeline, paired, ratio, run_variants
+from _harness import (finish, local_pipeline, paired, ratio, run_variants,
+                      timed_run)
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "benchmarks" / "results"
@@ -91,7 +92,7 @@ def _parse(i: int, work_us: int) -> list:
 
 def run_pipeline_variant(variant, n, url, batch, work_us) -> dict:
   import apache_beam as beam
-  from apache_beam.metrics.metric import Metrics, MetricsFilter
+  from apache_beam.metrics.metric import Metrics
   sys.path.insert(0, str(REPO))
   from runinference.base import RunInference
   from runinference.remote import HttpModelHandler
@@ -119,12 +120,7 @@ def run_pipeline_variant(variant, n, url, batch, work_us) -> dict:
   _ = (p | beam.Impulse() | beam.FlatMap(lambda _: range(n))
        | beam.Map(_parse, work_us) | RunInference(handler, **kwargs)
        | beam.Map(sink))
-  t0 = time.perf_counter()
-  result = p.run()
-  result.wait_until_finish()
-  dt = time.perf_counter() - t0
-  got = sum(c.committed for c in result.metrics().query(
-      MetricsFilter().with_name("sunk"))["counters"])
+  dt, got = timed_run(p, "sunk")
   out = {"seconds": dt, "elements": got, "el_per_s": n / dt}
   if got != n:
     out["error"] = f"sink saw {got} rows, expected {n}"

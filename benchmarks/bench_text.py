@@ -37,7 +37,7 @@ import sys
 import time
 from pathlib import Path
 
-from _harness import paired, ratio, run_variants
+from _harness import paired, ratio, run_variants, timed_run
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / 'benchmarks' / 'results'
@@ -83,7 +83,6 @@ def _whole_batch(batch, pipeline, inference_args):
 def _pipeline_child(variant: str, n: int, model: str) -> dict:
   import apache_beam as beam
   from apache_beam.metrics import Metrics
-  from apache_beam.metrics.metric import MetricsFilter
   if variant == 'reference':
     from apache_beam.ml.inference import huggingface_inference as hf
     from apache_beam.ml.inference.base import RunInference
@@ -111,12 +110,7 @@ def _pipeline_child(variant: str, n: int, model: str) -> dict:
   p = beam.Pipeline(runner=runner, options=options)
   _ = (p | beam.Create(list(range(n))) | beam.Map(make_sentence)
        | RunInference(handler, **step_kwargs) | beam.Map(count))
-  start = time.perf_counter()
-  result = p.run()
-  result.wait_until_finish()
-  seconds = time.perf_counter() - start
-  got = sum(c.committed for c in result.metrics().query(
-      MetricsFilter().with_name('results'))['counters'])
+  seconds, got = timed_run(p, 'results')
   if got != n:
     raise SystemExit(f'{variant}: {got} results for {n} sentences')
   return {'variant': variant, 'n': n, 'seconds': seconds,
