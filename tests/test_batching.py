@@ -226,3 +226,47 @@ def test_keyed_handler_applies_size_fn_to_the_value():
     out = (p | beam.Create(words) | RunInference(handler)
            | beam.Map(lambda kv: sum(len(w) for w in kv[1].inference)))
     assert_that(out, equal_to([8, 8, 8, 8]))
+
+
+class _FakeClock:
+  def __init__(self):
+    self.ns = 0
+
+  def time_ns(self):
+    return self.ns
+
+
+class _LoadsInsideHandler(EchoBatchHandler):
+  """Loads one more model per 4 elements inside each call (as a multi-model
+  KeyedModelHandler does when a batch holds more keys), 5 s per load, and
+  takes 1 ms per element; time runs on ``clock``."""
+  def __init__(self, clock):
+    super().__init__()
+    self.clock = clock
+
+  def run_inference(self, batch, model, inference_args=None):
+    from runinference._core.model_holder import timed_load
+    for _ in range(len(batch) // 4):
+      timed_load(lambda: setattr(self.clock, 'ns', self.clock.ns + 5 * 10**9),
+                 'inner', self.clock)
+    self.clock.ns += 10**6 * len(batch)
+    return super().run_inference(batch, model, inference_args)
+
+
+def test_models_loaded_inside_a_call_do_not_shrink_batches():
+  import uuid
+  from runinference._core.engine import InferenceEngine
+  from runinference._core.failures import ErrorPolicy
+  clock = _FakeClock()
+  engine = InferenceEngine(
+      _LoadsInsideHandler(clock), namespace=None, inference_args=None,
+      policy=ErrorPolicy(), batch_config=BatchConfig(min_batch_size=4),
+      prebatched=False, tag=uuid.uuid4().hex, load_eagerly=True, clock=clock)
+  engine.setup()
+  for _ in range(3):
+    size = engine.batcher.sizer.size
+    assert len(engine.run(list(range(size))).outputs) == size
+  # Counted as call time, the loads (5 s per 4 elements) would read as
+  # 1.25 s per element and keep batches at 4; left out, 1 ms per element
+  # grows them toward the 1 s target.
+  assert engine.batcher.sizer.size >= 64
