@@ -4,6 +4,7 @@ call with building the next batch. The DoFns in ``dofns`` are thin shells
 around it; refresh lives in ``refresher``."""
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import gc
 import time
@@ -33,11 +34,28 @@ class RunResult:
 
 @dataclasses.dataclass
 class InFlight:
-  """A batch whose model call was submitted (``InferenceEngine.submit``);
-  ``InferenceEngine.collect`` turns it into a ``RunResult``."""
+  """A batch of plain values whose model call was submitted
+  (``InferenceEngine.submit``); ``InferenceEngine.collect`` turns it into a
+  ``RunResult``."""
   items: list
-  values: list
   call: Future  # of a CallOutcome
+
+
+@contextlib.contextmanager
+def _gc_paused():
+  """The cyclic GC off while a batch's results are built: a batch allocates
+  one result object per example at once, which with the GC on triggers
+  repeated collections over the whole heap (measured: ~10x the cost of
+  building the results). One collection after the batch does the same work
+  once."""
+  if not gc.isenabled():
+    yield
+    return
+  gc.disable()
+  try:
+    yield
+  finally:
+    gc.enable()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -191,17 +209,8 @@ class InferenceEngine(ModelCaller):
           cut_elsewhere: bool = False) -> RunResult:
     """Runs one batch (with ``prebatched``, one batch per item). A batch
     ``cut_elsewhere`` (across bundles) is split to ``max_batch_weight``."""
-    if not gc.isenabled():
+    with _gc_paused():
       return self._run(items, value_of, cut_elsewhere)
-    # A batch allocates one result object per example at once; with the
-    # cyclic GC on, that triggers repeated collections over the whole heap
-    # (measured: ~10x the cost of building the results). One collection
-    # after the batch does the same work once.
-    gc.disable()
-    try:
-      return self._run(items, value_of, cut_elsewhere)
-    finally:
-      gc.enable()
 
   def submit(self, items: list) -> InFlight:
     """Starts the model call on a batch of plain values on the call thread
@@ -209,33 +218,28 @@ class InferenceEngine(ModelCaller):
     assert self.calls is not None, 'submit() needs an engine with overlap'
     call = self.calls.submit(
         lambda: self.timeout_runner(lambda: self._model_call(items)))
-    return InFlight(items, items, call)
+    return InFlight(items, call)
 
   def collect(self, flight: InFlight) -> RunResult:
     """Waits for a submitted batch (as long as its model call runs: bounded
     by ``with_exception_handling(timeout=)`` when set) and finishes it as
     ``run`` would: failures retried, bisected and dead-lettered here."""
-    enabled = gc.isenabled()
-    gc.disable()  # see run()
-    try:
+    items = flight.items
+    with _gc_paused():
       if self.metrics is not None:
         self.metrics.flush_cached()
-      self.counts[0] += len(flight.items)
+      self.counts[0] += len(items)
       try:
-        outputs, failures = self._accept(
-            flight.values, flight.call.result()), []
+        outputs, failures = self._accept(items, flight.call.result()), []
       except BaseException as exc:  # pylint: disable=broad-except
         # The retries run on this thread: let later submitted calls finish
         # first, so the model is never called from two threads at once.
         assert self.calls is not None
         self.calls.wait_idle()
-        outputs, failures = self._infer(flight.values, exc)
+        outputs, failures = self._infer(items, exc)
       result = RunResult([], [], [])
-      self._keep(flight.items, flight.values, outputs, failures, result)
+      self._keep(items, items, outputs, failures, result)
       return result
-    finally:
-      if enabled:
-        gc.enable()
 
   def _run(self, items: list, value_of, cut_elsewhere: bool) -> RunResult:
     if self.metrics is not None:
