@@ -65,7 +65,46 @@ class KeyedModelHandler(Generic[KeyT, ExampleT, PredictionT, ModelT],
     raise NotImplementedError(type(self))
 
 
-class SingleModelKeyedHandler(KeyedModelHandler):
+class _UnkeyedDelegate:
+  """What a handler wrapping one unkeyed handler (``_unkeyed``) takes from
+  it unchanged; placed before ``ModelHandler`` in the bases, so these win
+  over its defaults."""
+  _unkeyed: ModelHandler
+
+  def load_model(self):
+    return self._unkeyed.load_model()
+
+  @property
+  def model_location(self):
+    return self._unkeyed.model_location
+
+  @property
+  def model_sha256(self):
+    return self._unkeyed.model_sha256
+
+  def get_metrics_namespace(self):
+    return self._unkeyed.get_metrics_namespace()
+
+  def get_resource_hints(self):
+    return self._unkeyed.get_resource_hints()
+
+  def validate_inference_args(self, inference_args):
+    return self._unkeyed.validate_inference_args(inference_args)
+
+  def update_model_path(self, model_path=None):
+    return self._unkeyed.update_model_path(model_path=model_path)
+
+  def share_model_across_processes(self):
+    return self._unkeyed.share_model_across_processes()
+
+  def overlap_by_default(self):
+    return self._unkeyed.overlap_by_default()
+
+  def model_copies(self):
+    return self._unkeyed.model_copies()
+
+
+class SingleModelKeyedHandler(_UnkeyedDelegate, KeyedModelHandler):
   """``KeyedModelHandler`` over one unkeyed handler."""
   def __init__(self, unkeyed: ModelHandler, max_models_per_worker_hint=None):
     if not isinstance(unkeyed, ModelHandler) and not hasattr(
@@ -81,9 +120,6 @@ class SingleModelKeyedHandler(KeyedModelHandler):
     self._unkeyed = unkeyed
     self._env_vars = unkeyed._env_vars
 
-  def load_model(self):
-    return self._unkeyed.load_model()
-
   def _run_values(self, keys, values, model, inference_args) -> list:
     preds = self._unkeyed.run_inference(values, model, inference_args)
     return check_count(self._unkeyed, preds, len(values))
@@ -92,44 +128,15 @@ class SingleModelKeyedHandler(KeyedModelHandler):
     keys, values = split_keys(batch, 'KeyedModelHandler')
     return len(pickle.dumps(keys)) + self._unkeyed.get_num_bytes(values)
 
-  def get_metrics_namespace(self):
-    return self._unkeyed.get_metrics_namespace()
-
-  def get_resource_hints(self):
-    return self._unkeyed.get_resource_hints()
-
   def batch_elements_kwargs(self):
     # Size and length functions were written for the unkeyed examples.
     return keyed_batching_kwargs(self._unkeyed.batch_elements_kwargs())
-
-  def validate_inference_args(self, inference_args):
-    self._unkeyed.validate_inference_args(inference_args)
-
-  @property
-  def model_location(self):
-    return self._unkeyed.model_location
-
-  @property
-  def model_sha256(self):
-    return self._unkeyed.model_sha256
-
-  def update_model_path(self, model_path=None):
-    return self._unkeyed.update_model_path(model_path=model_path)
 
   def update_model_paths(self, model, model_paths=None):
     if model_paths and model is not None:
       raise ModelUpdateError(
           'Invalid model update: several model paths were sent, but this '
           'KeyedModelHandler wraps a single model.')
-
-  def share_model_across_processes(self):
-    return self._unkeyed.share_model_across_processes()
-
-  def overlap_by_default(self):
-    return self._unkeyed.overlap_by_default()
-
-  def model_copies(self):
-    return self._unkeyed.model_copies()
 
   def override_metrics(self, metrics_namespace=''):
     return self._unkeyed.override_metrics(metrics_namespace)
@@ -171,7 +178,8 @@ def _is_keyed(x) -> bool:
   return isinstance(x, tuple) and len(x) == 2
 
 
-class MaybeKeyedModelHandler(Generic[KeyT, ExampleT, PredictionT, ModelT],
+class MaybeKeyedModelHandler(_UnkeyedDelegate,
+                             Generic[KeyT, ExampleT, PredictionT, ModelT],
                              ModelHandler[Any, Any, ModelT]):
   """Accepts both ``(key, example)`` and plain examples; keyed input gives
   keyed output."""
@@ -186,17 +194,6 @@ class MaybeKeyedModelHandler(Generic[KeyT, ExampleT, PredictionT, ModelT],
           'in a MaybeKeyedModelHandler: add them to the outer handler.')
     self._unkeyed = unkeyed
     self._env_vars = unkeyed._env_vars
-
-  def load_model(self):
-    return self._unkeyed.load_model()
-
-  @property
-  def model_location(self):
-    return self._unkeyed.model_location
-
-  @property
-  def model_sha256(self):
-    return self._unkeyed.model_sha256
 
   def run_inference(self, batch, model, inference_args=None):
     keyed = [_is_keyed(x) for x in batch]
@@ -221,29 +218,8 @@ class MaybeKeyedModelHandler(Generic[KeyT, ExampleT, PredictionT, ModelT],
     values = [x[1] if _is_keyed(x) else x for x in batch]
     return self._unkeyed.get_num_bytes(values)
 
-  def get_metrics_namespace(self):
-    return self._unkeyed.get_metrics_namespace()
-
-  def get_resource_hints(self):
-    return self._unkeyed.get_resource_hints()
-
   def batch_elements_kwargs(self):
     return self._unkeyed.batch_elements_kwargs()
 
-  def validate_inference_args(self, inference_args):
-    return self._unkeyed.validate_inference_args(inference_args)
-
-  def update_model_path(self, model_path=None):
-    return self._unkeyed.update_model_path(model_path=model_path)
-
   def should_skip_batching(self):
     return self._unkeyed.should_skip_batching()
-
-  def share_model_across_processes(self):
-    return self._unkeyed.share_model_across_processes()
-
-  def overlap_by_default(self):
-    return self._unkeyed.overlap_by_default()
-
-  def model_copies(self):
-    return self._unkeyed.model_copies()
