@@ -61,6 +61,17 @@ def paired(runs: dict, num: str, den: str, rate_key: str):
   return statistics.median(pairs) if pairs else None
 
 
+def pair_ratios(runs: dict, best: dict, pairs, rate_key: str) -> dict:
+  """``num/den`` for each pair of variants: the ratio of their best runs,
+  and (``... (median of rounds)``) the median of their same-round ratios."""
+  out = {}
+  for num, den in pairs:
+    out[f"{num}/{den}"] = ratio(best.get(num, {}).get(rate_key),
+                                best.get(den, {}).get(rate_key))
+    out[f"{num}/{den} (median of rounds)"] = paired(runs, num, den, rate_key)
+  return out
+
+
 def finish(ratios: dict, goals: dict, report: dict, best: dict, out) -> int:
   """Prints the ratios (with each goal met or not), writes ``report`` as JSON
   to ``out``; exit status 1 if a variant failed."""

@@ -39,7 +39,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _harness import finish, local_pipeline, paired, ratio, run_variants
+from _harness import finish, local_pipeline, pair_ratios, run_variants
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "benchmarks" / "results"
@@ -193,16 +193,9 @@ def main(argv=None) -> int:
          "--_model", str(model_path)],
         rate_key="img_per_s", unit="img/s")
   ips = {v: best[v].get("img_per_s") for v in best}
-  ratios = {
-      "ours/raw": ratio(ips.get("ours"), ips.get("raw")),
-      "reference/raw": ratio(ips.get("reference"), ips.get("raw")),
-      "ours/reference": ratio(ips.get("ours"), ips.get("reference")),
-      "ours_overlap/ours": ratio(ips.get("ours_overlap"), ips.get("ours")),
-      # Median over rounds of the same-round ratio (steadier than bests).
-      "ours/raw (median of rounds)": paired(runs, "ours", "raw", "img_per_s"),
-      "ours_overlap/ours (median of rounds)": paired(
-          runs, "ours_overlap", "ours", "img_per_s"),
-  }
+  ratios = pair_ratios(
+      runs, best, [("ours", "raw"), ("reference", "raw"), ("ours", "reference"),
+                   ("ours_overlap", "ours")], "img_per_s")
   import apache_beam
   import torch
   report = {

@@ -52,7 +52,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _harness import local_pipeline, paired, ratio, run_variants
+from _harness import local_pipeline, pair_ratios, ratio, run_variants
 
 from bench_sklearn import _quiet_logs, train_model
 
@@ -268,10 +268,7 @@ def main(argv=None) -> int:
                                            rps.get("raw_chunked")),
       "columnar_merged/columnar": ratio(rps.get("columnar_merged"),
                                         rps.get("columnar")),
-      "columnar/columnar_sync": ratio(rps.get("columnar"),
-                                      rps.get("columnar_sync")),
-      "columnar/columnar_sync (median of rounds)": paired(
-          runs, "columnar", "columnar_sync", "rows_per_s"),
+      **pair_ratios(runs, best, [("columnar", "columnar_sync")], "rows_per_s"),
       "ours/reference": ratio(rps.get("ours"), rps.get("reference")),
   }
   # The model step's own cost: the columnar pipeline's time over the same

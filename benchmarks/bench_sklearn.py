@@ -39,7 +39,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _harness import finish, local_pipeline, paired, ratio, run_variants
+from _harness import finish, local_pipeline, pair_ratios, run_variants
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "benchmarks" / "results"
@@ -195,17 +195,10 @@ def main(argv=None) -> int:
         ["--n", str(args.n), "--raw-batch", str(args.raw_batch), "--_model", str(model_path)],
         rate_key="el_per_s", unit="el/s")
   eps = {v: best[v].get("el_per_s") for v in best}
-  ratios = {
-      "ours/noop": ratio(eps.get("ours"), eps.get("noop")),
-      "reference/noop": ratio(eps.get("reference"), eps.get("noop")),
-      "ours/reference": ratio(eps.get("ours"), eps.get("reference")),
-      "ours/raw": ratio(eps.get("ours"), eps.get("raw")),
-      "ours_overlap/ours": ratio(eps.get("ours_overlap"), eps.get("ours")),
-      # Median over rounds of the same-round ratio (steadier than bests).
-      "ours/noop (median of rounds)": paired(runs, "ours", "noop", "el_per_s"),
-      "ours/reference (median of rounds)": paired(runs, "ours", "reference",
-                                                  "el_per_s"),
-  }
+  ratios = pair_ratios(
+      runs, best, [("ours", "noop"), ("reference", "noop"),
+                   ("ours", "reference"), ("ours", "raw"),
+                   ("ours_overlap", "ours")], "el_per_s")
   import apache_beam
   import numpy
   import sklearn

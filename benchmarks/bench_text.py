@@ -37,7 +37,7 @@ import sys
 import time
 from pathlib import Path
 
-from _harness import paired, ratio, run_variants, timed_run
+from _harness import pair_ratios, run_variants, timed_run
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / 'benchmarks' / 'results'
@@ -177,17 +177,12 @@ def main():
   print()
   report = {'n': args.n, 'threads': args.threads, 'rates': rates,
             'ratios': {}}
-  for num, den in (('ours', 'raw'), ('ours_overlap', 'ours'), ('unsorted', 'raw'),
-                   ('reference', 'raw'), ('ours', 'reference'),
-                   ('ours', 'unsorted')):
-    r = ratio(rates.get(num), rates.get(den))
+  pairs = [('ours', 'raw'), ('ours_overlap', 'ours'), ('unsorted', 'raw'),
+           ('reference', 'raw'), ('ours', 'reference'), ('ours', 'unsorted')]
+  for name, r in pair_ratios(runs, best, pairs, 'rate').items():
     if r is not None:
-      report['ratios'][f'{num}/{den}'] = r
-      print(f'{num}/{den}: {r:.2f}x')
-    m = paired(runs, num, den, 'rate')
-    if m is not None:
-      report['ratios'][f'{num}/{den} (median of rounds)'] = m
-      print(f'{num}/{den} (median of rounds): {m:.2f}x')
+      report['ratios'][name] = r
+      print(f'{name}: {r:.2f}x')
   RESULTS.mkdir(parents=True, exist_ok=True)
   (RESULTS / 'bench_text.json').write_text(json.dumps(report, indent=2))
 
