@@ -3,6 +3,10 @@
 
 Modules: ``base`` (``MLTransform``, ``ArtifactMode``, provider base classes),
 ``tft`` (column transforms computed with numpy and Beam combiners),
-``handlers`` (``TFTProcessHandler``) and ``embeddings.huggingface``.
-Nothing heavy is imported here.
+``handlers`` (``TFTProcessHandler``) and ``embeddings.huggingface``;
+``register_artifact_class`` lets artifacts name your own classes and functions
+(docs/security.md). Nothing heavy is imported here.
 """
+from ._registry import register_artifact_class
+
+__all__ = ['register_artifact_class']

@@ -20,13 +20,14 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from runinference.base import RunInferenceDLQ
 
-from . import _artifacts
+from . import _artifacts, _registry
 from ._embedding_handlers import (EmbeddingTypeAdapter, _create_dict_adapter,
                                   _dict_input_fn, _dict_output_fn,
                                   _EmbeddingHandler, _ImageEmbeddingHandler,
                                   _MultiModalEmbeddingHandler,
                                   _TextEmbeddingHandler)
 from ._errors import ArtifactExistsError, ArtifactFormatError
+from ._registry import register_artifact_class
 
 _LOGGER = logging.getLogger(__name__)
 _ATTRIBUTE_FILE_NAME = 'attributes.json'
@@ -43,7 +44,8 @@ OperationOutputT = TypeVar('OperationOutputT')
 
 # Kept importable from here, as in the reference.
 _KEEP = (_dict_input_fn, _dict_output_fn, _EmbeddingHandler,
-         _ImageEmbeddingHandler, _MultiModalEmbeddingHandler)
+         _ImageEmbeddingHandler, _MultiModalEmbeddingHandler,
+         register_artifact_class)
 
 
 def _map_errors_to_beam_row(element, cls_name=None):
@@ -65,7 +67,12 @@ class ArtifactMode(object):
 class MLTransformProvider:
   """A data-processing step usable in ``MLTransform``: subclasses implement
   ``get_ptransform_for_processing``. The constructor arguments are recorded
-  so that write mode can save the step as JSON and read mode rebuild it."""
+  so that write mode can save the step as JSON and read mode rebuild it
+  (every subclass is registered as it is defined, so artifacts may name it)."""
+  def __init_subclass__(cls, **kwargs):
+    super().__init_subclass__(**kwargs)
+    _registry.auto_register(cls)
+
   def __new__(cls, *args, **kwargs):
     obj = super().__new__(cls)
     obj._init_args = (args, dict(kwargs))
@@ -289,16 +296,11 @@ class _JsonTransformAttributeManager:
 
   @staticmethod
   def load_attributes(artifact_location):
-    payload = _artifacts.read_json(
-        os.path.join(artifact_location, _ATTRIBUTE_FILE_NAME),
-        f'MLTransform artifacts ({_ATTRIBUTE_FILE_NAME})')
-    if payload.get('format') != _artifacts.FORMAT:
-      raise ArtifactFormatError(
-          f'{artifact_location}/{_ATTRIBUTE_FILE_NAME} was not written by '
-          f'runinference.transforms (format {payload.get("format")!r}); '
-          'artifacts of apache_beam.ml.transforms (TensorFlow Transform) '
-          'cannot be read: write them again with runinference.')
-    return [_load_step(s, artifact_location) for s in payload['steps']]
+    """Checks all the artifacts (manifests, registered classes, statistics)
+    before any step is built, then builds the steps."""
+    steps = _artifacts.read_attributes(
+        os.path.join(artifact_location, _ATTRIBUTE_FILE_NAME))
+    return [_load_step(s, artifact_location) for s in steps]
 
 
 def _step_json(ptransform, parent: str, provider=None) -> dict:
@@ -317,7 +319,8 @@ def _load_step(step: dict, parent: str):
     return TFTProcessHandler(
         artifact_location=os.path.join(parent, step['dir']),
         artifact_mode=ArtifactMode.CONSUME)
-  provider = _artifacts.decode_object(step['transform'])
+  provider = _artifacts.decode_object(
+      step['transform'], os.path.join(parent, _ATTRIBUTE_FILE_NAME))
   return provider.get_ptransform_for_processing(
       artifact_location=os.path.join(parent, uuid.uuid4().hex[:6]),
       artifact_mode=ArtifactMode.CONSUME)
