@@ -215,3 +215,85 @@ def tfidf(indices: np.ndarray, df: dict, num_docs: int,
     with np.errstate(divide='ignore'):
       idf = np.log(num_docs / dfs) + 1.0
   return uniq.astype(np.int64), (tf * idf).astype(np.float32)
+
+
+# -- whole columns -------------------------------------------------------------
+
+
+def row_unique(values: np.ndarray, lengths: np.ndarray):
+  """Distinct values of each row, sorted: (row of each, value, its count)."""
+  rows = np.repeat(np.arange(len(lengths)), lengths)
+  order = np.lexsort((values, rows))
+  r, v = rows[order], values[order]
+  change = np.ones(len(r), dtype=bool)
+  if len(r) > 1:
+    change[1:] = (r[1:] != r[:-1]) | (v[1:] != v[:-1])
+  starts = np.flatnonzero(change)
+  counts = np.diff(np.append(starts, len(r)))
+  return r[starts], v[starts], counts
+
+
+def tfidf_column(values: np.ndarray, lengths: np.ndarray, df: dict,
+                 num_docs: int, smooth: bool):
+  """tf-idf of every row at once: (row of each entry, index, weight), the
+  indices of each row sorted (as ``tfidf`` does per row)."""
+  rows, idx, counts = row_unique(values.astype(np.int64), lengths)
+  tf = counts / np.maximum(lengths[rows], 1)
+  keys = np.fromiter(df.keys(), np.int64, len(df))
+  freq = np.fromiter(df.values(), np.float64, len(df))
+  order = np.argsort(keys)
+  keys, freq = keys[order], freq[order]
+  pos = np.minimum(np.searchsorted(keys, idx), max(len(keys) - 1, 0))
+  dfs = (np.where(keys[pos] == idx, freq[pos], 0.0) if len(keys) else
+         np.zeros(len(idx)))
+  if smooth:
+    idf = np.log((1.0 + num_docs) / (1.0 + dfs)) + 1.0
+  else:
+    with np.errstate(divide='ignore'):
+      idf = np.log(num_docs / dfs) + 1.0
+  return rows, idx, (tf * idf).astype(np.float32)
+
+
+class Vocabulary:
+  """A vocabulary ready for lookups of whole token arrays."""
+  def __init__(self, tokens: list, default_value: int, num_oov_buckets: int):
+    import pyarrow as pa
+    self.tokens = pa.array(list(tokens), pa.binary())
+    self.default_value = default_value
+    self.num_oov_buckets = num_oov_buckets
+    self._index: Optional[dict] = None
+
+  def __len__(self) -> int:
+    return len(self.tokens)
+
+  @property
+  def index(self) -> dict:
+    if self._index is None:
+      self._index = {t: i for i, t in enumerate(self.tokens.to_pylist())}
+    return self._index
+
+  def lookup(self, tokens) -> np.ndarray:
+    """Indices of a pyarrow binary array of tokens (out-of-vocabulary ones:
+    a hashed bucket after the vocabulary, or ``default_value``)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    if len(self.tokens) > 4 * len(tokens) + 4096:
+      # Hashing a large vocabulary for each block would cost more than
+      # looking each token up in a dict built once.
+      get = self.index.get
+      out = np.fromiter((get(t, -1) for t in tokens.to_pylist()), np.int64,
+                        len(tokens))
+    else:
+      out = np.asarray(
+          pc.index_in(tokens, value_set=self.tokens).fill_null(-1),
+          dtype=np.int64)
+    missing = out < 0
+    if missing.any():
+      if self.num_oov_buckets > 0:
+        size = len(self.tokens)
+        oov = [size + fingerprint64(t) % self.num_oov_buckets
+               for t in tokens.filter(pa.array(missing)).to_pylist()]
+        out[missing] = oov
+      else:
+        out[missing] = self.default_value
+    return out

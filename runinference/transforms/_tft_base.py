@@ -9,7 +9,7 @@ from typing import Any, Optional, Union
 import apache_beam as beam
 import numpy as np
 
-from . import _ops
+from ._columns import ANY, Column, Reader, gather
 from ._stats import Analyzer
 from .base import BaseOperation
 
@@ -68,31 +68,38 @@ class TFTOperation(BaseOperation[np.ndarray, np.ndarray]):
       params['artifact_mode'] = kwargs['artifact_mode']
     return TFTProcessHandler(artifact_location=artifact_location, **params)
 
-  # -- protocol used by TFTProcessHandler ------------------------------------
+  # -- protocol used by the engine (``_engine``) ------------------------------
+  # Each transform reads its columns with one ``Reader`` and transforms a
+  # whole column of a block at once (``_apply_column``). A custom subclass
+  # that only implements ``apply_transform`` is called row by row.
+  _reader = Reader(ANY)
+
   def _analyzers(self, index: int) -> list[Analyzer]:
     """The statistics this transform needs (none by default)."""
     return []
 
   def _ready(self, stats: dict, index: int) -> Any:
-    """Statistics -> whatever ``_apply`` needs, computed once per worker."""
+    """Statistics -> whatever ``_apply_column`` needs, once per worker."""
     return None
 
-  def _apply(self, value: Any, column: str, ready: Any,
-             index: int) -> dict[str, np.ndarray]:
-    return self.apply_transform(_as_array(value), column)
+  def _outputs(self, column: str) -> list[str]:
+    """The columns transforming ``column`` writes."""
+    return [column]
 
-  def _apply_batch(self, values: list, column: str, ready: Any,
-                   index: int) -> Optional[list]:
-    """Many rows' values of ``column`` at once: one output dict per row, or
-    None when only the per-row path applies. The per-row path gives the
-    same values; this one saves numpy's per-call overhead on scalars."""
-    vector = getattr(self, '_vector', None)
-    if vector is None or getattr(self, 'elementwise', False):
-      return None
-    if not all(type(v) in (float, int) for v in values):
-      return None
-    out = vector(np.array(values, dtype=np.float32), column, ready)
-    return [{column: out[i:i + 1]} for i in range(len(values))]
+  def _row_errors(self, col: Column, column: str, ready: Any) -> dict:
+    """Rows of ``col`` this transform cannot apply to: {row: error}."""
+    return {}
+
+  def _apply_column(self, col: Column, column: str, ready: Any,
+                    index: int) -> dict[str, Column]:
+    """Transforms the column of many rows; by default row by row through
+    ``apply_transform``."""
+    outs = [self._apply_cell(cell, column, ready) for cell in col.cells()]
+    names = outs[0].keys() if outs else self._outputs(column)
+    return {name: gather([o[name] for o in outs]) for name in names}
+
+  def _apply_cell(self, cell, column: str, ready: Any) -> dict:
+    return self.apply_transform(_as_array(cell), column)
 
   def apply_transform(self, data, output_column_name):
     raise NotImplementedError(
@@ -100,19 +107,11 @@ class TFTOperation(BaseOperation[np.ndarray, np.ndarray]):
         'MLTransform (or subclass TFTOperation and implement apply_transform '
         'for a custom per-row transform).')
 
-  def _numeric(self, value, column):
-    return _ops.to_numeric(value, column, type(self).__name__)
-
-  def _strings(self, value, column):
-    toks = _ops.to_strings(value, column, type(self).__name__)
-    delimiter = getattr(self, 'split_string_by_delimiter', None)
-    return _ops.split_strings(toks, delimiter) if delimiter else toks
-
-  def _col_analyzers(self, index, kind, prepare, **params) -> list[Analyzer]:
+  def _col_analyzers(self, index, kind, **params) -> list[Analyzer]:
     name = type(self).__name__
     return [
-        Analyzer(analyzer_key(index, j, kind), kind, c, name,
-                 (lambda v, c=c: prepare(v, c)), dict(params))
+        Analyzer(analyzer_key(index, j, kind), kind, c, name, self._reader,
+                 dict(params))
         for j, c in enumerate(self.columns)
     ]
 

@@ -1,31 +1,82 @@
-"""Numeric column transforms (scaling, buckets); public in ``tft``."""
+"""Numeric column transforms (scaling, buckets); public in ``tft``.
+
+Non-finite values: the transforms that compute statistics (ScaleToZScore,
+ScaleTo01, ScaleByMinMax, Bucketize, ScaleToGaussian) refuse rows holding inf
+or NaN (they go to the dead-letter output, or fail the pipeline without
+exception handling), so statistics never see them. ApplyBuckets and
+ApplyBucketsWithInterpolation use fixed boundaries and keep TensorFlow
+Transform's rules: -inf/inf go to the first/last bucket, NaN to the last
+(interpolation: NaN gives 0.5).
+"""
 from __future__ import annotations
 
 from collections.abc import Iterable
 from typing import Optional, Union
 
+import numpy as np
+
 from . import _ops
-from ._stats import MOMENTS, QUANTILES
+from ._columns import NUMERIC, Column, Reader
+from ._errors import ColumnTypeError
+from ._stats import MOMENTS, QUANTILES, TUKEY, rows_matrix
 from ._tft_base import TFTOperation, register_input_dtype
+
+_FINITE = Reader(NUMERIC, finite=True)
 
 
 class _VectorOp(TFTOperation):
   """A numeric column transformed as one vector by ``_vector``."""
+  _reader = _FINITE
+  elementwise = False
 
   def _vector(self, x, column, ready):
     raise NotImplementedError
 
-  def _apply(self, value, column, ready, index):
-    return {column: self._vector(self._numeric(value, column), column, ready)}
+  def _row_errors(self, col, column, ready):
+    """With ``elementwise``, rows whose length differs from the statistics'
+    (or, before statistics exist, from most rows of the block)."""
+    if not self.elementwise or not len(col):
+      return {}
+    lengths = col.lengths()
+    want = _width(ready, column) if ready else int(np.bincount(lengths).argmax())
+    if want is None or (lengths == want).all():
+      return {}
+    return {
+        int(i): ColumnTypeError(
+            f'{type(self).__name__}(elementwise=True) on column {column!r}: '
+            f'this row has {lengths[i]} values, the statistics have {want}. '
+            'Every row must have the same length.')
+        for i in np.flatnonzero(lengths != want)
+    }
+
+  def _apply_column(self, col, column, ready, index):
+    if self.elementwise:
+      x = rows_matrix(col, type(self).__name__).astype(np.float32)
+      return {column: Column(self._vector(x, column, ready).reshape(-1),
+                             col.offsets)}
+    return {column: col.with_values(self._vector(col.values, column, ready))}
+
+  def apply_transform(self, data, output_column_name):
+    if self._analyzers(0):
+      return super().apply_transform(data, output_column_name)
+    return {output_column_name: self._vector(
+        np.asarray(data, dtype=np.float32).reshape(-1), output_column_name, None)}
+
+
+def _width(ready, column) -> Optional[int]:
+  """The row length elementwise statistics were computed for."""
+  stat = ready[column] if ready else None
+  if isinstance(stat, dict):
+    center = stat.get('mean', stat.get('location'))
+    return len(center) if isinstance(center, list) else None
+  return None
 
 
 class _MomentsOp(_VectorOp):
   _output_kind = 'float32'
-  elementwise = False
 
   def _analyzers(self, index):
-    return self._col_analyzers(
-        index, MOMENTS, self._numeric, elementwise=self.elementwise)
+    return self._col_analyzers(index, MOMENTS, elementwise=self.elementwise)
 
   def _ready(self, stats, index):
     return {c: self._stat(stats, index, c, MOMENTS) for c in self.columns}
@@ -90,21 +141,34 @@ class ScaleByMinMax(_MomentsOp):
 
 
 @register_input_dtype(float)
-class ScaleToGaussian(TFTOperation):
-  """Not available: TensorFlow Transform's Tukey-HH estimate has no
-  equivalent here yet."""
+class ScaleToGaussian(_VectorOp):
+  """Maps the column to a near-Gaussian distribution with the inverse Tukey
+  HH transform, its parameters estimated over the whole column (as
+  TensorFlow Transform's ``scale_to_gaussian``)."""
+  _output_kind = 'float32'
+
   def __init__(self, columns: list[str], elementwise: bool = False,
                name: Optional[str] = None):
-    raise NotImplementedError(
-        'ScaleToGaussian is not implemented in runinference.transforms (it '
-        "needs TensorFlow Transform's Tukey-HH estimator). Use ScaleToZScore, "
-        'or Bucketize + ApplyBucketsWithInterpolation for skewed columns.')
+    super().__init__(columns)
+    self.elementwise = elementwise
+    self.name = name
+
+  def _analyzers(self, index):
+    return self._col_analyzers(index, TUKEY, elementwise=self.elementwise)
+
+  def _ready(self, stats, index):
+    return {c: self._stat(stats, index, c, TUKEY) for c in self.columns}
+
+  def _vector(self, x, column, ready):
+    from ._gaussian import gaussianize
+    return gaussianize(x, ready[column])
 
 
 @register_input_dtype(float)
-class ApplyBuckets(TFTOperation):
+class ApplyBuckets(_VectorOp):
   """Index i with ``bucket_boundaries[i-1] <= x < bucket_boundaries[i]``."""
   _output_kind = 'int64'
+  _reader = Reader(NUMERIC)
   _assign = staticmethod(_ops.apply_buckets)
 
   def __init__(
@@ -120,11 +184,8 @@ class ApplyBuckets(TFTOperation):
     self.bucket_boundaries = [boundaries]
     self.name = name
 
-  def apply_transform(self, data, output_column_name):
-    return {
-        output_column_name: self._assign(
-            self._numeric(data, output_column_name), self.bucket_boundaries[0])
-    }
+  def _vector(self, x, column, ready):
+    return self._assign(x, self.bucket_boundaries[0])
 
 
 @register_input_dtype(float)
@@ -160,13 +221,10 @@ class Bucketize(_VectorOp):
     self.name = name
 
   def _analyzers(self, index):
-    return self._col_analyzers(
-        index, QUANTILES, self._numeric, num_buckets=self.num_buckets)
+    return self._col_analyzers(index, QUANTILES, num_buckets=self.num_buckets)
 
   def _ready(self, stats, index):
     return {c: self._stat(stats, index, c, QUANTILES) for c in self.columns}
 
   def _vector(self, x, column, ready):
     return _ops.apply_buckets(x, ready[column])
-
-

@@ -7,12 +7,33 @@ from typing import Any, Optional
 import numpy as np
 
 from . import _ops
+from ._columns import INDICES, STRINGS, Column, Reader, offsets_of
 from ._stats import DF, VOCAB, WORD_COUNT
 from ._tft_base import TFTOperation, _as_array, register_input_dtype
 
 
+class _TextOp(TFTOperation):
+  """Reads its columns as text, split on ``split_string_by_delimiter``."""
+  split_string_by_delimiter: Optional[str] = None
+
+  @property
+  def _reader(self):
+    return Reader(STRINGS, self.split_string_by_delimiter)
+
+  def _apply_cell(self, cell, column, ready):
+    return self._row(cell, column)
+
+  def _row(self, tokens, column):
+    raise NotImplementedError
+
+  def _strings(self, value, column):
+    toks = _ops.to_strings(value, column, type(self).__name__)
+    delimiter = self.split_string_by_delimiter
+    return _ops.split_strings(toks, delimiter) if delimiter else toks
+
+
 @register_input_dtype(str)
-class ComputeAndApplyVocabulary(TFTOperation):
+class ComputeAndApplyVocabulary(_TextOp):
   """Maps each token to its index in the vocabulary of the column (most
   frequent first, ties by decreasing token); out-of-vocabulary tokens get
   ``default_value`` or, with ``num_oov_buckets``, a hashed bucket after the
@@ -51,7 +72,7 @@ class ComputeAndApplyVocabulary(TFTOperation):
 
   def _analyzers(self, index):
     out = self._col_analyzers(
-        index, VOCAB, self._strings, top_k=self._top_k,
+        index, VOCAB, top_k=self._top_k,
         frequency_threshold=self._frequency_threshold)
     for a in out:
       a.params['filename'] = self.vocab_file_name(index, a.column)
@@ -59,39 +80,24 @@ class ComputeAndApplyVocabulary(TFTOperation):
 
   def _ready(self, stats, index):
     return {
-        c: {t: i for i, t in enumerate(self._stat(stats, index, c, VOCAB))}
+        c: _ops.Vocabulary([t for t, _ in self._stat(stats, index, c, VOCAB)]
+                           if _counted(self._stat(stats, index, c, VOCAB))
+                           else self._stat(stats, index, c, VOCAB),
+                           self._default_value, self._num_oov_buckets)
         for c in self.columns
     }
 
-  def _apply(self, value, column, ready, index):
-    return {
-        column: _ops.vocab_lookup(
-            self._strings(value, column), ready[column], self._default_value,
-            self._num_oov_buckets)
-    }
-
-  def _apply_batch(self, values, column, ready, index):
-    """Rows of plain strings: split and look up without per-row numpy
-    object arrays (same indices as ``_apply``)."""
-    if not all(type(v) is str for v in values):
-      return None
-    split = (_ops._splitter(self.split_string_by_delimiter)
-             if self.split_string_by_delimiter else None)
-    lookup = ready[column].get
-    default, oov = self._default_value, self._num_oov_buckets
-    out = []
-    for v in values:
-      b = v.encode('utf-8')
-      toks = [t for t in split(b) if t] if split else [b]
-      ids = [lookup(t) for t in toks]
-      if None in ids:
-        ids = _ops.vocab_lookup(_ops._object_array(toks), ready[column],
-                                default, oov).tolist()
-      out.append({column: np.array(ids, dtype=np.int64)})
-    return out
+  def _apply_column(self, col, column, ready, index):
+    return {column: Column(ready[column].lookup(col.values), col.offsets)}
 
   def vocab_size(self, stats: dict, index: int, column: str) -> int:
     return len(self._stat(stats, index, column, VOCAB)) + self._num_oov_buckets
+
+
+def _counted(vocab) -> bool:
+  """Whether a vocabulary statistic holds (token, count) pairs (as computed)
+  rather than tokens (as read back from a vocabulary file)."""
+  return bool(vocab) and isinstance(vocab[0], tuple)
 
 
 @register_input_dtype(float)
@@ -112,11 +118,13 @@ class TFIDF(TFTOperation):
     self.name = name
     self.tfidf_weight = None
 
-  def _indices(self, value, column):
-    return _ops.to_indices(value, column, type(self).__name__)
+  _reader = Reader(INDICES)
+
+  def _outputs(self, column):
+    return [column + '_vocab_index', column + '_tfidf_weight']
 
   def _analyzers(self, index):
-    return self._col_analyzers(index, DF, self._indices)
+    return self._col_analyzers(index, DF)
 
   def _ready(self, stats, index):
     out = {}
@@ -126,14 +134,17 @@ class TFIDF(TFTOperation):
       out[c] = (df, n_docs)
     return out
 
-  def _apply(self, value, column, ready, index):
+  def _apply_column(self, col, column, ready, index):
     df, n_docs = ready[column]
-    idx, weight = _ops.tfidf(self._indices(value, column), df, n_docs, self.smooth)
-    return {column + '_vocab_index': idx, column + '_tfidf_weight': weight}
+    rows, idx, weight = _ops.tfidf_column(col.values, col.lengths(), df,
+                                          n_docs, self.smooth)
+    offsets = offsets_of(np.bincount(rows, minlength=len(col)))
+    return {column + '_vocab_index': Column(idx, offsets),
+            column + '_tfidf_weight': Column(weight, offsets)}
 
 
 @register_input_dtype(str)
-class NGrams(TFTOperation):
+class NGrams(_TextOp):
   """The n-grams of each row's tokens, by start position then length."""
   _output_kind = 'bytes'
 
@@ -153,11 +164,12 @@ class NGrams(TFTOperation):
     _check_ngrams(self.ngram_range, ngrams_separator)
 
   def apply_transform(self, data, output_column_name):
-    toks = self._strings(data, output_column_name)
-    return {
-        output_column_name: _ops.ngrams(
-            toks, self.ngram_range, self.ngrams_separator)
-    }
+    return self._row(self._strings(data, output_column_name),
+                     output_column_name)
+
+  def _row(self, tokens, column):
+    return {column: _ops.ngrams(tokens, self.ngram_range,
+                                self.ngrams_separator)}
 
 
 def _check_ngrams(ngram_range, separator):
@@ -171,7 +183,7 @@ def _check_ngrams(ngram_range, separator):
 
 
 @register_input_dtype(str)
-class BagOfWords(TFTOperation):
+class BagOfWords(_TextOp):
   """The distinct n-grams of each row, in order of first occurrence; with
   ``compute_word_count`` the count of every token over the dataset is written
   to ``<artifact dir>/transform_fn/assets/<key_vocab_filename>_<column>``."""
@@ -200,26 +212,24 @@ class BagOfWords(TFTOperation):
   def _analyzers(self, index):
     if not self.compute_word_count:
       return []
-    out = self._col_analyzers(index, WORD_COUNT, self._strings)
+    out = self._col_analyzers(index, WORD_COUNT)
     for a in out:
       a.params['filename'] = (
           f'{self.key_vocab_filename}_{a.column}' if self.key_vocab_filename
           else f'word_count_{index}_{a.column}')
     return out
 
-  def _apply(self, value, column, ready, index):
-    return self.apply_transform(value, column)
-
   def apply_transform(self, data, output_column_name):
-    toks = self._strings(data, output_column_name)
-    return {
-        output_column_name: _ops.dedupe(
-            _ops.ngrams(toks, self.ngram_range, self.ngrams_separator))
-    }
+    return self._row(self._strings(data, output_column_name),
+                     output_column_name)
+
+  def _row(self, tokens, column):
+    return {column: _ops.dedupe(
+        _ops.ngrams(tokens, self.ngram_range, self.ngrams_separator))}
 
 
 @register_input_dtype(str)
-class HashStrings(TFTOperation):
+class HashStrings(_TextOp):
   """Hashes each string into ``hash_buckets`` buckets (FarmHash Fingerprint64,
   or keyed SipHash-2-4 with ``key``; the same buckets as TensorFlow)."""
   _output_kind = 'int64'
@@ -242,9 +252,15 @@ class HashStrings(TFTOperation):
 
   def apply_transform(self, data, output_column_name):
     toks = _ops.to_strings(data, output_column_name, type(self).__name__)
-    return {
-        output_column_name: _ops.hash_strings(toks, self.hash_buckets, self.key)
-    }
+    return self._row(toks, output_column_name)
+
+  def _row(self, tokens, column):
+    return {column: _ops.hash_strings(tokens, self.hash_buckets, self.key)}
+
+  def _apply_column(self, col, column, ready, index):
+    tokens = col.values.to_pylist()
+    return {column: Column(_ops.hash_strings(tokens, self.hash_buckets,
+                                             self.key), col.offsets)}
 
 
 @register_input_dtype(str)

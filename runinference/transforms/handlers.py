@@ -11,20 +11,19 @@ read mode loads them from the artifact directory instead.
 from __future__ import annotations
 
 import os
-import traceback
-import typing
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any, NamedTuple, Optional, Union
 
 import apache_beam as beam
 import numpy as np
 from apache_beam.typehints import native_type_compatibility
 from apache_beam.typehints.row_type import RowTypeConstraint
-from apache_beam.utils.windowed_value import WindowedValue
 
 from . import _artifacts
-from ._stats import ComputeStats, column_value
+from ._blocks import Block
+from ._emit import RowOutput, kind_of
+from ._engine import ApplyStage, StagePlan, ToBlocks
+from ._stats import StageStatsFn
 from .base import ArtifactMode, ProcessHandler
 from .tft import _EXPECTED_TYPES, TFIDF, ComputeAndApplyVocabulary, TFTOperation
 
@@ -43,154 +42,35 @@ _SEQUENCE_TYPES = {
 }
 
 
-@dataclass
-class _Stage:
-  ops: list  # (index, op)
-
-  @property
-  def analyzers(self):
-    return [a for i, op in self.ops for a in op._analyzers(i)]
-
-
-def _plan(transforms: list) -> list[_Stage]:
-  stages, dirty = [_Stage([])], set()
+def _plan(transforms: list) -> list[StagePlan]:
+  """Stages: a stage ends where a transform needs statistics of a column an
+  earlier transform of the stage rewrote."""
+  stages, dirty = [[]], set()
   for i, op in enumerate(transforms):
     if op._analyzers(i) and dirty & set(op.columns):
-      stages.append(_Stage([]))
+      stages.append([])
       dirty = set()
-    stages[-1].ops.append((i, op))
-    dirty |= set(op.columns)
-  return [s for s in stages if s.ops]
+    stages[-1].append((i, op))
+    for col in op.columns:
+      dirty.update(op._outputs(col))
+  return [StagePlan(tuple(s)) for s in stages if s]
 
 
-def _to_dict(element) -> dict:
-  if isinstance(element, dict):
-    return dict(element)
-  if hasattr(element, '_asdict'):
-    return dict(element._asdict())
-  raise TypeError(
-      'MLTransform needs dicts, beam.Row or NamedTuples as elements, got '
-      f'{type(element).__name__}.')
+def _strips(stages: list[StagePlan]) -> list[frozenset]:
+  """For each stage, the columns that need not stay in the row dicts once
+  it has read its inputs: the transforms rewrite them, and no later stage
+  reads them raw."""
+  written, raw = set(), []
+  for stage in stages:
+    raw.append({c for c, _, _ in stage.reads()} - written)
+    written |= {out for _, op in stage.ops for c in op.columns
+                for out in op._outputs(c)}
+  return [frozenset(written - set().union(*raw[k + 1:]))
+          for k in range(len(stages))]
 
 
-def _kind_of(typ) -> Optional[str]:
-  """'float32' / 'int64' / 'bytes' for a column's declared type."""
-  typ = native_type_compatibility.convert_builtin_to_typing(typ)
-  if typing.get_origin(typ) in (list, Sequence, typing.Sequence,
-                                typing.List) and typing.get_args(typ):
-    typ = typing.get_args(typ)[0]
-  if isinstance(typ, np.dtype):
-    typ = typ.type
-  if isinstance(typ, type):
-    if issubclass(typ, (float, np.floating)):
-      return 'float32'
-    if issubclass(typ, (int, np.integer)):
-      return 'int64'
-    if issubclass(typ, (str, bytes, np.str_, np.bytes_)):
-      return 'bytes'
-  return None
-
-
-def _as_kind(value, kind: str) -> np.ndarray:
-  if kind == 'bytes':
-    items = value if isinstance(value, (list, tuple, np.ndarray)) else [value]
-    return np.asarray([
-        v.encode('utf-8') if isinstance(v, str) else v for v in items
-    ], dtype=object)
-  arr = np.asarray(value if isinstance(value, (list, tuple, np.ndarray)) else [value])
-  return arr.astype(np.float32 if kind == 'float32' else np.int64).reshape(-1)
-
-
-_BATCH_ROWS = 512
-
-
-class _ApplyStage(beam.DoFn):
-  """Applies one stage's transforms to rows, a few hundred at a time (each
-  row keeps its own timestamp and window); a row a transform fails on goes
-  to 'bad' when exception handling is on."""
-  def __init__(self, ops, final: bool, schema_kinds: Optional[dict],
-               catch, stats_dir: Optional[str], stage: int):
-    self._ops = ops
-    self._final = final
-    self._schema_kinds = schema_kinds
-    self._catch = catch
-    self._stats_dir = stats_dir
-    self._stage = stage
-    self._stats_id = None
-    self._ready = None
-
-  def setup(self):
-    if self._stats_dir is not None:  # read mode: statistics from the files
-      needs = any(op._analyzers(i) for i, op in self._ops)
-      stats = _artifacts.read_stage(self._stats_dir, self._stage) if needs else {}
-      self._ready = self._prepare(stats)
-
-  def _prepare(self, stats):
-    return {i: op._ready(stats, i) for i, op in self._ops}
-
-  def start_bundle(self):
-    self._buf = []
-
-  def process(self, element, ts=beam.DoFn.TimestampParam,
-              win=beam.DoFn.WindowParam, stats=None):
-    if stats is not None and id(stats) != self._stats_id:
-      self._ready, self._stats_id = self._prepare(stats), id(stats)
-    elif self._ready is None:
-      self._ready = self._prepare({})
-    self._buf.append((element, ts, win))
-    if len(self._buf) >= _BATCH_ROWS:
-      yield from self._flush()
-
-  def finish_bundle(self):
-    yield from self._flush()
-
-  def _flush(self):
-    buf, self._buf = self._buf, []
-    if not buf:
-      return
-    rows = [_to_dict(e) for e, _, _ in buf]
-    failed = [None] * len(rows)
-    for i, op in self._ops:
-      name = type(op).__name__
-      for col in op.columns:
-        live = [j for j in range(len(rows)) if failed[j] is None]
-        batch = None
-        if all(col in rows[j] for j in live):
-          try:
-            batch = op._apply_batch([rows[j][col] for j in live], col,
-                                    self._ready[i], i)
-          except Exception:  # pylint: disable=broad-except
-            batch = None  # the per-row path finds the bad rows
-        if batch is not None:
-          for j, out in zip(live, batch):
-            rows[j].update(out)
-          continue
-        for j in live:
-          try:
-            value = column_value(rows[j], col, name)
-            rows[j].update(op._apply(value, col, self._ready[i], i))
-          except Exception as e:  # pylint: disable=broad-except
-            if self._catch is None or not isinstance(e, self._catch):
-              raise
-            failed[j] = (e, name)
-    for (element, ts, win), row, fail in zip(buf, rows, failed):
-      if fail is not None:
-        e, name = fail
-        yield beam.pvalue.TaggedOutput('bad', WindowedValue(beam.Row(
-            element=element, msg=f'{type(e).__name__}: {e}',
-            stack=''.join(traceback.format_exception(e)),
-            transform_name=name), ts, (win, )))
-      else:
-        yield WindowedValue(self._finish(row), ts, (win, ))
-
-  def _finish(self, row):
-    if not self._final:
-      return row
-    if self._schema_kinds:
-      for col, kind in self._schema_kinds.items():
-        if col in row and not isinstance(row[col], np.ndarray) and kind:
-          row[col] = _as_kind(row[col], kind)
-    return beam.Row(**row)
+def _analyzers(plan: StagePlan) -> list:
+  return [a for i, op in plan.ops for a in op._analyzers(i)]
 
 
 class TFTProcessHandler(ProcessHandler):
@@ -293,7 +173,7 @@ class TFTProcessHandler(ProcessHandler):
             native_type_compatibility.match_is_named_tuple(element_type)):
       return None
     types = self._map_column_names_to_types(element_type)
-    return {c: _kind_of(t) for c, t in types.items()} if types else None
+    return {c: kind_of(t) for c, t in types.items()} if types else None
 
   def _output_type(self, schema_kinds):
     kinds = dict(schema_kinds)
@@ -339,29 +219,31 @@ class TFTProcessHandler(ProcessHandler):
                        SCHEMA_FILE),
           {'columns': {c: getattr(t, '__name__', str(t)) for c, t in types.items()}})
     stages = _plan(self.transforms)
-    rows, bad = raw_data, []
-    if schema_kinds:
-      # Rows of a schema'd PCollection would be encoded with its RowCoder
-      # between stages; as dicts they travel as they are.
-      rows = rows | 'ToDict' >> beam.Map(_to_dict).with_output_types(Any)
+    strips = _strips(stages)
+    first = raw_data | 'ToBlocks' >> beam.ParDo(
+        ToBlocks(stages[0], self._catch, strips[0])).with_outputs(
+            'bad', main='blocks')
+    blocks, bad = first.blocks, [first.bad]
     for k, stage in enumerate(stages):
       final = k == len(stages) - 1
       side = {}
-      analyzers = stage.analyzers
+      analyzers = _analyzers(stage)
       if produce and analyzers:
         stats = (
-            rows
-            | f'Stats{k}' >> ComputeStats(analyzers, self._catch is not None, _to_dict)
+            blocks
+            | f'Stats{k}' >> beam.CombineGlobally(StageStatsFn(analyzers))
             | f'WriteArtifacts{k}' >> beam.Map(
                 _write_stage, self.artifact_location, k, analyzers))
         side = {'stats': beam.pvalue.AsSingleton(stats)}
-      dofn = _ApplyStage(
-          stage.ops, final, schema_kinds, self._catch,
+      dofn = ApplyStage(
+          stage, None if final else (stages[k + 1], strips[k + 1]),
+          RowOutput(schema_kinds) if final else None, self._catch,
           None if produce else self.artifact_location, k)
-      out = rows | f'Apply{k}' >> beam.ParDo(dofn, **side).with_outputs(
+      out = blocks | f'Apply{k}' >> beam.ParDo(dofn, **side).with_outputs(
           'bad', main='good')
-      rows = out.good
+      blocks = out.good
       bad.append(out.bad)
+    rows = blocks
     if schema_kinds:
       rows = rows | 'Typed' >> beam.Map(lambda r: r).with_output_types(
           self._output_type(schema_kinds))

@@ -1,0 +1,186 @@
+"""Blocks: many rows of an MLTransform at once, read column by column.
+
+A block holds the rows (dicts, or one Arrow table for columnar input), each
+row's timestamp and windows (one value when all rows share it), the columns
+the current stage reads (``inputs``, converted and checked once) and the
+columns the transforms wrote (``written``). Rows that cannot be read are
+taken out of the block and reported (``Failure``) so that they can go to the
+dead-letter output.
+
+Once the first stage has read its columns, the row dicts keep only the
+columns no transform rewrites (``strip``): the rest travels as columns.
+A pickled block carries its rows as one pickled blob, unpickled only where
+they are used (the statistics pass never unpickles them).
+"""
+from __future__ import annotations
+
+import pickle
+from dataclasses import dataclass, field
+from typing import Any, Optional, Union
+
+import numpy as np
+import pyarrow as pa
+
+from ._arrow import read_arrow
+from ._columns import Column, Missing, Reader, convert, read_cells
+
+ROWS, ARROW_BATCH, ARROW_TABLE, PANDAS = 'rows', 'arrow_batch', 'arrow_table', 'pandas'
+
+
+@dataclass
+class Failure:
+  """A row taken out of a block: its element, where it was, why."""
+  element: Any
+  timestamp: Any
+  windows: Any
+  error: BaseException
+  transform: str
+
+
+@dataclass
+class Block:
+  n: int
+  rows: Optional[list]  # row dicts (what no transform rewrites), or None
+  table: Optional[pa.Table]  # columnar input
+  form: str  # ROWS / ARROW_BATCH / ARROW_TABLE / PANDAS
+  timestamps: Union[list, Any]  # per row, or one shared value
+  windows: Union[list, Any]  # per row, or one shared value
+  inputs: dict = field(default_factory=dict)  # (column, Reader) -> Column
+  written: dict = field(default_factory=dict)  # column -> Column
+
+  @classmethod
+  def of_rows(cls, rows: list, timestamps, windows) -> 'Block':
+    """``timestamps``/``windows``: one per row, or one shared by all."""
+    return cls(len(rows), rows, None, ROWS, timestamps, windows)
+
+  def __len__(self) -> int:
+    return self.n
+
+  def __getstate__(self):
+    state = dict(self.__dict__)
+    if isinstance(state['rows'], list):
+      state['rows'] = _Pickled(pickle.dumps(state['rows'], pickle.HIGHEST_PROTOCOL))
+    return state
+
+  def row_dicts(self) -> Optional[list]:
+    """The row dicts (None when every column travels as a column)."""
+    if isinstance(self.rows, _Pickled):
+      self.rows = pickle.loads(self.rows.blob)
+    return self.rows
+
+  # -- reading -----------------------------------------------------------------
+  def raw_cells(self, column: str) -> list:
+    """The cells of ``column`` in every row (``Missing`` where a row lacks it)."""
+    rows = self.row_dicts() or [{}] * self.n
+    try:
+      return [r[column] for r in rows]
+    except (KeyError, TypeError):
+      return [r[column] if column in r else Missing(r) for r in rows]
+
+  def read(self, column: str, reader: Reader, transform: str) -> list[Failure]:
+    """Converts ``column`` for ``reader`` (once per block); the rows it
+    cannot be read from are taken out of the block and returned."""
+    key = (column, reader)
+    if key in self.inputs:
+      return []
+    if column in self.written:
+      col, bad = convert(self.written[column], reader, column, transform), {}
+    elif self.table is not None:
+      if column in self.table.column_names:
+        col, bad = read_arrow(self.table.column(column), reader, column,
+                              transform)
+      else:
+        col, bad = read_cells([Missing(None)] * self.n, reader, column,
+                              transform)
+    else:
+      col, bad = read_cells(self.raw_cells(column), reader, column, transform)
+    failures = self.drop({i: (e, transform) for i, e in bad.items()})
+    self.inputs[key] = col
+    return failures
+
+  def column(self, column: str, reader: Reader) -> Column:
+    return self.inputs[(column, reader)]
+
+  def write(self, column: str, col: Column) -> None:
+    """Sets a transform's output column (later reads of it see this)."""
+    self.written[column] = col
+    if any(k[0] == column for k in self.inputs):
+      self.inputs = {k: v for k, v in self.inputs.items() if k[0] != column}
+
+  def strip(self, columns: frozenset) -> None:
+    """Drops ``columns`` from the row dicts (they travel as columns now)."""
+    rows = self.row_dicts()
+    if rows is None or not columns:
+      return
+    if all(r.keys() <= columns for r in rows):
+      self.rows = None
+    else:
+      self.rows = [{k: v for k, v in r.items() if k not in columns} for r in rows]
+
+  def copy(self) -> 'Block':
+    """A copy that can be changed without changing this block (columns and
+    rows are never changed in place, only replaced)."""
+    return Block(self.n, self.row_dicts(), self.table, self.form, self.timestamps,
+                 self.windows, dict(self.inputs), dict(self.written))
+
+  # -- taking rows out ---------------------------------------------------------
+  def drop(self, bad: dict[int, tuple[Exception, str]]) -> list[Failure]:
+    """Takes the rows in ``bad`` (row -> (error, transform)) out of the
+    block, its columns included."""
+    if not bad:
+      return []
+    keep = np.array([i for i in range(self.n) if i not in bad], dtype=np.int64)
+    failures = [
+        Failure(self.element(i), self.timestamp(i), self.window(i), e, name)
+        for i, (e, name) in sorted(bad.items())
+    ]
+    self._keep_rows(keep)
+    return failures
+
+  def select(self, keep: np.ndarray) -> 'Block':
+    """A new block of the rows ``keep`` (sorted indices), columns included."""
+    out = self.copy()
+    out._keep_rows(keep)
+    return out
+
+  def _keep_rows(self, keep: np.ndarray) -> None:
+    index = keep.tolist()
+    rows = self.row_dicts()
+    if rows is not None:
+      self.rows = [rows[i] for i in index]
+    if self.table is not None:
+      self.table = self.table.take(pa.array(keep, pa.int64()))
+    if isinstance(self.timestamps, list):
+      self.timestamps = [self.timestamps[i] for i in index]
+    if isinstance(self.windows, list):
+      self.windows = [self.windows[i] for i in index]
+    self.inputs = {k: c.take(keep) for k, c in self.inputs.items()}
+    self.written = {k: c.take(keep) for k, c in self.written.items()}
+    self.n = len(index)
+
+  def element(self, i: int) -> Any:
+    """Row ``i`` as the transforms see it (for the dead-letter output)."""
+    if self.table is not None:
+      return self.table.slice(i, 1).to_pylist()[0]
+    rows = self.row_dicts()
+    row = dict(rows[i]) if rows is not None else {}
+    for (name, _), col in self.inputs.items():
+      row.setdefault(name, _cell(col, i))
+    for name, col in self.written.items():
+      row[name] = _cell(col, i)
+    return row
+
+  def timestamp(self, i: int):
+    return self.timestamps[i] if isinstance(self.timestamps, list) else self.timestamps
+
+  def window(self, i: int):
+    return self.windows[i] if isinstance(self.windows, list) else self.windows
+
+
+@dataclass
+class _Pickled:
+  blob: bytes
+
+
+def _cell(col: Column, i: int):
+  return col.take(np.array([i])).cells()[0]

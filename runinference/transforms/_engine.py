@@ -1,0 +1,298 @@
+"""The columnar engine of MLTransform's column transforms.
+
+``ToBlocks`` gathers rows (or takes Arrow / pandas batches as they are) into
+blocks and reads the columns the first stage needs; ``ApplyStage`` applies a
+stage's transforms to whole columns and either hands the block to the next
+stage or emits the rows. A row that cannot be read or transformed goes to
+the ``bad`` output as ``beam.Row(element, msg, stack, transform_name)`` with
+its own timestamp and windows; when a vectorized transform fails on a block,
+the block is bisected to find the rows it fails on.
+"""
+from __future__ import annotations
+
+import traceback
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import apache_beam as beam
+import numpy as np
+from apache_beam.transforms.window import GlobalWindow
+from apache_beam.utils.timestamp import MIN_TIMESTAMP
+from apache_beam.utils.windowed_value import WindowedValue
+
+from ._blocks import ARROW_BATCH, ARROW_TABLE, PANDAS, Block, Failure
+from ._emit import GcPause
+from ._errors import ColumnTypeError
+
+BAD = 'bad'
+BLOCK_ROWS = 4096
+
+
+@dataclass(frozen=True)
+class StagePlan:
+  """One stage: its transforms (index in the MLTransform, transform) and the
+  raw columns it reads before any of its transforms rewrote them."""
+  ops: tuple
+
+  def reads(self) -> list:
+    """(column, reader, transform name) of each first read of a column not
+    yet rewritten in this stage."""
+    written, out = set(), []
+    for _, op in self.ops:
+      for col in op.columns:
+        if col not in written:
+          out.append((col, op._reader, type(op).__name__))
+      for col in op.columns:
+        written.update(op._outputs(col))
+    return out
+
+
+def _to_dict(element) -> dict:
+  if isinstance(element, dict):
+    return element
+  if hasattr(element, '_asdict'):
+    return dict(element._asdict())
+  raise ColumnTypeError(
+      'MLTransform needs dicts, beam.Row or NamedTuples as elements (or '
+      'pyarrow RecordBatches/Tables or pandas DataFrames), got '
+      f'{type(element).__name__}: {element!r:.80}.')
+
+
+def _columnar_form(element) -> Optional[str]:
+  if type(element) is dict:  # pylint: disable=unidiomatic-typecheck
+    return None
+  module = type(element).__module__
+  if module.startswith('pyarrow'):
+    import pyarrow as pa
+    if isinstance(element, pa.RecordBatch):
+      return ARROW_BATCH
+    if isinstance(element, pa.Table):
+      return ARROW_TABLE
+  elif module.startswith('pandas'):
+    import pandas as pd
+    if isinstance(element, pd.DataFrame):
+      return PANDAS
+  return None
+
+
+def _columnar_block(element, form: str, wv) -> Block:
+  import pyarrow as pa
+  if form == ARROW_BATCH:
+    table = pa.Table.from_batches([element])
+  elif form == PANDAS:
+    table = pa.Table.from_pandas(element, preserve_index=False)
+  else:
+    table = element
+  return Block(table.num_rows, None, table, form, wv.timestamp, wv.windows)
+
+
+def dead_letter(f: Failure) -> WindowedValue:
+  row = beam.Row(
+      element=f.element, msg=f'{type(f.error).__name__}: {f.error}',
+      stack=''.join(traceback.format_exception(f.error)),
+      transform_name=f.transform)
+  return beam.pvalue.TaggedOutput(BAD, WindowedValue(row, f.timestamp, f.windows))
+
+
+class _Failures:
+  """Where rows that fail go: the dead-letter output, or an error."""
+  def __init__(self, catch):
+    self._catch = catch
+
+  def route(self, failures: list[Failure]):
+    for f in failures:
+      if self._catch is None or not isinstance(f.error, self._catch):
+        raise f.error
+      yield dead_letter(f)
+
+
+def read_stage_inputs(block: Block, plan: Optional[StagePlan]) -> list[Failure]:
+  """Reads the raw columns of a stage; rows that fail are taken out."""
+  failures = []
+  if plan is None:
+    return failures
+  for column, reader, name in plan.reads():
+    failures.extend(block.read(column, reader, name))
+  for _, op in plan.ops:
+    if op._analyzers(0):
+      for column in op.columns:
+        if (column, op._reader) in block.inputs:
+          col = block.column(column, op._reader)
+          bad = op._row_errors(col, column, None)
+          failures.extend(block.drop({i: (e, type(op).__name__)
+                                      for i, e in bad.items()}))
+  return failures
+
+
+def _stamps_and_windows(buf: list) -> tuple:
+  """Timestamps and windows of buffered values: one value each when all rows
+  share it (the usual case, cheap to carry), else one per row."""
+  first = buf[0]
+  micros = first.timestamp_micros
+  if all(wv.timestamp_micros == micros for wv in buf):
+    stamps = first.timestamp
+  else:
+    stamps = [wv.timestamp for wv in buf]
+  wins = first.windows
+  if not all(wv.windows is wins or wv.windows == wins for wv in buf):
+    wins = [wv.windows for wv in buf]
+  return stamps, wins
+
+
+class ToBlocks(beam.DoFn):
+  """Rows -> blocks of up to ``BLOCK_ROWS`` rows with the first stage's
+  columns read; columnar elements become one block each."""
+  def __init__(self, plan: StagePlan, catch, strip: frozenset = frozenset(),
+               block_rows: int = BLOCK_ROWS):
+    self._plan = plan
+    self._strip = strip
+    self._failures = _Failures(catch)
+    self._block_rows = block_rows
+    self._first = type(plan.ops[0][1]).__name__
+
+  def setup(self):
+    self._gc = GcPause()
+
+  def start_bundle(self):
+    self._buf = []
+    self._gc.resume()
+
+  def process(self, element, wv=beam.DoFn.WindowedValueParam):
+    form = _columnar_form(element)
+    if form is not None:
+      yield from self._emit(_columnar_block(element, form, wv))
+      return
+    if not self._buf:
+      self._gc.pause()
+    self._buf.append(wv)
+    if len(self._buf) >= self._block_rows:
+      yield from self._flush()
+
+  def finish_bundle(self):
+    yield from self._flush()
+
+  def teardown(self):
+    self._gc.resume()
+
+  def _flush(self):
+    buf, self._buf = self._buf, []
+    try:
+      yield from self._flush_rows(buf)
+    finally:
+      self._gc.resume()
+
+  def _flush_rows(self, buf: list):
+    if not buf:
+      return
+    rows = [wv.value for wv in buf]
+    if not all(type(r) is dict for r in rows):  # pylint: disable=unidiomatic-typecheck
+      good, rows, failures = [], [], []
+      for wv in buf:
+        try:
+          rows.append(_to_dict(wv.value))
+          good.append(wv)
+        except Exception as e:  # pylint: disable=broad-except
+          failures.append(Failure(wv.value, wv.timestamp, wv.windows, e,
+                                  self._first))
+      yield from self._failures.route(failures)
+      buf = good
+    if rows:
+      yield from self._emit(Block.of_rows(rows, *_stamps_and_windows(buf)))
+
+  def _emit(self, block: Block):
+    yield from self._failures.route(read_stage_inputs(block, self._plan))
+    block.strip(self._strip)
+    if len(block):
+      yield WindowedValue(block, MIN_TIMESTAMP, (GlobalWindow(), ))
+
+
+class ApplyStage(beam.DoFn):
+  """Applies one stage to blocks: the next stage's block, or (last stage)
+  the rows / batches."""
+  def __init__(self, plan: StagePlan, next_stage: Optional[tuple],
+               output, catch, stats_dir: Optional[str], stage: int):
+    self._plan = plan
+    # (plan of the next stage, columns to strip once it read them)
+    self._next = next_stage
+    self._output = output  # RowOutput of the last stage, else None
+    self._catch = catch
+    self._failures = _Failures(catch)
+    self._stats_dir = stats_dir
+    self._stage = stage
+    self._ready = None
+    self._stats_id = None
+
+  def setup(self):
+    if self._stats_dir is not None:  # read mode: statistics from the files
+      from . import _artifacts
+      needs = any(op._analyzers(i) for i, op in self._plan.ops)
+      stats = _artifacts.read_stage(self._stats_dir, self._stage) if needs else {}
+      self._ready = self._prepare(stats)
+
+  def _prepare(self, stats):
+    return {i: op._ready(stats, i) for i, op in self._plan.ops}
+
+  def process(self, block: Block, stats=None):
+    if stats is not None and id(stats) != self._stats_id:
+      self._ready, self._stats_id = self._prepare(stats), id(stats)
+    elif self._ready is None:
+      self._ready = self._prepare({})
+    for part, failures in self._apply(block):
+      yield from self._failures.route(failures)
+      if part is None or not len(part):
+        continue
+      if self._output is None:
+        plan, strip = self._next
+        yield from self._failures.route(read_stage_inputs(part, plan))
+        part.strip(strip)
+        if len(part):
+          yield WindowedValue(part, MIN_TIMESTAMP, (GlobalWindow(), ))
+      else:
+        yield from self._output.emit(part)
+
+  def _apply(self, block: Block):
+    """(block after the stage, failures) pairs: one, or several when a
+    failing block was bisected."""
+    work = block.copy()
+    try:
+      failures = apply_ops(work, self._plan, self._ready)
+    except _OpFailed as failed:
+      if self._catch is None or not isinstance(failed.error, self._catch):
+        raise failed.error from None
+      if len(block) == 1:
+        yield None, [Failure(block.element(0), block.timestamp(0),
+                             block.window(0), failed.error, failed.name)]
+        return
+      half = len(block) // 2
+      for rows in (np.arange(half), np.arange(half, len(block))):
+        yield from self._apply(block.select(rows))
+      return
+    yield work, failures
+
+
+class _OpFailed(Exception):
+  def __init__(self, error: BaseException, name: str):
+    super().__init__(str(error))
+    self.error, self.name = error, name
+
+
+def apply_ops(block: Block, plan: StagePlan, ready: dict) -> list[Failure]:
+  """Applies a stage's transforms to ``block`` in place; returns the rows
+  taken out (unreadable, or refused by a transform)."""
+  failures = []
+  for i, op in plan.ops:
+    name = type(op).__name__
+    for column in op.columns:
+      failures.extend(block.read(column, op._reader, name))
+      col = block.column(column, op._reader)
+      bad = op._row_errors(col, column, ready[i])
+      if bad:
+        failures.extend(block.drop({j: (e, name) for j, e in bad.items()}))
+        col = block.column(column, op._reader)
+      try:
+        outs = op._apply_column(col, column, ready[i], i)
+      except Exception as e:  # pylint: disable=broad-except
+        raise _OpFailed(e, name) from e
+      for out_name, out in outs.items():
+        block.write(out_name, out)
+  return failures
