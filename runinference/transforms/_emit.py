@@ -103,6 +103,11 @@ class RowOutput:
     wins = block.windows if isinstance(block.windows, list) else \
         itertools.repeat(block.windows, n)
     row_cls = beam.Row
+    # One WindowedValue copied per row (C) when all rows share timestamp and
+    # windows: building each from a Timestamp costs more than the row.
+    shared = None
+    if not isinstance(block.timestamps, list) and not isinstance(block.windows, list):
+      shared = WindowedValue(None, block.timestamps, block.windows)
     with gc_paused():
       for row, ts, win, *values in zip(rows, stamps, wins, *cells):
         out = dict(row)
@@ -110,7 +115,10 @@ class RowOutput:
         for col, kind in kinds:
           if col in out and not isinstance(out[col], np.ndarray):
             out[col] = as_kind(out[col], kind)
-        yield WindowedValue(row_cls(**out), ts, win)
+        if shared is not None:
+          yield shared.with_value(row_cls(**out))
+        else:
+          yield WindowedValue(row_cls(**out), ts, win)
 
   @staticmethod
   def _table(block: Block) -> Any:

@@ -56,17 +56,18 @@ def _plan(transforms: list) -> list[StagePlan]:
   return [StagePlan(tuple(s)) for s in stages if s]
 
 
-def _strips(stages: list[StagePlan]) -> list[frozenset]:
-  """For each stage, the columns that need not stay in the row dicts once
-  it has read its inputs: the transforms rewrite them, and no later stage
-  reads them raw."""
-  written, raw = set(), []
-  for stage in stages:
-    raw.append({c for c, _, _ in stage.reads()} - written)
+def _later_raw_reads(stages: list[StagePlan]) -> tuple:
+  """The raw columns later stages read (column, reader, transform): read
+  with the first stage's, so that a row any stage cannot read is taken out
+  before any statistics are computed; and every column a transform writes
+  (the row dicts need not keep those once read)."""
+  written, later = set(), []
+  for k, stage in enumerate(stages):
+    if k:
+      later.extend(r for r in stage.reads() if r[0] not in written)
     written |= {out for _, op in stage.ops for c in op.columns
                 for out in op._outputs(c)}
-  return [frozenset(written - set().union(*raw[k + 1:]))
-          for k in range(len(stages))]
+  return tuple(later), frozenset(written)
 
 
 def _analyzers(plan: StagePlan) -> list:
@@ -219,9 +220,9 @@ class TFTProcessHandler(ProcessHandler):
                        SCHEMA_FILE),
           {'columns': {c: getattr(t, '__name__', str(t)) for c, t in types.items()}})
     stages = _plan(self.transforms)
-    strips = _strips(stages)
+    later, written = _later_raw_reads(stages)
     first = raw_data | 'ToBlocks' >> beam.ParDo(
-        ToBlocks(stages[0], self._catch, strips[0])).with_outputs(
+        ToBlocks(stages[0], self._catch, later, written)).with_outputs(
             'bad', main='blocks')
     blocks, bad = first.blocks, [first.bad]
     for k, stage in enumerate(stages):
@@ -233,10 +234,11 @@ class TFTProcessHandler(ProcessHandler):
             blocks
             | f'Stats{k}' >> beam.CombineGlobally(StageStatsFn(analyzers))
             | f'WriteArtifacts{k}' >> beam.Map(
-                _write_stage, self.artifact_location, k, analyzers))
+                _write_stage, self.artifact_location, k,
+                analyzers).with_output_types(dict))
         side = {'stats': beam.pvalue.AsSingleton(stats)}
       dofn = ApplyStage(
-          stage, None if final else (stages[k + 1], strips[k + 1]),
+          stage, None if final else stages[k + 1],
           RowOutput(schema_kinds) if final else None, self._catch,
           None if produce else self.artifact_location, k)
       out = blocks | f'Apply{k}' >> beam.ParDo(dofn, **side).with_outputs(
