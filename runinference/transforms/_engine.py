@@ -80,7 +80,10 @@ def _columnar_block(element, form: str, wv) -> Block:
   if form == ARROW_BATCH:
     table = pa.Table.from_batches([element])
   elif form == PANDAS:
-    table = pa.Table.from_pandas(element, preserve_index=False)
+    # Without pandas' metadata: it would turn rewritten columns back into
+    # their old dtypes in to_pandas().
+    table = pa.Table.from_pandas(
+        element, preserve_index=False).replace_schema_metadata(None)
   else:
     table = element
   return Block(table.num_rows, None, table, form, wv.timestamp, wv.windows)
