@@ -45,6 +45,13 @@ def as_kind(value, kind: str) -> np.ndarray:
   return arr.astype(np.float32 if kind == 'float32' else np.int64).reshape(-1)
 
 
+def _new_row(fields: dict) -> beam.Row:
+  """``beam.Row(**fields)`` without copying the dict twice."""
+  row = object.__new__(beam.Row)
+  row.__dict__ = fields
+  return row
+
+
 @contextmanager
 def gc_paused():
   """The cyclic GC off while a block's rows are built: thousands of new
@@ -97,28 +104,30 @@ class RowOutput:
     cells = [block.written[n].cells() for n in names]
     kinds = [(c, k) for c, k in self._kinds.items() if c not in block.written]
     n = len(block)
-    rows = block.row_dicts() or itertools.repeat({}, n)
+    rows = block.row_dicts()
     stamps = block.timestamps if isinstance(block.timestamps, list) else \
         itertools.repeat(block.timestamps, n)
     wins = block.windows if isinstance(block.windows, list) else \
         itertools.repeat(block.windows, n)
-    row_cls = beam.Row
     # One WindowedValue copied per row (C) when all rows share timestamp and
     # windows: building each from a Timestamp costs more than the row.
     shared = None
     if not isinstance(block.timestamps, list) and not isinstance(block.windows, list):
       shared = WindowedValue(None, block.timestamps, block.windows)
     with gc_paused():
-      for row, ts, win, *values in zip(rows, stamps, wins, *cells):
-        out = dict(row)
-        out.update(zip(names, values))
+      for row, ts, win, *values in zip(rows or itertools.repeat(None, n), stamps,
+                                       wins, *cells):
+        if row is None:
+          out = dict(zip(names, values))
+        else:
+          out = dict(row)
+          out.update(zip(names, values))
         for col, kind in kinds:
           if col in out and not isinstance(out[col], np.ndarray):
             out[col] = as_kind(out[col], kind)
-        if shared is not None:
-          yield shared.with_value(row_cls(**out))
-        else:
-          yield WindowedValue(row_cls(**out), ts, win)
+        value = _new_row(out)
+        yield (shared.with_value(value) if shared is not None else
+               WindowedValue(value, ts, win))
 
   @staticmethod
   def _table(block: Block) -> Any:
