@@ -85,7 +85,14 @@ def _manifest_of(loc, path):
 
 
 def _reseal(loc, path):
-  """Re-records ``path`` in its manifest, as someone editing both would."""
+  """Re-records ``path`` in its manifest (attributes.json: its own digest),
+  as someone editing both would."""
+  if path == loc / 'attributes.json':
+    body = json.loads(path.read_text())
+    body.pop('sha256', None)
+    canonical = json.dumps(body, sort_keys=True, separators=(',', ':')).encode()
+    path.write_text(json.dumps({**body, 'sha256': hashlib.sha256(canonical).hexdigest()}))
+    return
   manifest, rel = _manifest_of(loc, path)
   payload = json.loads(manifest.read_text())
   data = path.read_bytes()
@@ -323,17 +330,52 @@ def test_every_written_file_is_in_a_manifest_with_its_digest(written):
         for rel, e in payload['files'].items():
           recorded[os.path.normpath(os.path.join(folder, rel))] = e
   files = [os.path.join(f, n) for f, _, ns in os.walk(written) for n in ns
-           if not (n == 'manifest.json' or n.startswith('manifest_stage'))]
+           if not (n == 'manifest.json' or n.startswith('manifest_stage'))
+           and f != str(written)]
   names = {os.path.basename(f) for f in files}
-  assert {'attributes.json', 'transforms.json', 'schema.json', 'stats_stage0.json'} <= names
+  assert {'transforms.json', 'schema.json', 'stats_stage0.json'} <= names
   assert sorted(recorded) == sorted(files)
   for path in files:
     data = open(path, 'rb').read()
     assert recorded[path] == {'sha256': hashlib.sha256(data).hexdigest(), 'size': len(data)}
 
 
+def test_attributes_json_carries_its_own_digest_and_stands_alone(written):
+  # Beam's tests list the artifact folder: attributes.json and one folder per
+  # step, nothing else.
+  assert sorted(p.name for p in written.iterdir() if p.is_file()) == ['attributes.json']
+  payload = json.loads((written / 'attributes.json').read_text())
+  digest = payload.pop('sha256')
+  canonical = json.dumps(payload, sort_keys=True, separators=(',', ':')).encode()
+  assert digest == hashlib.sha256(canonical).hexdigest()
+
+
+@pytest.mark.parametrize('damage', ['changed', 'truncated', 'missing', 'unsealed'])
+def test_a_damaged_attributes_json_is_an_error_naming_it(loc, damage):
+  path = loc / 'attributes.json'
+  payload = json.loads(path.read_text())
+  if damage == 'missing':
+    path.unlink()
+    with pytest.raises(ArtifactNotFoundError, match=re.escape(str(path))):
+      _build(loc)
+    return
+  if damage == 'changed':
+    payload['steps'][0]['dir'] = payload['steps'][0]['dir']  # same dir, reordered keys
+    payload['format'] = payload['format'] + ' '
+    path.write_text(json.dumps(payload))
+    match = re.escape(f'{path} was changed after it was written')
+  elif damage == 'unsealed':
+    del payload['sha256']
+    path.write_text(json.dumps(payload))
+    match = re.escape(f'{path} carries no SHA-256 of its content')
+  else:
+    path.write_bytes(path.read_bytes()[:40])
+    match = re.escape(f'{path} is malformed JSON')
+  with pytest.raises(ArtifactFormatError, match=match):
+    _build(loc)
+
+
 _FILES = {
-    'attributes.json': lambda loc: loc / 'attributes.json',
     'transforms.json': lambda loc: _step_dir(loc) / 'transforms.json',
     'stats': lambda loc: _step_dir(loc) / 'stats_stage0.json',
     'vocabulary': _vocab,
@@ -389,9 +431,10 @@ def test_read_stage_checks_the_vocabulary_size_on_its_own(loc):
 
 @pytest.mark.parametrize('which', ['attributes.json', 'transforms.json', 'stats'])
 def test_malformed_json_names_the_file_and_position(loc, which):
-  path = _FILES[which](loc)
+  path = loc / 'attributes.json' if which == 'attributes.json' else _FILES[which](loc)
   path.write_text('{"format": ')
-  _reseal(loc, path)
+  if which != 'attributes.json':  # its digest is inside: nothing to reseal
+    _reseal(loc, path)
   with pytest.raises(ArtifactFormatError,
                      match=re.escape(f'{path} is malformed JSON: Expecting value at line 1 '
                                      'column 12 (char 11)')):
@@ -410,10 +453,9 @@ def test_a_statistic_missing_a_key_is_an_error_naming_file_and_entry(loc):
     _build(loc)
 
 
-@pytest.mark.parametrize('which', ['root', 'step', 'stage'])
+@pytest.mark.parametrize('which', ['step', 'stage'])
 def test_a_missing_manifest_says_the_artifacts_cannot_be_trusted(loc, which):
-  path = {'root': loc / 'manifest.json',
-          'step': _step_dir(loc) / 'manifest.json',
+  path = {'step': _step_dir(loc) / 'manifest.json',
           'stage': _step_dir(loc) / 'manifest_stage0.json'}[which]
   path.unlink()
   with pytest.raises(ArtifactNotFoundError,

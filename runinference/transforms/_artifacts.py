@@ -15,6 +15,7 @@ Layout under a handler's artifact directory::
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -44,6 +45,44 @@ def write_json(path: str, payload: Any) -> None:
   _manifest.write_bytes(path, data)
   _manifest.record(os.path.dirname(path), _manifest.MANIFEST_FILE,
                    {os.path.basename(path): _manifest.entry(data)})
+
+
+def write_sealed_json(path: str, payload: dict) -> None:
+  """Writes ``path`` with its own SHA-256 inside (``"sha256"`` of the rest):
+  for a file whose folder holds nothing else of ours (an MLTransform's
+  ``attributes.json`` beside its step folders), so that no manifest is added
+  to a folder users list."""
+  body = {k: v for k, v in payload.items() if k != 'sha256'}
+  digest = hashlib.sha256(_canonical(body)).hexdigest()
+  _manifest.write_bytes(path, json.dumps(
+      {**body, 'sha256': digest}, indent=1).encode('utf-8'))
+
+
+def read_sealed_json(path: str, what: str) -> dict:
+  """Reads a file ``write_sealed_json`` wrote, checked against its digest."""
+  if not FileSystems.exists(path):
+    raise ArtifactNotFoundError(
+        f'{what} not found at {path}. Run the pipeline with '
+        'write_artifact_location set to this location first, then read it '
+        'with read_artifact_location.')
+  payload = _manifest.parse_json(_manifest.read_bytes(path), path)
+  if not isinstance(payload, dict) or 'sha256' not in payload:
+    raise ArtifactFormatError(
+        f'{path} carries no SHA-256 of its content: it was not written by '
+        'this version of runinference.transforms, or was edited. Run write '
+        'mode again.')
+  body = {k: v for k, v in payload.items() if k != 'sha256'}
+  found = hashlib.sha256(_canonical(body)).hexdigest()
+  if found != payload['sha256']:
+    raise ArtifactFormatError(
+        f'{path} was changed after it was written: its content has SHA-256 '
+        f'{found}, the file records {payload["sha256"]}. Run write mode again '
+        'rather than editing artifacts.')
+  return body
+
+
+def _canonical(payload: dict) -> bytes:
+  return json.dumps(payload, sort_keys=True, separators=(',', ':')).encode('utf-8')
 
 
 def read_json(path: str, what: str) -> Any:
@@ -98,7 +137,8 @@ def check_read_dir(directory: str) -> list:
 def read_attributes(path: str) -> list:
   """The steps of an MLTransform's ``attributes.json``, once they and all
   they point to are checked (nothing is built here)."""
-  payload = read_json(path, f'MLTransform artifacts ({os.path.basename(path)})')
+  payload = read_sealed_json(
+      path, f'MLTransform artifacts ({os.path.basename(path)})')
   fmt = payload.get('format') if isinstance(payload, dict) else None
   if fmt != FORMAT:
     raise ArtifactFormatError(

@@ -292,7 +292,7 @@ class _JsonTransformAttributeManager:
           'location (each MLTransform in write mode needs its own).')
     if steps is None:
       steps = [_step_json(p, artifact_location) for p in ptransform_list]
-    _artifacts.write_json(path, {'format': _artifacts.FORMAT, 'steps': steps})
+    _artifacts.write_sealed_json(path, {'format': _artifacts.FORMAT, 'steps': steps})
 
   @staticmethod
   def load_attributes(artifact_location):
