@@ -88,7 +88,10 @@ def child(variant: str, shape: str, source: str, rows: int, vocab: int,
   impl, mode = variant.split('_')
   import apache_beam as beam
   from apache_beam.metrics import Metrics
-  if impl == 'reference':
+  if impl == 'noop':  # the same source and sink without MLTransform
+    from runinference.transforms import tft
+    version = {}
+  elif impl == 'reference':
     import tensorflow_transform
     from apache_beam.ml.transforms import tft
     from apache_beam.ml.transforms.base import MLTransform
@@ -98,7 +101,9 @@ def child(variant: str, shape: str, source: str, rows: int, vocab: int,
     from runinference.transforms.base import MLTransform
     version = {}
   loc = os.path.join(artifacts, impl)
-  if mode == 'write':
+  if impl == 'noop':
+    mlt = beam.Map(lambda row: row)
+  elif mode == 'write':
     shutil.rmtree(loc, ignore_errors=True)
     os.makedirs(loc)
     # scalar1 is not split: the reference fails a batch whose rows all split
@@ -156,13 +161,17 @@ def _commit() -> str:
 def summarize(runs: dict, best: dict, mode: str) -> dict:
   ours, ref = f'ours_{mode}', f'reference_{mode}'
   ratios = pair_ratios(runs, best, [(ours, ref)], 'rows_per_s')
+  ceiling = pair_ratios(runs, best, [(ours, 'noop_write')], 'rows_per_s') \
+      if 'noop_write' in runs else {}
   rss = {v: max((r['peak_rss_mb'] for r in runs.get(v, []) if 'error' not in r),
                 default=None) for v in (ours, ref)}
   out = {'ours_rows_per_s': best.get(ours, {}).get('rows_per_s'),
          'reference_rows_per_s': best.get(ref, {}).get('rows_per_s'),
          'median_ratio': ratios[f'{ours}/{ref} (median of rounds)'],
          'best_ratio': ratios[f'{ours}/{ref}'],
-         'ours_peak_rss_mb': rss[ours], 'reference_peak_rss_mb': rss[ref]}
+         'ours_peak_rss_mb': rss[ours], 'reference_peak_rss_mb': rss[ref],
+         'noop_rows_per_s': best.get('noop_write', {}).get('rows_per_s'),
+         'ours_vs_noop_median': ceiling.get(f'{ours}/noop_write (median of rounds)')}
   if out['median_ratio'] is None or rss[ref] is None or rss[ours] is None:
     out['goal'] = 'n/a'
   else:
@@ -181,7 +190,9 @@ def line(case: str, mode: str, s: dict) -> str:
           f'{num(s["reference_rows_per_s"], ",.0f"):>8}/s '
           f'{num(s["reference_peak_rss_mb"], ",.0f"):>6} MB | median '
           f'{num(s["median_ratio"], ".2f"):>6}x best {num(s["best_ratio"], ".2f"):>6}x'
-          f' | goal {s["goal"]}')
+          f' | goal {s["goal"]}' + (
+              f' | ours/no-op pipeline {num(s["ours_vs_noop_median"], ".2f")}x'
+              if s.get('ours_vs_noop_median') is not None else ''))
 
 
 def main(argv=None) -> int:
@@ -200,6 +211,9 @@ def main(argv=None) -> int:
   ap.add_argument('--modes', nargs='+', choices=('write', 'read'),
                   default=['write', 'read'], help='default both')
   ap.add_argument('--rounds', type=int, default=3)
+  ap.add_argument('--noop', action='store_true',
+                  help='also run the same source and sink without MLTransform '
+                  '(the ceiling any MLTransform can reach on this runner)')
   ap.add_argument('--reference-python', default=None,
                   help='python of the tensorflow-transform venv (omit: ours only)')
   ap.add_argument('--scratch', default=os.path.join(tempfile.gettempdir(),
@@ -230,6 +244,8 @@ def main(argv=None) -> int:
       [str(REPO)] + [x for x in [os.environ.get('PYTHONPATH')] if x])
   impls = ['ours'] + (['reference'] if args.reference_python else [])
   variants = [f'{i}_{m}' for m in args.modes for i in impls]
+  if args.noop:
+    variants.append('noop_write')
   pythons = {f'reference_{m}': args.reference_python for m in args.modes}
   report = {'when': datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='minutes'),
             'commit': _commit(), 'loadavg_at_start': os.getloadavg(),

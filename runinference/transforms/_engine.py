@@ -59,8 +59,6 @@ def _to_dict(element) -> dict:
 
 
 def _columnar_form(element) -> Optional[str]:
-  if type(element) is dict:  # pylint: disable=unidiomatic-typecheck
-    return None
   module = type(element).__module__
   if module.startswith('pyarrow'):
     import pyarrow as pa
@@ -165,10 +163,11 @@ class ToBlocks(beam.DoFn):
     self._gc.resume()
 
   def process(self, element, wv=beam.DoFn.WindowedValueParam):
-    form = _columnar_form(element)
-    if form is not None:
-      yield from self._emit(_columnar_block(element, form, wv))
-      return
+    if type(element) is not dict:  # pylint: disable=unidiomatic-typecheck
+      form = _columnar_form(element)
+      if form is not None:
+        yield from self._emit(_columnar_block(element, form, wv))
+        return
     if not self._buf:
       self._gc.pause()
     self._buf.append(wv)

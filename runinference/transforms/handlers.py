@@ -221,6 +221,10 @@ class TFTProcessHandler(ProcessHandler):
           {'columns': {c: getattr(t, '__name__', str(t)) for c, t in types.items()}})
     stages = _plan(self.transforms)
     later, written = _later_raw_reads(stages)
+    if not (produce and any(_analyzers(s) for s in stages)):
+      # Blocks are never materialized between passes: copying the row
+      # dicts without the rewritten columns would only cost time.
+      written = frozenset()
     first = raw_data | 'ToBlocks' >> beam.ParDo(
         ToBlocks(stages[0], self._catch, later, written)).with_outputs(
             'bad', main='blocks')
