@@ -128,6 +128,8 @@ def drive(rows: list, transforms: list, artifacts: str, *, block_rows: int = 409
   writes the statistics to ``artifacts``, read mode reads them there."""
   stages = _plan(transforms)
   later, written = _later_raw_reads(stages)
+  if read or not any(_analyzers(s) for s in stages):
+    written = frozenset()  # as TFTProcessHandler.expand: rows kept whole
   to_blocks = ToBlocks(stages[0], catch, later, written, block_rows)
   to_blocks.setup()
   to_blocks.start_bundle()
