@@ -244,13 +244,6 @@ def test_ragged_row_without_exception_handling_is_a_clear_error(tmp_path):
     run(RAGGED, write(tmp_path, [ELEMENTWISE['ScaleToZScore'][0]()], catch=False))
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    'engine bug: read mode refuses elementwise rows by the most common '
-    'length of the block (read_stage_inputs passes ready=None), not by the '
-    "statistics' length: here the row of the right length is dead-lettered, "
-    'and the two short rows, refused later against the statistics, leave an '
-    'empty column whose transform raises ValueError ("operands could not be '
-    'broadcast"), so their dead letters carry that instead of the length error'))
 def test_read_mode_ragged_rows_in_the_majority(tmp_path):
   run(RAGGED, write(tmp_path, [ELEMENTWISE['ScaleToZScore'][0]()]),
       dead_letters=True)
@@ -409,12 +402,6 @@ def test_null_and_inf_cells_of_a_batch_are_dead_letters(kind, tmp_path):
                              (x - x.mean()) / x.std(), rtol=1e-6)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    'engine bug: a null cell sends the Arrow column through read_cells\'s '
-    'row-by-row path (_read_rows), which always builds list offsets, so the '
-    'transformed scalar column of that batch comes out as list<float> while '
-    'a batch without nulls gives float: batches of one PCollection get '
-    'different schemas'))
 def test_null_cell_keeps_the_output_schema_of_a_batch(tmp_path):
   clean = pa.RecordBatch.from_pylist([{'id': 0, 'num': 1.0}, {'id': 1, 'num': 3.0}])
   nulls = pa.RecordBatch.from_pylist([{'id': 2, 'num': None}, {'id': 3, 'num': 5.0}])

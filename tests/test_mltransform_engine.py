@@ -559,12 +559,6 @@ def test_elementwise_scale_to_gaussian(data):
   assert_same_outputs(results[0], results[-1])
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    'engine bug: TukeyAccumulator(elementwise=True).merge(<fresh accumulator>) '
-    'adds the fresh one\'s (4,) counts and (3,) moments to its (4, k) / (3, k) '
-    'arrays: for k = 1 they broadcast to 4 and 3 positions (wrong statistics '
-    'are written, then every row fails to apply with a ValueError), for other '
-    'k the merge raises ValueError out of the CombineFn'))
 @pytest.mark.parametrize('width', [1, 2])
 def test_elementwise_tukey_merges_an_empty_accumulator(width):
   """A CombineFn must merge accumulators that got no input (runners make
@@ -610,12 +604,6 @@ RAGGED = [{'id': 0, 'x': [1.0, 2.0]}, {'id': 1, 'x': [3.0, 5.0]},
           {'id': 2, 'x': [4.0, 9.0]}, {'id': 3, 'x': [7.0]}]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    'engine bug: elementwise=True refuses ragged rows by the most common '
-    'length of each block, so a block holding only the short row lets it '
-    'into the statistics, and merging moments of different lengths raises '
-    'ColumnTypeError out of StageStatsFn (the pipeline fails, even with '
-    'exception handling)'))
 @pytest.mark.parametrize('block_rows', [1, 3])
 def test_elementwise_ragged_row_does_not_depend_on_block_size(block_rows):
   with tempfile.TemporaryDirectory() as tmp:
@@ -627,11 +615,6 @@ def test_elementwise_ragged_row_does_not_depend_on_block_size(block_rows):
   assert_same_outputs(one, res)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    'engine bug: in read mode ToBlocks still refuses elementwise rows by the '
-    "block's most common length (read_stage_inputs passes ready=None), so "
-    'a row of the statistics\' length is dead-lettered when most rows of its '
-    'block are ragged'))
 def test_read_mode_elementwise_keeps_rows_of_the_statistics_length():
   ops = [tft.ScaleToZScore(columns=['x'], elementwise=True)]
   with tempfile.TemporaryDirectory() as tmp:
@@ -641,14 +624,6 @@ def test_read_mode_elementwise_keeps_rows_of_the_statistics_length():
   assert sorted(res.good) == [2]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    'engine bug: when _row_errors refuses every row of a block (read mode, '
-    'all rows of another length than the statistics), apply_ops still calls '
-    '_apply_column on the empty column; rows_matrix makes it (0, 0) and the '
-    'broadcast against the statistics raises ValueError, so the rows are '
-    'dead-lettered (after bisection) with "operands could not be broadcast" '
-    'instead of the length error, and without exception handling the '
-    'pipeline fails with that ValueError'))
 def test_read_mode_elementwise_wrong_length_rows_get_the_length_error():
   ops = [tft.ScaleToZScore(columns=['x'], elementwise=True)]
   with tempfile.TemporaryDirectory() as tmp:
@@ -849,11 +824,6 @@ def test_tfidf_of_given_indices(data, smooth):
       assert_cell(res.good[i]['ix_tfidf_weight'], weights, rtol=1e-6)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    'engine bug: an empty list in an INDICES column (TFIDF on given indices) '
-    'is read by _read_fast when every cell of the block is a list, but '
-    'refused by _read_one ("got list []": np.asarray([]) is float64) when '
-    'any cell of the block is a scalar or numpy array'))
 def test_tfidf_empty_list_does_not_depend_on_its_block():
   rows = [{'id': 0, 'ix': 1}, {'id': 1, 'ix': []}, {'id': 2, 'ix': [2]}]
   with tempfile.TemporaryDirectory() as tmp:
@@ -1050,11 +1020,6 @@ def test_record_batches_match_dict_rows(values, cuts):
 # -- inputs the engine must not crash on ---------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    'engine bug: read_cells\'s fast path converts a whole block with '
-    'np.array(cells, dtype=float32); an int beyond float range raises '
-    'OverflowError out of ToBlocks (the whole bundle fails, exception '
-    'handling or not) instead of dead-lettering that row'))
 def test_int_beyond_float_range_is_a_dead_letter():
   rows = [{'id': 0, 'x': 1.0}, {'id': 1, 'x': 2.0}, {'id': 2, 'x': 2**1100}]
   with tempfile.TemporaryDirectory() as tmp:
@@ -1063,12 +1028,6 @@ def test_int_beyond_float_range_is_a_dead_letter():
   assert sorted(res.bad) == [2]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    'engine bug (message only): a jagged nested cell such as [0.0, []] makes '
-    'np.asarray raise in _read_one, and that ValueError ("setting an array '
-    'element with a sequence ...") is what the dead letter, or without '
-    'exception handling the pipeline error, says: it names neither the '
-    'transform nor the column'))
 def test_jagged_nested_cell_gets_a_column_type_error():
   rows = [{'id': 0, 'x': 1.0}, {'id': 1, 'x': [0.0, []]}]
   with tempfile.TemporaryDirectory() as tmp:

@@ -47,6 +47,7 @@ class Block:
   windows: Union[list, Any]  # per row, or one shared value
   inputs: dict = field(default_factory=dict)  # (column, Reader) -> Column
   written: dict = field(default_factory=dict)  # column -> Column
+  order: tuple = ()  # the rows' column order, once the rows are gone
 
   @classmethod
   def of_rows(cls, rows: list, timestamps, windows) -> 'Block':
@@ -108,20 +109,25 @@ class Block:
       self.inputs = {k: v for k, v in self.inputs.items() if k[0] != column}
 
   def strip(self, columns: frozenset) -> None:
-    """Drops ``columns`` from the row dicts (they travel as columns now)."""
+    """Empties ``columns`` in the row dicts (they travel as columns now);
+    a row keeps its keys in their order (the output keeps the input's
+    column order). When no row has any other column, the rows go and only
+    the first row's column order stays."""
     rows = self.row_dicts()
     if rows is None or not columns:
       return
     if all(r.keys() <= columns for r in rows):
+      self.order = tuple(rows[0]) if rows else ()
       self.rows = None
     else:
-      self.rows = [{k: v for k, v in r.items() if k not in columns} for r in rows]
+      self.rows = [{k: (None if k in columns else v) for k, v in r.items()}
+                   for r in rows]
 
   def copy(self) -> 'Block':
     """A copy that can be changed without changing this block (columns and
     rows are never changed in place, only replaced)."""
     return Block(self.n, self.row_dicts(), self.table, self.form, self.timestamps,
-                 self.windows, dict(self.inputs), dict(self.written))
+                 self.windows, dict(self.inputs), dict(self.written), self.order)
 
   # -- taking rows out ---------------------------------------------------------
   def drop(self, bad: dict[int, tuple[Exception, str]]) -> list[Failure]:
@@ -165,7 +171,8 @@ class Block:
     rows = self.row_dicts()
     row = dict(rows[i]) if rows is not None else {}
     for (name, _), col in self.inputs.items():
-      row.setdefault(name, _cell(col, i))
+      if row.get(name) is None:  # absent, or emptied by ``strip``
+        row[name] = _cell(col, i)
     for name, col in self.written.items():
       row[name] = _cell(col, i)
     return row

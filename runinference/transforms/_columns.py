@@ -27,6 +27,7 @@ _NUMBER_TYPES = frozenset((float, int, bool, np.float32, np.float64, np.int64,
                            np.uint16, np.uint32, np.uint64, np.bool_))
 _TEXT_TYPES = frozenset((str, bytes))
 _SEQUENCE_TYPES = frozenset((list, tuple))
+_LIST_CELLS = (list, tuple, np.ndarray)
 
 
 class Missing:
@@ -216,14 +217,17 @@ def _read_fast(cells: list, reader: Reader) -> Optional[Column]:
         return split_text(arr, offsets_of(lengths), reader.delimiter)
     return None
   dtype = np.int64 if reader.kind == INDICES else np.float32
-  if types <= _NUMBER_TYPES and (reader.kind != INDICES or float not in types):
-    return Column(np.array(cells, dtype=dtype), None)
-  if types <= _SEQUENCE_TYPES:
-    flat = list(itertools.chain.from_iterable(cells))
-    inner = set(map(type, flat))
-    if inner <= _NUMBER_TYPES and (reader.kind != INDICES or float not in inner):
-      lengths = np.fromiter(map(len, cells), np.int64, len(cells))
-      return Column(np.array(flat, dtype=dtype), offsets_of(lengths))
+  try:
+    if types <= _NUMBER_TYPES and (reader.kind != INDICES or float not in types):
+      return Column(np.array(cells, dtype=dtype), None)
+    if types <= _SEQUENCE_TYPES:
+      flat = list(itertools.chain.from_iterable(cells))
+      inner = set(map(type, flat))
+      if inner <= _NUMBER_TYPES and (reader.kind != INDICES or float not in inner):
+        lengths = np.fromiter(map(len, cells), np.int64, len(cells))
+        return Column(np.array(flat, dtype=dtype), offsets_of(lengths))
+  except OverflowError:  # an int beyond the dtype's range: found row by row
+    return None
   if types == {np.ndarray}:
     kinds = {c.dtype.kind for c in cells}
     ok = 'iub' if reader.kind == INDICES else 'iufb'
@@ -245,13 +249,17 @@ def _read_rows(cells, reader, column, transform):
     except Exception as e:  # pylint: disable=broad-except
       bad[i] = e
   lengths = np.fromiter(map(len, arrays), np.int64, len(arrays))
+  # Scalar cells (not lists) keep a scalar column, as the fast path makes it.
+  scalar = not any(isinstance(c, _LIST_CELLS) for i, c in enumerate(cells)
+                   if i not in bad)
+  offsets = None if scalar else offsets_of(lengths)
   if reader.kind == STRINGS:
     flat = list(itertools.chain.from_iterable(arrays))
-    return split_text(pa.array(flat, pa.binary()), offsets_of(lengths),
+    return split_text(pa.array(flat, pa.binary()), offsets,
                       reader.delimiter), bad
   dtype = np.int64 if reader.kind == INDICES else np.float32
   values = np.concatenate(arrays).astype(dtype) if arrays else np.zeros(0, dtype)
-  return Column(values, offsets_of(lengths)), bad
+  return Column(values, offsets), bad
 
 
 def _read_one(cell, reader: Reader, column: str, transform: str) -> list:
@@ -278,9 +286,18 @@ def _read_one(cell, reader: Reader, column: str, transform: str) -> list:
             f'{transform} needs text (str or bytes) in column {column!r}, got '
             f'{describe(cell)}. Convert the column to strings first.')
     return out
-  arr = np.asarray(cell if isinstance(cell, (list, tuple, np.ndarray)) else [cell])
-  if arr.dtype == object:
-    arr = _object_numbers(arr)
+  try:
+    arr = np.asarray(cell if isinstance(cell, _LIST_CELLS) else [cell])
+    if arr.dtype == object:
+      arr = _object_numbers(arr)
+  except (ValueError, TypeError, OverflowError) as e:
+    raise ColumnTypeError(
+        f'{transform} cannot read column {column!r} as numbers: '
+        f'{describe(cell)} ({e}). Each cell must be a number or a flat list '
+        'of numbers (within float32 range).') from None
+  if not arr.size:
+    return arr.reshape(-1).astype(np.int64 if reader.kind == INDICES else
+                                  np.float32)
   ok = 'iub' if reader.kind == INDICES else 'iufb'
   if arr.dtype.kind not in ok:
     what = ('integer indices (e.g. the output of ComputeAndApplyVocabulary)'

@@ -100,7 +100,8 @@ class RowOutput:
     if block.table is not None:
       yield WindowedValue(self._table(block), block.timestamps, block.windows)
       return
-    names = list(block.written)
+    position = {c: i for i, c in enumerate(block.order)}
+    names = sorted(block.written, key=lambda c: position.get(c, len(position)))
     cells = [block.written[n].cells() for n in names]
     kinds = [(c, k) for c, k in self._kinds.items() if c not in block.written]
     n = len(block)

@@ -293,11 +293,15 @@ def apply_ops(block: Block, plan: StagePlan, ready: dict) -> list[Failure]:
     name = type(op).__name__
     for column in op.columns:
       failures.extend(block.read(column, op._reader, name))
+      if not len(block):
+        return failures
       col = block.column(column, op._reader)
       bad = op._row_errors(col, column, ready[i])
       if bad:
         failures.extend(block.drop({j: (e, name) for j, e in bad.items()}))
         col = block.column(column, op._reader)
+      if not len(block):  # every row refused: nothing left to transform
+        return failures
       try:
         outs = op._apply_column(col, column, ready[i], i)
       except Exception as e:  # pylint: disable=broad-except

@@ -149,6 +149,8 @@ class TukeyAccumulator:
   def merge(self, other: 'TukeyAccumulator') -> 'TukeyAccumulator':
     if (other.elementwise, other.batching) != (self.elementwise, self.batching):
       raise InvalidInputError('cannot merge different kinds of Tukey statistics')
+    if other.is_empty():  # runners merge fresh accumulators: a no-op
+      return self
     if other.width is not None:
       self._set_width(other.width)
     self.counts = self.counts + other.counts
@@ -163,6 +165,11 @@ class TukeyAccumulator:
     if self.batching == 'tft' or self.pending_size > self.max_buffer:
       self._fold_pending()
     return self
+
+  def is_empty(self) -> bool:
+    """Whether nothing was ever added (nor merged in)."""
+    return (not self.pending and self.pending_rows == 0 and self.batches == 0
+            and not np.any(self.moments[0]))
 
   def _set_width(self, k: int) -> None:
     if self.width is None:

@@ -8,6 +8,7 @@ result. ``StageStatsFn`` runs all analyzers of a stage in one
 """
 from __future__ import annotations
 
+import functools
 import heapq
 from dataclasses import dataclass, field
 from typing import Any, Optional
@@ -37,7 +38,10 @@ class Analyzer:
   params: dict = field(default_factory=dict)
 
   def accumulator(self):
-    return _ACCUMULATORS[self.kind](**self.params_for_accumulator())
+    params = self.params_for_accumulator()
+    if params.get('elementwise'):
+      return ByWidth(functools.partial(_ACCUMULATORS[self.kind], **params))
+    return _ACCUMULATORS[self.kind](**params)
 
   def params_for_accumulator(self) -> dict:
     if self.kind == MOMENTS:
@@ -62,6 +66,41 @@ def rows_matrix(col: Column, where: str) -> np.ndarray:
         f'{where} (elementwise=True) needs every row to have the same '
         f'length, got lengths {sorted(set(col.lengths().tolist()))[:10]}.')
   return np.asarray(col.values, dtype=np.float64).reshape(len(col), width)
+
+
+class ByWidth:
+  """Elementwise statistics kept apart per row length. The result is that of
+  the length most rows have (ties: the longer), so it never depends on how
+  rows fell into blocks; the transform refuses rows of other lengths when it
+  applies (they go to the dead-letter output)."""
+  def __init__(self, factory):
+    self.factory = factory
+    self.parts: dict = {}  # row length -> accumulator of those rows
+    self.rows: dict = {}  # row length -> number of rows
+
+  def add(self, col: Column) -> None:
+    lengths = col.lengths()
+    for width in np.unique(lengths).tolist():
+      rows = np.flatnonzero(lengths == width)
+      part = col if len(rows) == len(col) else col.take(rows)
+      if width not in self.parts:
+        self.parts[width] = self.factory()
+      self.parts[width].add(part)
+      self.rows[width] = self.rows.get(width, 0) + len(rows)
+
+  def merge(self, other: 'ByWidth') -> None:
+    for width, acc in other.parts.items():
+      if width in self.parts:
+        self.parts[width].merge(acc)
+      else:
+        self.parts[width] = acc
+      self.rows[width] = self.rows.get(width, 0) + other.rows[width]
+
+  def result(self):
+    widths = [w for w in self.parts if w > 0] or list(self.parts)
+    if not widths:
+      return self.factory().result()
+    return self.parts[max(widths, key=lambda w: (self.rows[w], w))].result()
 
 
 # -- moments -------------------------------------------------------------------

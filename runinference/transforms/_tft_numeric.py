@@ -34,14 +34,15 @@ class _VectorOp(TFTOperation):
 
   def _row_errors(self, col, column, ready):
     """With ``elementwise``, rows whose length differs from the statistics'
-    (or, before statistics exist, from most rows of the block)."""
-    if not self.elementwise or not len(col):
+    (computed over the length most rows have; ``ready`` is None before
+    statistics exist, when nothing is refused yet)."""
+    if not self.elementwise or not len(col) or not ready:
       return {}
     lengths = col.lengths()
-    want = _width(ready, column) if ready else int(np.bincount(lengths).argmax())
+    want = _width(ready, column)
     if want is None or (lengths == want).all():
       return {}
-    where = 'the statistics have' if ready else 'most rows have'
+    where = 'the statistics have'
     return {
         int(i): ColumnTypeError(
             f'{type(self).__name__}(elementwise=True) on column {column!r}: '

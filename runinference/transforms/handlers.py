@@ -67,7 +67,11 @@ def _later_raw_reads(stages: list[StagePlan]) -> tuple:
       later.extend(r for r in stage.reads() if r[0] not in written)
     written |= {out for _, op in stage.ops for c in op.columns
                 for out in op._outputs(c)}
-  return tuple(later), frozenset(written)
+  # Rows an elementwise transform refuses only once statistics exist (a
+  # length other than theirs) go to the dead letters as they came: keep them.
+  kept = {c for s in stages for _, op in s.ops if getattr(op, 'elementwise', False)
+          for c in op.columns}
+  return tuple(later), frozenset(written - kept)
 
 
 def _analyzers(plan: StagePlan) -> list:
