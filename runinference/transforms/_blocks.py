@@ -22,7 +22,9 @@ import numpy as np
 import pyarrow as pa
 
 from ._arrow import read_arrow
-from ._columns import Column, Missing, Reader, convert, read_cells
+from ._columns import (ANY, INDICES, STRINGS, Column, Missing, Reader,
+                       read_cells, split_text)
+from ._errors import ColumnTypeError
 
 ROWS, ARROW_BATCH, ARROW_TABLE, PANDAS = 'rows', 'arrow_batch', 'arrow_table', 'pandas'
 
@@ -191,3 +193,46 @@ class _Pickled:
 
 def _cell(col: Column, i: int):
   return col.take(np.array([i])).cells()[0]
+
+
+# -- reading a column an earlier transform wrote -------------------------------
+
+
+def to_text_column(col: Column, reader: Reader, column: str,
+                   transform: str) -> Column:
+  """A column an earlier transform wrote, read as text."""
+  if not col.is_text:
+    raise ColumnTypeError(
+        f'{transform} needs text in column {column!r}, but an earlier '
+        f'transform made it {col.values.dtype} numbers. Reorder the '
+        'transforms or use another column.')
+  values = col.values
+  if reader.delimiter:
+    split = split_text(values, None, reader.delimiter)
+    offsets = split.offsets
+    row_offsets = offsets if col.offsets is None else offsets[col.offsets]
+    return Column(split.values, row_offsets)
+  return col
+
+
+def convert(col: Column, reader: Reader, column: str,
+            transform: str) -> Column:
+  """A column an earlier transform of this block wrote, read by ``reader``."""
+  if reader.kind == ANY:
+    return col
+  if col.raw:
+    return read_cells(col.cells(), reader, column, transform)[0]
+  if reader.kind == STRINGS:
+    return to_text_column(col, reader, column, transform)
+  if col.is_text:
+    raise ColumnTypeError(
+        f'{transform} needs numbers in column {column!r}, but an earlier '
+        'transform made it text. Reorder the transforms or use another column.')
+  if reader.kind == INDICES:
+    if col.values.dtype.kind not in 'iu':
+      raise ColumnTypeError(
+          f'{transform} needs integer indices in column {column!r} (e.g. '
+          'the output of ComputeAndApplyVocabulary), got '
+          f'{col.values.dtype} values.')
+    return col.with_values(col.values.astype(np.int64, copy=False))
+  return col.with_values(col.values.astype(np.float32, copy=False))

@@ -1,9 +1,10 @@
-"""Per-row numpy operations behind the ``tft`` transforms.
+"""numpy operations behind the ``tft`` transforms.
 
-Every function takes one row's column as a 1-D numpy array (what
-``to_numeric`` / ``to_strings`` return) plus the statistics it needs, and
-returns a numpy array, matching TensorFlow Transform's dtypes: float32 for
-scaled values, int64 for indices and buckets, object arrays of bytes for text.
+The numeric ones take any array of values (a whole column of a block, or one
+row's cell) plus the statistics they need; the text ones below take one row's
+tokens (the row-by-row transforms); the whole-column ones at the end work on
+a block's flat values. Outputs follow TensorFlow Transform's dtypes: float32
+for scaled values, int64 for indices and buckets, bytes for text.
 """
 from __future__ import annotations
 
@@ -18,25 +19,6 @@ from ._errors import ColumnTypeError
 from ._hashing import fingerprint64, hash_buckets
 
 _NUMERIC_KINDS = 'biuf'
-
-
-def to_numeric(value: Any, column: str, transform: str) -> np.ndarray:
-  """A column value (scalar, list or array of numbers) as a float32 array."""
-  if type(value) in (float, int):  # the common case, without numpy's dispatch
-    return np.array((value, ), dtype=np.float32)
-  if isinstance(value, np.ndarray):
-    arr = value
-  elif isinstance(value, (list, tuple)):
-    arr = np.asarray(value)
-  else:
-    arr = np.asarray([value])
-  if arr.dtype.kind not in _NUMERIC_KINDS:
-    raise ColumnTypeError(
-        f'{transform} needs numbers in column {column!r}, got '
-        f'{_describe(value)}. Convert the column to int/float (or a list of '
-        'them), or apply a string transform (e.g. ComputeAndApplyVocabulary) '
-        'to it instead.')
-  return arr.astype(np.float32, copy=False).reshape(-1)
 
 
 def to_strings(value: Any, column: str, transform: str) -> np.ndarray:
@@ -64,15 +46,6 @@ def to_strings(value: Any, column: str, transform: str) -> np.ndarray:
           f'{transform} needs text (str or bytes) in column {column!r}, got '
           f'{_describe(value)}. Convert the column to strings first.')
   return out
-
-
-def to_indices(value: Any, column: str, transform: str) -> np.ndarray:
-  arr = np.asarray(value).reshape(-1)
-  if arr.dtype.kind not in 'iu':
-    raise ColumnTypeError(
-        f'{transform} needs integer indices in column {column!r} (e.g. the '
-        f'output of ComputeAndApplyVocabulary), got {_describe(value)}.')
-  return arr.astype(np.int64, copy=False)
 
 
 def _describe(value: Any) -> str:
@@ -164,19 +137,6 @@ def buckets_with_interpolation(x: np.ndarray,
 # -- text ----------------------------------------------------------------------
 
 
-def vocab_lookup(tokens: np.ndarray, index: dict, default_value: int,
-                 num_oov_buckets: int) -> np.ndarray:
-  size = len(index)
-  out = np.empty(len(tokens), dtype=np.int64)
-  for i, t in enumerate(tokens):
-    j = index.get(t)
-    if j is None:
-      j = (size + fingerprint64(t) % num_oov_buckets
-           if num_oov_buckets > 0 else default_value)
-    out[i] = j
-  return out
-
-
 def ngrams(tokens: np.ndarray, ngram_range: tuple[int, int],
            separator: Optional[str]) -> np.ndarray:
   """All n-grams, by start position, then by length (TFT's order)."""
@@ -201,20 +161,6 @@ def dedupe(values: np.ndarray) -> np.ndarray:
 
 def hash_strings(tokens: np.ndarray, num_buckets: int, key=None) -> np.ndarray:
   return np.asarray(hash_buckets(tokens, num_buckets, key), dtype=np.int64)
-
-
-def tfidf(indices: np.ndarray, df: dict, num_docs: int,
-          smooth: bool) -> tuple[np.ndarray, np.ndarray]:
-  """(unique indices sorted, tf-idf weight of each) for one document."""
-  uniq, counts = np.unique(indices, return_counts=True)
-  tf = counts / max(len(indices), 1)
-  dfs = np.asarray([df.get(int(u), 0) for u in uniq], dtype=np.float64)
-  if smooth:
-    idf = np.log((1.0 + num_docs) / (1.0 + dfs)) + 1.0
-  else:
-    with np.errstate(divide='ignore'):
-      idf = np.log(num_docs / dfs) + 1.0
-  return uniq.astype(np.int64), (tf * idf).astype(np.float32)
 
 
 # -- whole columns -------------------------------------------------------------

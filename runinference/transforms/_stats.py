@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ._columns import Column, Reader
+from ._ops import row_unique
 from ._errors import ColumnTypeError
 
 MOMENTS, QUANTILES, VOCAB, DF, WORD_COUNT, TUKEY = (
@@ -308,9 +309,8 @@ class DocumentFrequency:
     self.docs += len(col)
     if not idx.size:
       return
-    rows = np.repeat(np.arange(len(col)), col.lengths())
-    pairs = np.unique(np.stack([rows, idx], axis=1), axis=0)
-    uniq, counts = np.unique(pairs[:, 1], return_counts=True)
+    _, distinct, _ = row_unique(idx, col.lengths())
+    uniq, counts = np.unique(distinct, return_counts=True)
     _add_counts(self.df, dict(zip(uniq.tolist(), counts.tolist())))
 
   def merge(self, other: 'DocumentFrequency') -> None:
@@ -381,8 +381,3 @@ class StageStatsFn(beam.CombineFn):
 
   def extract_output(self, acc: dict) -> dict[str, Any]:
     return {key: value.result() for key, value in acc.items()}
-
-
-def text_array(tokens) -> pa.Array:
-  """A vocabulary (list of bytes) as a binary array for lookups."""
-  return pa.array(list(tokens), pa.binary())
