@@ -215,3 +215,23 @@ def test_no_tensorflow_import(tmp_path):
           'or m.startswith("apache_beam.ml")]; print(bad); sys.exit(1 if bad else 0)')
   proc = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True)
   assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def _fail_at(x, at):
+  if x == at:
+    raise RuntimeError(f'upstream failure at {x}')
+  return {'x': float(x)}
+
+
+def test_gc_is_back_on_after_a_bundle_fails_midway(tmp_path):
+  """MLTransform pauses the cyclic GC while it buffers a block; a failure
+  upstream in the middle of a block must not leave it off."""
+  import gc
+  assert gc.isenabled()
+  with pytest.raises(Exception, match='upstream failure at 50'):
+    with beam.Pipeline() as p:
+      _ = (p | beam.Create(list(range(100)), reshuffle=False)
+           | beam.Map(_fail_at, 50)
+           | MLTransform(write_artifact_location=str(tmp_path / 'a'),
+                         transforms=[tft.ScaleToZScore(columns=['x'])]))
+  assert gc.isenabled()

@@ -4,9 +4,7 @@ call with building the next batch. The DoFns in ``dofns`` are thin shells
 around it; refresh lives in ``refresher``."""
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import gc
 import time
 from concurrent.futures import Future
 from typing import Any, Callable, Optional, Sequence
@@ -15,6 +13,7 @@ from .batching import Batcher, BatchConfig, ElementFunctionError
 from .calls import ModelCaller
 from .failures import (FAILED_INFERENCES, DeadLetter, ErrorPolicy, describe,
                        postprocess_tag, preprocess_tag)
+from .gc_pause import gc_paused
 from .metrics import MetricsCollector
 from .model_holder import ModelHolder
 from .overlap import CallThread
@@ -39,23 +38,6 @@ class InFlight:
   ``RunResult``."""
   items: list
   call: Future  # of a CallOutcome
-
-
-@contextlib.contextmanager
-def _gc_paused():
-  """The cyclic GC off while a batch's results are built: a batch allocates
-  one result object per example at once, which with the GC on triggers
-  repeated collections over the whole heap (measured: ~10x the cost of
-  building the results). One collection after the batch does the same work
-  once."""
-  if not gc.isenabled():
-    yield
-    return
-  gc.disable()
-  try:
-    yield
-  finally:
-    gc.enable()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -209,7 +191,7 @@ class InferenceEngine(ModelCaller):
           cut_elsewhere: bool = False) -> RunResult:
     """Runs one batch (with ``prebatched``, one batch per item). A batch
     ``cut_elsewhere`` (across bundles) is split to ``max_batch_weight``."""
-    with _gc_paused():
+    with gc_paused():
       return self._run(items, value_of, cut_elsewhere)
 
   def submit(self, items: list) -> InFlight:
@@ -225,7 +207,7 @@ class InferenceEngine(ModelCaller):
     by ``with_exception_handling(timeout=)`` when set) and finishes it as
     ``run`` would: failures retried, bisected and dead-lettered here."""
     items = flight.items
-    with _gc_paused():
+    with gc_paused():
       if self.metrics is not None:
         self.metrics.flush_cached()
       self.counts[0] += len(items)

@@ -60,11 +60,7 @@ def write_sealed_json(path: str, payload: dict) -> None:
 
 def read_sealed_json(path: str, what: str) -> dict:
   """Reads a file ``write_sealed_json`` wrote, checked against its digest."""
-  if not FileSystems.exists(path):
-    raise ArtifactNotFoundError(
-        f'{what} not found at {path}. Run the pipeline with '
-        'write_artifact_location set to this location first, then read it '
-        'with read_artifact_location.')
+  _require(path, what)
   payload = _manifest.parse_json(_manifest.read_bytes(path), path)
   if not isinstance(payload, dict) or 'sha256' not in payload:
     raise ArtifactFormatError(
@@ -81,17 +77,21 @@ def read_sealed_json(path: str, what: str) -> dict:
   return body
 
 
+def _require(path: str, what: str) -> None:
+  if not FileSystems.exists(path):
+    raise ArtifactNotFoundError(
+        f'{what} not found at {path}. Run the pipeline with '
+        'write_artifact_location set to this location first, then read it '
+        'with read_artifact_location.')
+
+
 def _canonical(payload: dict) -> bytes:
   return json.dumps(payload, sort_keys=True, separators=(',', ':')).encode('utf-8')
 
 
 def read_json(path: str, what: str) -> Any:
   """Reads a file ``write_json`` wrote, checked against its manifest."""
-  if not FileSystems.exists(path):
-    raise ArtifactNotFoundError(
-        f'{what} not found at {path}. Run the pipeline with '
-        'write_artifact_location set to this location first, then read it '
-        'with read_artifact_location.')
+  _require(path, what)
   data = _manifest.verified(os.path.dirname(path), _manifest.MANIFEST_FILE,
                             os.path.basename(path))
   return _manifest.parse_json(data, path)

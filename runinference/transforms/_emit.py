@@ -2,11 +2,9 @@
 timestamp and windows), or columnar batches in the form they came in."""
 from __future__ import annotations
 
-import gc
 import itertools
 import typing
 from collections.abc import Sequence
-from contextlib import contextmanager
 from typing import Any, Optional
 
 import apache_beam as beam
@@ -14,6 +12,7 @@ import numpy as np
 from apache_beam.typehints import native_type_compatibility
 from apache_beam.utils.windowed_value import WindowedValue
 
+from .._core.gc_pause import gc_paused
 from ._blocks import ARROW_BATCH, PANDAS, Block
 
 
@@ -50,43 +49,6 @@ def _new_row(fields: dict) -> beam.Row:
   row = object.__new__(beam.Row)
   row.__dict__ = fields
   return row
-
-
-@contextmanager
-def gc_paused():
-  """The cyclic GC off while a block's rows are built: thousands of new
-  objects at once otherwise trigger repeated collections over the whole heap
-  (the rows are freed by reference counting; no cycles are made)."""
-  if not gc.isenabled():
-    yield
-    return
-  gc.disable()
-  try:
-    yield
-  finally:
-    gc.enable()
-
-
-class GcPause:
-  """Keeps the cyclic GC off from the first row buffered into a block until
-  the block has been emitted. Buffered rows otherwise survive a few young
-  collections, get promoted, and trigger full collections over the whole
-  heap: on 200k list-valued rows GC took half the run (3 s of 6.5 s; 0.3 s
-  paused). Cyclic garbage made meanwhile waits at most one block. ``resume``
-  runs after every block, at the end of every bundle and at teardown (a
-  failed bundle), and only re-enables a GC this object turned off."""
-  def __init__(self):
-    self._paused = False
-
-  def pause(self) -> None:
-    if not self._paused and gc.isenabled():
-      gc.disable()
-      self._paused = True
-
-  def resume(self) -> None:
-    if self._paused:
-      self._paused = False
-      gc.enable()
 
 
 class RowOutput:

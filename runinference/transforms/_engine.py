@@ -20,8 +20,8 @@ from apache_beam.transforms.window import GlobalWindow
 from apache_beam.utils.timestamp import MIN_TIMESTAMP
 from apache_beam.utils.windowed_value import WindowedValue
 
+from .._core.gc_pause import GcPause
 from ._blocks import ARROW_BATCH, ARROW_TABLE, PANDAS, Block, Failure
-from ._emit import GcPause
 from ._errors import ColumnTypeError
 
 BAD = 'bad'
@@ -153,6 +153,9 @@ class ToBlocks(beam.DoFn):
     self._first = type(plan.ops[0][1]).__name__
 
   def setup(self):
+    # GC off from the first row buffered into a block until it is emitted:
+    # buffered rows otherwise get promoted and trigger full collections (on
+    # 200k list-valued rows GC took 3 s of a 6.5 s run; 0.3 s paused).
     self._gc = GcPause()
 
   def infer_output_type(self, input_type):
