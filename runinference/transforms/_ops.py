@@ -103,7 +103,8 @@ def min_max(x: np.ndarray, lo, hi, out_min: float, out_max: float) -> np.ndarray
     unit = (x - lo) / (hi - lo)
   else:
     width = np.where(lo < hi, hi - lo, np.float32(1))
-    squashed = np.float32(1) / (np.float32(1) + np.exp(-x))
+    with np.errstate(over='ignore'):  # exp(-x) -> inf gives 0, as it should
+      squashed = np.float32(1) / (np.float32(1) + np.exp(-x))
     unit = np.where(lo < hi, (x - lo) / width, squashed).astype(np.float32)
   if out_min == 0.0 and out_max == 1.0:
     return unit
