@@ -369,6 +369,12 @@ MOMENT_OPS = {
 }
 
 
+def _good_values(rows, good_ids):
+  """Column x of the good rows, flattened (what statistics must equal)."""
+  return (np.concatenate([_flat(_cell(rows, i, 'x')) for i in good_ids])
+          if good_ids else np.zeros(0))
+
+
 @pytest.mark.parametrize('name', sorted(MOMENT_OPS))
 @PROPS
 @given(data=table({'x': NUMERIC_GOOD}, {'x': numeric_bad()}))
@@ -376,8 +382,7 @@ def test_moments_transforms(name, data):
   rows, good_ids = data
   make, formula = MOMENT_OPS[name]
   results = drive_all(rows, [make()])
-  vals = (np.concatenate([_flat(_cell(rows, i, 'x')) for i in good_ids])
-          if good_ids else np.zeros(0))
+  vals = _good_values(rows, good_ids)
   for res in results:
     assert sorted(res.good) == good_ids
     _check_passthrough(res)
@@ -412,8 +417,7 @@ def _bucketize_bounds(vals: np.ndarray, k: int) -> list:
 def test_bucketize(data, k):
   rows, good_ids = data
   results = drive_all(rows, [tft.Bucketize(columns=['x'], num_buckets=k)])
-  vals = (np.concatenate([_flat(_cell(rows, i, 'x')) for i in good_ids])
-          if good_ids else np.zeros(0))
+  vals = _good_values(rows, good_ids)
   bounds = _bucketize_bounds(vals, k)
   for res in results[:-1]:
     assert res.stats[0]['t0_c0_quantiles'] == bounds
@@ -448,8 +452,7 @@ def test_scale_to_gaussian(data):
   read mode must give write mode's outputs."""
   rows, good_ids = data
   results = drive_all(rows, [tft.ScaleToGaussian(columns=['x'])], read_block_rows=1)
-  vals = (np.concatenate([_flat(_cell(rows, i, 'x')) for i in good_ids])
-          if good_ids else np.zeros(0))
+  vals = _good_values(rows, good_ids)
   for res in results:
     assert sorted(res.good) == good_ids
     _check_passthrough(res)
