@@ -12,10 +12,12 @@ from typing import Any, Callable, Optional
 
 import apache_beam as beam
 
+from runinference._handlers import sub_batches
 from runinference.base import ModelHandler, RunInference
 
 from ..base import (EmbeddingsManager, _ImageEmbeddingHandler,
                     _TextEmbeddingHandler)
+from . import _length_aware
 
 __all__ = ['SentenceTransformerEmbeddings', 'InferenceAPIEmbeddings']
 
@@ -34,7 +36,9 @@ def _sentence_transformer_class():
 
 
 class _SentenceTransformerModelHandler(ModelHandler):
-  """Loads a ``SentenceTransformer`` and encodes batches of texts/images."""
+  """Loads a ``SentenceTransformer`` and encodes batches of texts/images;
+  texts run shortest first in sub-batches under ``max_tokens_per_batch``
+  padded tokens (see ``_length_aware``)."""
   def __init__(
       self,
       model_name: str,
@@ -44,6 +48,7 @@ class _SentenceTransformerModelHandler(ModelHandler):
       max_batch_size: Optional[int] = None,
       max_seq_length: Optional[int] = None,
       large_model: bool = False,
+      max_tokens_per_batch: Optional[int] = None,
       **kwargs):
     super().__init__(
         min_batch_size=min_batch_size, max_batch_size=max_batch_size,
@@ -54,6 +59,7 @@ class _SentenceTransformerModelHandler(ModelHandler):
     self._model_class = model_class
     self._load_model_args = load_model_args or {}
     self._max_seq_length = max_seq_length
+    self._max_tokens = sub_batches.check_budget(max_tokens_per_batch)
 
   def load_model(self):
     cls = self._model_class or _sentence_transformer_class()
@@ -64,7 +70,8 @@ class _SentenceTransformerModelHandler(ModelHandler):
 
   def run_inference(self, batch: Sequence[Any], model: Any,
                     inference_args: Optional[dict[str, Any]] = None):
-    return model.encode(list(batch), **(inference_args or {}))
+    return _length_aware.encode(
+        model, batch, dict(inference_args or {}), self._max_tokens)
 
   def get_metrics_namespace(self) -> str:
     return 'BeamML_SentenceTransformerEmbeddings'
@@ -84,6 +91,10 @@ class SentenceTransformerEmbeddings(EmbeddingsManager):
       floats).
     max_seq_length: truncate inputs to this many tokens.
     image_model: the model embeds images (PIL) instead of text.
+    max_tokens_per_batch: most padded tokens (rows x longest) in one model
+      call; each batch of texts runs shortest first in such sub-batches
+      (default: 512 on the CPU, 65536 on a GPU). Passing ``batch_size`` in
+      ``inference_args`` runs ``encode`` on the whole batch instead.
     min_batch_size, max_batch_size, large_model, load_model_args,
     inference_args: as for every ``EmbeddingsManager``.
   """
@@ -95,11 +106,13 @@ class SentenceTransformerEmbeddings(EmbeddingsManager):
       columns: list[str],
       max_seq_length: Optional[int] = None,
       image_model: bool = False,
+      max_tokens_per_batch: Optional[int] = None,
       **kwargs):
     super().__init__(columns=columns, **kwargs)
     self.model_name = model_name
     self.max_seq_length = max_seq_length
     self.image_model = image_model
+    self.max_tokens_per_batch = sub_batches.check_budget(max_tokens_per_batch)
     self.length_aware_batching = not image_model
 
   def get_model_handler(self):
@@ -109,7 +122,8 @@ class SentenceTransformerEmbeddings(EmbeddingsManager):
         load_model_args=self.load_model_args,
         min_batch_size=self.min_batch_size,
         max_batch_size=self.max_batch_size,
-        large_model=self.large_model)
+        large_model=self.large_model,
+        max_tokens_per_batch=self.max_tokens_per_batch)
 
   def get_ptransform_for_processing(self, **kwargs) -> beam.PTransform:
     handler_cls = (_ImageEmbeddingHandler

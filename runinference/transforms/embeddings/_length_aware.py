@@ -1,0 +1,102 @@
+"""Length-aware ``SentenceTransformer.encode`` over one pipeline batch: count
+each text's tokens, run the texts shortest first in sub-batches under a
+padded-token budget (rows x longest), embeddings back in input order.
+
+``encode`` sorts inside one call, but a pipeline's batches hold whatever rows
+arrived together, and its fixed ``batch_size`` of 32 pads long texts into
+calls of thousands of tokens; on the CPU calls of ~512 padded tokens ran
+fastest (see ``runinference._handlers.sub_batches``)."""
+from __future__ import annotations
+
+from typing import Any, Optional, Sequence
+
+import numpy as np
+
+from runinference._handlers import sub_batches
+
+# encode's options that choose the grouping, or make a row's output depend
+# on the rows it is encoded with (precision: int8/binary ranges come from the
+# call's embeddings): with these, encode runs on the whole batch as it is.
+_AS_IS = frozenset({'batch_size', 'pool', 'chunk_size', 'device',
+                    'output_value'})
+
+
+def _as_is(encode_args: dict) -> bool:
+  return bool(_AS_IS & set(encode_args)) or encode_args.get(
+      'precision', 'float32') not in (None, 'float32')
+
+
+def _token_lengths(model: Any, texts: Sequence[str]) -> Optional[list[int]]:
+  """Tokens per text as the model's tokenizer counts them (special tokens
+  included, cut at ``max_seq_length``); None if the model does not say."""
+  try:
+    tokenizer = model.tokenizer
+    limit = model.max_seq_length
+  except Exception:  # pylint: disable=broad-except  # not a text model
+    return None
+  if tokenizer is None or not callable(tokenizer):
+    return None
+  kwargs = {'truncation': True, 'max_length': limit} if limit else {}
+  try:
+    ids = tokenizer(list(texts), **kwargs)['input_ids']
+  except Exception:  # pylint: disable=broad-except  # let encode say
+    return None
+  return [len(x) for x in ids]
+
+
+def _flattens(model: Any) -> bool:
+  """Whether the model packs texts without padding (then order is moot)."""
+  probe = getattr(model, '_can_flatten_inputs', None)
+  try:
+    return bool(probe()) if callable(probe) else False
+  except Exception:  # pylint: disable=broad-except
+    return False
+
+
+def _budget(model: Any, max_tokens: Optional[int]) -> int:
+  device = getattr(getattr(model, 'device', None), 'type', 'cpu')
+  return sub_batches.budget_for(max_tokens, on_gpu=device != 'cpu')
+
+
+def _in_order(parts: list, groups: list[list[int]], n: int) -> Any:
+  """The sub-batches' outputs as one output in input order: an array or
+  tensor like ``encode``'s when every part is one, else a list."""
+  order = np.fromiter((i for g in groups for i in g), dtype=np.int64, count=n)
+  if all(isinstance(p, np.ndarray) for p in parts):
+    stacked = np.concatenate(parts)
+    out = np.empty_like(stacked)
+    out[order] = stacked
+    return out
+  try:
+    import torch
+    if all(isinstance(p, torch.Tensor) for p in parts):
+      rows = torch.cat(parts)
+      in_order = torch.empty_like(rows)
+      in_order[torch.from_numpy(order)] = rows
+      return in_order
+  except ImportError:
+    pass
+  out_list: list = [None] * n
+  for group, part in zip(groups, parts):
+    for i, value in zip(group, part):
+      out_list[i] = value
+  return out_list
+
+
+def encode(model: Any, texts: Sequence[Any], encode_args: dict,
+           max_tokens: Optional[int] = None) -> Any:
+  """``model.encode(texts, **encode_args)``, run length-aware when the texts
+  are strings and ``encode_args`` leave the grouping to us."""
+  texts = list(texts)
+  if (len(texts) < 2 or _as_is(encode_args) or _flattens(model) or
+      not all(isinstance(t, str) for t in texts)):
+    return model.encode(texts, **encode_args)
+  lengths = _token_lengths(model, texts)
+  if lengths is None:
+    return model.encode(texts, **encode_args)
+  groups = sub_batches.plan(lengths, _budget(model, max_tokens))
+  if len(groups) == 1:
+    return model.encode(texts, batch_size=len(texts), **encode_args)
+  parts = [model.encode([texts[i] for i in g], batch_size=len(g),
+                        **encode_args) for g in groups]
+  return _in_order(parts, groups, len(texts))
