@@ -114,14 +114,6 @@ def read_stage_inputs(block: Block, plan: Optional[StagePlan]) -> list[Failure]:
     return failures
   for column, reader, name in plan.reads():
     failures.extend(block.read(column, reader, name))
-  for _, op in plan.ops:
-    if op._analyzers(0):
-      for column in op.columns:
-        if (column, op._reader) in block.inputs:
-          col = block.column(column, op._reader)
-          bad = op._row_errors(col, column, None)
-          failures.extend(block.drop({i: (e, type(op).__name__)
-                                      for i, e in bad.items()}))
   return failures
 
 

@@ -42,11 +42,10 @@ class _VectorOp(TFTOperation):
     want = _width(ready, column)
     if want is None or (lengths == want).all():
       return {}
-    where = 'the statistics have'
     return {
         int(i): ColumnTypeError(
             f'{type(self).__name__}(elementwise=True) on column {column!r}: '
-            f'this row has {lengths[i]} values, {where} {want}. '
+            f'this row has {lengths[i]} values, the statistics have {want}. '
             'Every row must have the same length.')
         for i in np.flatnonzero(lengths != want)
     }
