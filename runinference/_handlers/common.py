@@ -59,15 +59,6 @@ def require(module: str, who: str, purpose: str = '') -> Any:
         f'in this environment ({e}). Install it on the workers: {how}.') from e
 
 
-def is_installed(module: str) -> bool:
-  """True if ``module`` imports (without raising on a broken install)."""
-  try:
-    importlib.import_module(module)
-    return True
-  except ImportError:
-    return False
-
-
 # -------------------------------------------------------------- model files
 
 
