@@ -32,7 +32,7 @@ Y_CLS = np.digitize(X[:, 0], [-0.5, 0.5])  # three classes
 
 
 def frame(lo=0, hi=len(X), index=None):
-  df = pd.DataFrame(X[lo:hi], columns=FEATURES, index=index)
+  df = pd.DataFrame(X[lo:hi].copy(), columns=FEATURES, index=index)
   df.insert(0, 'id', np.arange(lo, hi))
   return df
 

@@ -199,7 +199,7 @@ class RunInference(beam.PTransform):
   # -- expand ---------------------------------------------------------------
   def _metadata_pcoll(self, pipeline):
     if self._watch_model_pattern:
-      from ..utils import WatchFilePattern
+      from .refresh import WatchFilePattern
       extra = {
           k: self._kwargs[k]
           for k in ('interval', 'stop_timestamp') if k in self._kwargs

@@ -1,0 +1,89 @@
+"""The Beam shell of the columnar path: chunks in, scored chunks (and dead
+letters) out, each with its own timestamp and window."""
+from __future__ import annotations
+
+from typing import Optional
+
+import apache_beam as beam
+from apache_beam.pvalue import TaggedOutput
+from apache_beam.utils.windowed_value import WindowedValue
+
+from .._core.failures import FAILED_INFERENCES
+from .._core.overlap import CallThread
+from .frames import chunk_ops
+from .scorer import ColumnarScorer
+
+
+class ColumnarDoFn(beam.DoFn):
+  """Beam shell around ``ColumnarScorer``: one output chunk per input chunk,
+  with the input's timestamp and window. With ``rows_per_call`` chunks are
+  held (as windowed values) and scored together. With ``overlap`` scoring
+  runs on a call thread: a call is submitted, the one before it collected."""
+  def __init__(self, scorer: ColumnarScorer, rows_per_call: Optional[int],
+               overlap: bool = False):
+    self._scorer = scorer
+    self._rows_per_call = rows_per_call
+    self._overlap = overlap
+    self._pending: list = []
+    self._rows = 0
+
+  def setup(self):
+    self._calls = CallThread() if self._overlap else None
+    self._flight = None  # (windowed values, future of their scores)
+    if self._calls is not None:
+      self._calls.call(self._scorer.setup)  # loaded on the thread calling it
+    else:
+      self._scorer.setup()
+
+  def start_bundle(self):
+    self._pending, self._rows = [], 0
+    self._flight = None
+
+  def process(self, chunk, timestamp=beam.DoFn.TimestampParam,
+              window=beam.DoFn.WindowParam, pane=beam.DoFn.PaneInfoParam):
+    if not self._rows_per_call and self._calls is None:
+      scored, dead = self._scorer.score(chunk)
+      out = [] if scored is None else [scored]
+      out.extend(TaggedOutput(FAILED_INFERENCES, rec) for rec in dead)
+      return out
+    self._rows += chunk_ops(chunk).num_rows(chunk)
+    self._pending.append(WindowedValue(chunk, timestamp, [window], pane))
+    if self._rows >= (self._rows_per_call or 1):
+      return self._flush()
+    return []
+
+  def _flush(self) -> list:
+    pending, self._pending, self._rows = self._pending, [], 0
+    chunks = [wv.value for wv in pending]
+    if self._calls is None:
+      return self._outputs(pending, self._scorer.score_many(chunks))
+    previous = self._flight
+    self._flight = (pending, self._calls.submit(
+        lambda: self._scorer.score_many(chunks)))
+    return [] if previous is None else self._collect(previous)
+
+  def _collect(self, flight) -> list:
+    pending, scores = flight
+    return self._outputs(pending, scores.result())
+
+  @staticmethod
+  def _outputs(pending: list, scores: list) -> list:
+    out = []
+    for wv, (scored, dead) in zip(pending, scores):
+      if scored is not None:
+        out.append(wv.with_value(scored))
+      out.extend(TaggedOutput(FAILED_INFERENCES, wv.with_value(rec))
+                 for rec in dead)
+    return out
+
+  def finish_bundle(self):
+    out = self._flush() if self._pending else []
+    if self._flight is not None:
+      flight, self._flight = self._flight, None
+      out.extend(self._collect(flight))
+    self._scorer.check_threshold()
+    return out
+
+  def teardown(self):
+    if self._calls is not None:
+      self._calls.close()
