@@ -88,6 +88,7 @@ def build_pipeline(spec: dict, path: str, beam_args: Sequence[str]):
   from apache_beam.yaml.yaml_utils import SafeLineLoader
 
   from runinference.yaml import providers
+  from runinference.yaml.lazy_providers import lazy_standard_providers
   file_options = SafeLineLoader.strip_metadata(spec.get('options', {}))
   options = PipelineOptions(list(beam_args), pickle_library='cloudpickle',
                             **file_options)
@@ -95,8 +96,9 @@ def build_pipeline(spec: dict, path: str, beam_args: Sequence[str]):
   if not options.view_as(StandardOptions).runner:
     runner = _local_runner(options)
   pipeline = beam.Pipeline(runner=runner, options=options)
-  yaml_transform.expand_pipeline(
-      pipeline, spec, providers=providers(), pipeline_path=path)
+  with lazy_standard_providers():
+    yaml_transform.expand_pipeline(
+        pipeline, spec, providers=providers(), pipeline_path=path)
   return pipeline
 
 
