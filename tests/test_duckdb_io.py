@@ -85,7 +85,8 @@ def test_splits_are_disjoint_and_cover_the_query(items_db, kwargs):
   plan = ReadPlan(items_db, 'SELECT * FROM items WHERE id < 50', **kwargs)
   con = duckdb.connect(items_db, read_only=True)
   splits = plan.splits(con)
-  parts = [[r[0] for r in con.execute(s.sql).fetchall()] for s in splits]
+  parts = [[r[0] for r in con.execute(s.sql, list(s.params)).fetchall()]
+           for s in splits]
   con.close()
   assert len(splits) > 1 and all(parts)
   assert sorted(sum(parts, [])) == list(range(50))

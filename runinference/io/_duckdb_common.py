@@ -69,11 +69,13 @@ def connect_writable(database: str, lock_timeout_s: float):
       delay = min(delay * 2, 1.0)
 
 
-def run_query(con, sql: str, what: str, shown: str = ''):
-  """Runs ``sql``; DuckDB's own errors come back naming the query."""
+def run_query(con, sql: str, what: str, shown: str = '',
+              params: tuple = ()):
+  """Runs ``sql`` (with ``params`` bound to its ``?``s); DuckDB's own errors
+  come back naming the query."""
   duckdb = import_duckdb()
   try:
-    return con.sql(sql)
+    return con.sql(sql, params=list(params)) if params else con.sql(sql)
   except (duckdb.ParserException, duckdb.BinderException,
           duckdb.CatalogException) as e:
     raise DuckDBQueryError(

@@ -23,6 +23,7 @@ class ReadSplit:
   """One part of the query's rows: its own SQL over the user's query."""
   index: int
   sql: str
+  params: tuple = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,34 +56,46 @@ class ReadPlan:
     ]
 
   def _range_splits(self, con) -> list[ReadSplit]:
+    # Bounds come from the finite values only (NaN and +-inf have no place
+    # on a range), and every value goes into the SQL as a bound parameter,
+    # never as text. The first split is open below (-inf, and NULL), the
+    # last open above (+inf, and NaN: DuckDB orders NaN above every
+    # number), so each row falls in exactly one split.
     col = quote_identifier(self.partition_column)
     lo, hi, n = run_query(
         con, f'SELECT min({col}), max({col}), count(*) FROM ({self.query})',
         _WHAT).fetchall()[0]
-    base = f'SELECT * FROM ({self.query}) WHERE '
-    if not n:
-      return []
-    if lo is None:  # every value is NULL
-      return [ReadSplit(0, base + f'{col} IS NULL')]
-    k = self._count(n)
+    base = f'SELECT * FROM ({self.query})'
+    if not n or lo is None:  # no rows, or every value is NULL
+      return [ReadSplit(0, base)] if n else []
     if not all(isinstance(v, (int, float, decimal.Decimal)) for v in (lo, hi)):
       raise ConfigurationError(
           f'{_WHAT}: partition_column {self.partition_column!r} holds '
           f'{type(lo).__name__} values; give a numeric column')
+    if isinstance(lo, float) and not (math.isfinite(lo) and
+                                      math.isfinite(hi)):
+      lo, hi = run_query(
+          con, f'SELECT min({col}), max({col}) FROM ({self.query}) '
+          f'WHERE isfinite({col})', _WHAT).fetchall()[0]
+      if lo is None:  # no finite value: only NaN, +-inf (and NULL)
+        return [ReadSplit(0, base)]
+    k = self._count(n)
     if isinstance(lo, int) and isinstance(hi, int):
       k = min(k, hi - lo + 1)
-      bounds = [lo + (hi - lo + 1) * i // k for i in range(k)]
+      bounds = [lo + (hi - lo + 1) * i // k for i in range(1, k)]
     else:
       lo, hi = float(lo), float(hi)
-      bounds = [lo + (hi - lo) * i / k for i in range(k)] if hi > lo else [lo]
-    splits = []
-    for i, start in enumerate(bounds):
-      cond = f'{col} >= {start!r}'
-      if i + 1 < len(bounds):
-        cond += f' AND {col} < {bounds[i + 1]!r}'
-      if i == 0:
-        cond = f'({cond}) OR {col} IS NULL'
-      splits.append(ReadSplit(i, base + cond))
+      bounds = sorted({lo * (1 - i / k) + hi * (i / k) for i in range(1, k)}
+                      - {lo}) if hi > lo else []
+    if not bounds:
+      return [ReadSplit(0, base)]
+    splits = [ReadSplit(0, base + f' WHERE {col} < ? OR {col} IS NULL',
+                        (bounds[0],))]
+    for i in range(1, len(bounds)):
+      splits.append(ReadSplit(i, base + f' WHERE {col} >= ? AND {col} < ?',
+                              (bounds[i - 1], bounds[i])))
+    splits.append(ReadSplit(len(bounds), base + f' WHERE {col} >= ?',
+                            (bounds[-1],)))
     return splits
 
   def _scalar(self, con, sql: str) -> Any:
@@ -114,7 +127,7 @@ class ReadSplits(beam.DoFn):
   def process(self, split: ReadSplit):
     con = connect_read_only(self._database)
     try:
-      relation = run_query(con, split.sql, _WHAT)
+      relation = run_query(con, split.sql, _WHAT, params=split.params)
       for batch in arrow_reader(relation, self._rows_per_batch):
         yield from self._converter.convert(batch)
     finally:

@@ -28,6 +28,7 @@ from ._duckdb_common import (DuckDBSchemaError, connect_writable,
                              import_duckdb, quote_identifier, quote_literal,
                              quote_table, run_query)
 from ._duckdb_records import to_record
+from ._duckdb_types import clash, misfit
 
 _WHAT = 'WriteToDuckDB'
 MODES = ('append', 'replace')
@@ -121,27 +122,39 @@ class CommitStaged(beam.DoFn):
   def _insert(self, con, paths: list) -> int:
     spec = self._spec
     table = quote_table(spec.table)
+    per_file = [_staged_types(con, [p]) for p in paths]
     source = ('read_parquet([' + ', '.join(quote_literal(p) for p in paths) +
               '], union_by_name=true)')
-    staged = run_query(con, f'DESCRIBE SELECT * FROM {source}',
-                       _WHAT).fetchall()
-    staged_types = {row[0]: row[1] for row in staged}
     existing = _table_columns(con, spec.table)
     if existing is not None and spec.mode == 'replace':
       con.execute(f'DROP TABLE {table}')
       existing = None
     if existing is None:
-      run_query(con, _create_sql(table, staged_types, spec.schema or {}),
+      _check_batches_agree(per_file, spec.table)
+      run_query(con, _create_sql(table, _staged_types(con, paths, source),
+                                 spec.schema or {}),
                 f'{_WHAT} creating table {spec.table!r}')
       existing = _table_columns(con, spec.table)
     else:
-      extra = [c for c in staged_types if c not in existing]
+      known = {c.lower() for c in existing}
+      extra = sorted({c for types in per_file for c in types
+                      if c.lower() not in known})
       if extra:
         raise DuckDBSchemaError(
             f'{_WHAT}: table {spec.table!r} in {spec.database!r} exists with '
             f'columns {list(existing)}, but the records also have {extra}. '
             "Write to a new table, use mode='replace', or map the records "
             'to the existing columns.')
+    for types in per_file:
+      wrong = misfit(types, existing)
+      if wrong:
+        column, kind, target = wrong
+        raise DuckDBSchemaError(
+            f'{_WHAT}: column {column!r} of table {spec.table!r} is '
+            f'{target}, but a batch of records holds {kind} values in it. '
+            'A table\'s column types are decided once (the declared schema, '
+            'or the first records written); make every record give '
+            f'{column!r} the same type.')
     try:
       return con.execute(
           f'INSERT INTO {table} BY NAME SELECT * FROM {source}').fetchone()[0]
@@ -151,13 +164,33 @@ class CommitStaged(beam.DoFn):
           f'(columns {existing}): {e}') from e
 
 
+def _staged_types(con, paths: list, source: str = '') -> dict:
+  """Column -> DuckDB type of the staged Parquet file(s)."""
+  source = source or f'read_parquet({quote_literal(paths[0])})'
+  rows = run_query(con, f'DESCRIBE SELECT * FROM {source}', _WHAT).fetchall()
+  return {row[0]: row[1] for row in rows}
+
+
+def _check_batches_agree(per_file: list, table: str) -> None:
+  wrong = clash(per_file)
+  if wrong:
+    column, kinds = wrong
+    raise DuckDBSchemaError(
+        f'{_WHAT}: column {column!r} of the records for table {table!r} holds '
+        f'values of different types in different batches ({", ".join(kinds)}). '
+        f'Make every record give {column!r} the same type, or declare it '
+        "with schema={...}.")
+
+
 def _table_columns(con, table: str) -> Optional[dict]:
-  """Column name -> type of ``table``, or None if it does not exist."""
+  """Column name -> type of ``table``, or None if it does not exist (names
+  compared ignoring case, as DuckDB does)."""
   parts = table.split('.')
   schema, name = (parts[0], parts[1]) if len(parts) == 2 else ('main', parts[0])
   rows = con.execute(
       'SELECT column_name, data_type FROM information_schema.columns '
-      'WHERE table_schema = ? AND table_name = ? ORDER BY ordinal_position',
+      'WHERE lower(table_schema) = lower(?) AND lower(table_name) = lower(?) '
+      'ORDER BY ordinal_position',
       [schema.strip(), name.strip()]).fetchall()
   return {c: t for c, t in rows} if rows else None
 

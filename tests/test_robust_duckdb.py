@@ -1,0 +1,159 @@
+"""DuckDB IO against odd values (issue 18 items 7-9): partition columns
+holding NULL/NaN/+-inf, a table's schema decided once, table names compared
+ignoring case. Real DuckDB files, real pipelines."""
+import math
+
+import apache_beam as beam
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from runinference.exceptions import RunInferenceError
+from runinference.io import DuckDBSchemaError, ReadFromDuckDB, WriteToDuckDB
+from runinference.io._duckdb_read import ReadPlan
+from tests.helpers import run_pipeline
+from tests.test_duckdb_io import gather, query
+
+duckdb = pytest.importorskip('duckdb')
+
+ODD = [float('nan'), float('inf'), float('-inf'), None, 1.5, -2.0, 0.0,
+       -0.0, 7.25, 1e300, -1e-300]
+
+
+def _db_with(path, values, kind='DOUBLE'):
+  con = duckdb.connect(path)
+  con.execute(f'CREATE TABLE t (id BIGINT, x {kind})')
+  con.executemany('INSERT INTO t VALUES (?, ?)', list(enumerate(values)))
+  con.close()
+  return path
+
+
+@pytest.mark.parametrize('num_splits', [1, 2, 3, 8])
+def test_partition_on_nan_inf_null_reads_every_row_once(tmp_path, num_splits):
+  db = _db_with(str(tmp_path / 'odd.duckdb'), ODD)
+  ids = gather(lambda p: p | ReadFromDuckDB(
+      db, 'SELECT * FROM t', partition_column='x', num_splits=num_splits)
+      | beam.Map(lambda r: r['id']))
+  assert sorted(ids) == list(range(len(ODD)))
+
+
+def test_partition_column_with_no_finite_value(tmp_path):
+  values = [float('nan'), None, float('inf'), float('-inf'), float('nan')]
+  db = _db_with(str(tmp_path / 'odd.duckdb'), values)
+  ids = gather(lambda p: p | ReadFromDuckDB(
+      db, 'SELECT * FROM t', partition_column='x', num_splits=4)
+      | beam.Map(lambda r: r['id']))
+  assert sorted(ids) == list(range(len(values)))
+
+
+def test_split_sql_carries_no_value_as_text(tmp_path):
+  db = _db_with(str(tmp_path / 'odd.duckdb'), [0.1 * i for i in range(20)])
+  con = duckdb.connect(db, read_only=True)
+  splits = ReadPlan(db, 'SELECT * FROM t', 'x', num_splits=4).splits(con)
+  con.close()
+  assert len(splits) == 4 and all(s.params for s in splits)
+  assert not any(any(ch.isdigit() for ch in s.sql) for s in splits)
+
+
+_value = st.one_of(st.none(), st.floats(allow_nan=True, allow_infinity=True),
+                   st.sampled_from([float('nan'), float('inf'),
+                                    float('-inf')]))
+
+
+@settings(max_examples=80, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(values=st.lists(_value, min_size=1, max_size=30),
+       num_splits=st.integers(1, 9))
+def test_property_double_partitions_cover_each_row_once(values, num_splits):
+  con = duckdb.connect()
+  con.execute('CREATE TABLE t (id BIGINT, x DOUBLE)')
+  con.executemany('INSERT INTO t VALUES (?, ?)', list(enumerate(values)))
+  plan = ReadPlan('unused', 'SELECT * FROM t', 'x', num_splits=num_splits)
+  ids = [r[0] for s in plan.splits(con)
+         for r in con.execute(s.sql, list(s.params)).fetchall()]
+  con.close()
+  assert sorted(ids) == list(range(len(values)))
+
+
+@settings(max_examples=60, deadline=None)
+@given(values=st.lists(st.one_of(st.none(), st.integers(-2**63, 2**63 - 1)),
+                       min_size=1, max_size=30),
+       num_splits=st.integers(1, 9), kind=st.sampled_from(
+           ['BIGINT', 'HUGEINT', 'DECIMAL(38,0)']))
+def test_property_integer_partitions_cover_each_row_once(values, num_splits,
+                                                         kind):
+  con = duckdb.connect()
+  con.execute(f'CREATE TABLE t (id BIGINT, x {kind})')
+  con.executemany('INSERT INTO t VALUES (?, ?)', list(enumerate(values)))
+  plan = ReadPlan('unused', 'SELECT * FROM t', 'x', num_splits=num_splits)
+  ids = [r[0] for s in plan.splits(con)
+         for r in con.execute(s.sql, list(s.params)).fetchall()]
+  con.close()
+  assert sorted(ids) == list(range(len(values)))
+
+
+# -- item 8: the schema is decided once --------------------------------------
+
+def _write(db, records, table='t', **kwargs):
+  def build(p):
+    _ = (p | beam.Create(records, reshuffle=False)
+         | WriteToDuckDB(db, table, **kwargs))
+  run_pipeline(build)
+
+
+def test_int_and_str_in_different_batches_is_an_error_naming_the_column(
+    tmp_path):
+  db = str(tmp_path / 'w.duckdb')
+  records = [{'id': i, 'v': i} for i in range(4)] + [{'id': 9, 'v': 'nine'}]
+  with pytest.raises(Exception, match=r"column 'v'.*BIGINT, VARCHAR"):
+    _write(db, records, batch_size=1)
+  assert issubclass(DuckDBSchemaError, RunInferenceError)
+  con = duckdb.connect(db)
+  assert con.execute("SELECT count(*) FROM information_schema.tables "
+                     "WHERE table_name = 't'").fetchone() == (0,)
+  con.close()
+
+
+def test_a_later_commit_must_fit_the_decided_schema(tmp_path):
+  db = str(tmp_path / 'w.duckdb')
+  _write(db, [{'id': 1, 'v': 10}])
+  with pytest.raises(Exception, match=r"column 'v' of table 't' is BIGINT.*"
+                     r"VARCHAR"):
+    _write(db, [{'id': 2, 'v': '20'}])   # DuckDB alone would cast '20'
+  with pytest.raises(Exception, match=r"column 'v' of table 't' is BIGINT.*"
+                     r"DOUBLE"):
+    _write(db, [{'id': 2, 'v': 2.5}])    # would be rounded to 2 or 3
+  assert query(db, 'SELECT id, v FROM t') == [(1, 10)]
+
+
+def test_ints_widen_to_a_float_column_and_nulls_fit_anything(tmp_path):
+  db = str(tmp_path / 'w.duckdb')
+  _write(db, [{'v': 1.5, 'tags': ['a']}, {'v': 2, 'tags': [None]},
+              {'v': None, 'tags': None}], batch_size=1)
+  _write(db, [{'v': 3, 'tags': None}], batch_size=1)
+  assert dict(r[:2] for r in query(db, 'DESCRIBE t')) == {
+      'v': 'DOUBLE', 'tags': 'VARCHAR[]'}
+  assert sorted(r[0] for r in query(db, 'SELECT v FROM t WHERE v IS NOT NULL')
+                ) == [1.5, 2.0, 3.0]
+
+
+def test_declared_schema_is_the_decision(tmp_path):
+  db = str(tmp_path / 'w.duckdb')
+  _write(db, [{'v': 1}], schema={'v': 'DOUBLE'})
+  with pytest.raises(Exception, match=r"column 'v' of table 't' is VARCHAR"):
+    _write(db + '2', [{'v': 1}], schema={'v': 'VARCHAR'})
+  assert query(db, 'SELECT v FROM t') == [(1.0,)]
+
+
+# -- item 9: table names ignore case, as DuckDB's do -------------------------
+
+@pytest.mark.parametrize('mode', ['append', 'replace'])
+def test_table_name_in_other_case_is_the_same_table(tmp_path, mode):
+  db = str(tmp_path / 'w.duckdb')
+  con = duckdb.connect(db)
+  con.execute('CREATE TABLE scores (id BIGINT, score DOUBLE)')
+  con.execute('INSERT INTO scores VALUES (1, 0.5)')
+  con.close()
+  _write(db, [{'ID': 2, 'Score': 0.25}], table='Scores', mode=mode)
+  rows = query(db, 'SELECT id, score FROM scores ORDER BY id')
+  assert rows == ([(1, 0.5), (2, 0.25)] if mode == 'append' else [(2, 0.25)])
