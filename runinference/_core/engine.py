@@ -74,7 +74,8 @@ class InferenceEngine(ModelCaller):
       refreshable: bool = False,
       refresh_sample: Optional[Sequence] = None,
       model_manager_args: Optional[dict] = None,
-      overlap: bool = False):
+      overlap: bool = False,
+      model_validation: Optional[Callable] = None):
     """
     Args:
       prebatched: each item is a whole batch (``with_no_batching``).
@@ -83,6 +84,8 @@ class InferenceEngine(ModelCaller):
       refreshable: the model may be switched (keep recent examples to check
         a candidate with).
       refresh_sample: examples to check a refresh candidate with.
+      model_validation: a candidate must pass it against the serving
+        model before it is swapped in (see ``refresher``).
       model_manager_args: hold the model in the process's central model
         manager (a memory budget shared by every step), None: hold it here.
       overlap: callers may ``submit`` batches, whose model calls then run
@@ -104,6 +107,7 @@ class InferenceEngine(ModelCaller):
     self.keep_recent = refreshable or watch_spec is not None
     self.refresh_sample = (
         None if refresh_sample is None else list(refresh_sample))
+    self.model_validation = model_validation
     self.holder = ModelHolder(handler, tag, clock, model_manager_args)
     self.overlap = overlap
     self._init_runtime()
@@ -114,7 +118,8 @@ class InferenceEngine(ModelCaller):
     self.timeout_runner = TimeoutRunner(self.policy.timeout)
     self.model_name = ''
     self.refresher = Refresher(
-        self.holder, self.watch_spec, CandidateCheck(self.refresh_sample),
+        self.holder, self.watch_spec,
+        CandidateCheck(self.refresh_sample, self.model_validation),
         lambda: self.inference_args)
     self.calls: Optional[CallThread] = CallThread() if self.overlap else None
 

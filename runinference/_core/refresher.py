@@ -1,13 +1,20 @@
 """Switching the serving model while a pipeline runs: from a model-metadata
 side input or a watched file pattern. A candidate is loaded beside the
-current model, checked with a warm-up call, and only then swapped in; one
-that fails to load or to predict is logged and counted, and the current model
-keeps serving."""
+current model, checked with a warm-up call -- and, with ``model_validation``,
+evaluated against the serving model on a held-out sample -- and only then
+swapped in; one that fails to load, to predict or to pass validation is
+logged and counted, and the current model keeps serving.
+
+``model_validation`` is any callable ``validation(candidate_predict,
+serving_predict)`` returning a truthy/falsy result whose ``str`` names what
+failed (``runinference.evaluation.ModelValidation`` is one); each
+``predict`` maps a list of examples to the model's predictions. ``_core``
+never imports the evaluation package: the object is handed in."""
 from __future__ import annotations
 
 import dataclasses
 import logging
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Optional, Protocol, Sequence
 
 import apache_beam as beam
 
@@ -63,18 +70,68 @@ class SwitchOutcome:
   rejected: bool = False
 
 
+class ModelValidationFn(Protocol):
+  """What ``RunInference(model_validation=...)`` takes."""
+  def __call__(self, candidate: Callable[[list], Any],
+               serving: Optional[Callable[[list], Any]]) -> Any:
+    ...
+
+
+def check_model_validation(validation: Any) -> Any:
+  if validation is not None and not callable(validation):
+    raise ConfigurationTypeError(
+        'model_validation must be callable as validation(candidate_predict, '
+        'serving_predict) (e.g. runinference.evaluation.ModelValidation), got '
+        f'{type(validation).__name__}.')
+  return validation
+
+
+def _predict(handler, model, inference_args) -> Callable[[list], Any]:
+  return lambda examples: handler.run_inference(examples, model,
+                                                inference_args)
+
+
 class CandidateCheck:
   """A warm-up call of a refresh candidate on ``sample`` (given by the
   user) or else on the latest examples served; without either the candidate
-  is accepted unchecked."""
-  def __init__(self, sample: Optional[Sequence] = None):
+  is accepted unchecked. Then, with ``validation``, the candidate must pass
+  it against the serving model (read from ``serving``, the holder)."""
+  def __init__(self, sample: Optional[Sequence] = None,
+               validation: Optional[ModelValidationFn] = None):
     self.sample = None if sample is None else list(sample)
+    self.validation = check_model_validation(validation)
     self.recent: list = []
 
   def examples(self) -> list:
     return self.sample if self.sample is not None else self.recent
 
   def __call__(self, prepared: PreparedModel,
+               inference_args: Optional[dict],
+               serving: Optional[ModelHolder] = None) -> None:
+    self._warm_up(prepared, inference_args)
+    if self.validation is not None:
+      self._validate(prepared, inference_args, serving)
+
+  def _validate(self, prepared: PreparedModel, inference_args,
+                serving: Optional[ModelHolder]) -> None:
+    current = None if serving is None else serving.get()
+    try:
+      result = self.validation(
+          _predict(prepared.handler, prepared.loaded.model, inference_args),
+          None if current is None else _predict(
+              serving.handler, current.model, inference_args))
+    except Exception as exc:  # pylint: disable=broad-except
+      raise ModelRefreshRejected(
+          f'Model {prepared.loaded.model_id!r} could not be validated: '
+          f'{exc!r}. The current model keeps serving.') from exc
+    if not result:
+      raise ModelRefreshRejected(
+          f'Model {prepared.loaded.model_id!r} failed validation against '
+          f'the serving model: {result}. The current model keeps serving.')
+    _LOGGER.info('Model %r passed validation: %s', prepared.loaded.model_id,
+                 result)
+
+  def _warm_up(self, prepared: PreparedModel,
                inference_args: Optional[dict]) -> None:
     examples = self.examples()
     if not examples:
@@ -122,7 +179,7 @@ class Refresher:
     if isinstance(path, list):
       return prepared  # per-key updates: each key's handler loads on demand
     try:
-      self.check(prepared, self._inference_args())
+      self.check(prepared, self._inference_args(), self.holder)
     except BaseException:
       self.holder.discard(prepared)
       raise

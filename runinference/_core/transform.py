@@ -20,6 +20,7 @@ from ..exceptions import (ConfigurationError, ConfigurationTypeError,
                           UnsupportedOptionError)
 from .options import reject_unknown
 from .refresh import watch_spec_of
+from .refresher import check_model_validation
 from .stream_batching import batch_across_bundles
 from .types import ModelMetadata, RunInferenceDLQ
 
@@ -68,6 +69,7 @@ class RunInference(beam.PTransform):
       model_identifier: Optional[str] = None,
       refresh_sample: Optional[Sequence[Any]] = None,
       overlap: Optional[bool] = None,
+      model_validation: Optional[Any] = None,
       **kwargs):
     """
     Args:
@@ -88,6 +90,11 @@ class RunInference(beam.PTransform):
         pipelines in the global window). Default: the handler's
         ``overlap_by_default()`` (on for remote handlers and models on a
         GPU, where the CPU is free while the model runs; off on the CPU).
+      model_validation: a new model (from ``model_metadata_pcoll`` or
+        ``watch_model_pattern``) is swapped in only if it passes this check
+        against the serving one, e.g.
+        ``runinference.evaluation.ModelValidation``; a refused model is
+        logged and counted (``model_refresh_rejected``).
     """
     super().__init__()
     if not isinstance(model_handler, ModelHandler) and not all(
@@ -120,7 +127,7 @@ class RunInference(beam.PTransform):
         ['interval', 'stop_timestamp', 'clock', 'inference_args',
          'metrics_namespace', 'model_metadata_pcoll', 'watch_model_pattern',
          'model_identifier', 'refresh_sample', 'use_model_manager',
-         'model_manager_args', 'overlap'],
+         'model_manager_args', 'overlap', 'model_validation'],
         ' interval and stop_timestamp go with watch_model_pattern.')
     if refresh_sample is not None and (
         isinstance(refresh_sample, (str, bytes)) or
@@ -134,6 +141,12 @@ class RunInference(beam.PTransform):
           f'overlap must be True, False or None (the default), got '
           f'{overlap!r}.')
     self._overlap = overlap
+    if model_validation is not None and not (
+        watch_model_pattern or model_metadata_pcoll is not None):
+      raise ConfigurationError(
+          'model_validation gates a model refresh: it needs '
+          'watch_model_pattern or model_metadata_pcoll.')
+    self._model_validation = check_model_validation(model_validation)
     self._kwargs = kwargs
     self._model_tag = model_identifier or uuid.uuid4().hex
     self._policy = ErrorPolicy()
@@ -223,6 +236,7 @@ class RunInference(beam.PTransform):
         clock=self._clock,
         refresh_sample=self._refresh_sample,
         model_manager_args=self._manager_args,
+        model_validation=self._model_validation,
         **options)
 
   def _plan(self, pcoll) -> '_Plan':
