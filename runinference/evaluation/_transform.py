@@ -2,12 +2,14 @@
 as a short ``expand`` of named steps."""
 from __future__ import annotations
 
+import inspect
 from typing import Any, Callable, Mapping, Optional, Sequence, Union
 
 import apache_beam as beam
 import numpy as np
 
 from ..exceptions import ConfigurationError, ConfigurationTypeError
+from .._core.options import reject_unknown
 from ..base import (KeyedModelHandler, ModelHandler, PredictionResult,
                     RunInference)
 from ._blocks import MAX_BLOCK_ROWS, Columns, RowsToBlocks
@@ -76,7 +78,8 @@ class EvaluateModel(beam.PTransform):
       auc_exact_limit: int = EXACT_LIMIT,
       columnar: bool = False,
       model_name: str = _DEFAULT_MODEL,
-      block_rows: int = MAX_BLOCK_ROWS):
+      block_rows: int = MAX_BLOCK_ROWS,
+      **unknown):
     """
     Args:
       label_key: the label column.
@@ -93,6 +96,10 @@ class EvaluateModel(beam.PTransform):
       threshold: the positive-class cut for binary scores.
     """
     super().__init__()
+    if unknown:
+      reject_unknown('EvaluateModel', unknown, [
+          p for p in inspect.signature(EvaluateModel.__init__).parameters
+          if p not in ('self', 'unknown')])
     if handlers is not None and predictions is not None:
       raise ConfigurationError(
           'EvaluateModel takes handlers= (models to run) or predictions= '
