@@ -12,8 +12,34 @@ import os
 import sys
 from typing import Any, Callable
 
-from runinference.exceptions import RunInferenceError
 from ..exceptions import InspectError  # noqa: F401  (re-exported)
+
+
+def add_parser(sub, parents) -> None:
+  insp = sub.add_parser(
+      'inspect', parents=parents,
+      help='which handler fits a model file, and its signature')
+  insp.add_argument('model_path', help='a model file or directory')
+  insp.add_argument('--json', action='store_true',
+                    help='print one JSON object (path, framework, handler, '
+                    'config, inputs, outputs, notes)')
+
+
+def plain(value: Any) -> Any:
+  """numpy scalars and arrays, tuples... as plain Python values, so that
+  printed values read ``[0, 1]`` and not ``[np.int64(0), np.int64(1)]``."""
+  if isinstance(value, dict):
+    return {str(k): plain(v) for k, v in value.items()}
+  if isinstance(value, (list, tuple)):
+    return [plain(v) for v in value]
+  if hasattr(value, 'tolist'):  # numpy arrays and scalars
+    return plain(value.tolist())
+  if hasattr(value, 'item') and callable(value.item):
+    try:
+      return value.item()
+    except (TypeError, ValueError):
+      pass
+  return value
 
 
 @dataclasses.dataclass
@@ -43,19 +69,39 @@ def _sklearn(path: str) -> ModelInfo:
   except ImportError:
     with open(path, 'rb') as f:
       model = pickle.load(f)
+  return _describe_estimator(path, model, {'model_uri': path})
+
+
+def _skops(path: str) -> ModelInfo:
+  """A skops file: its types are listed without loading it, then it is
+  loaded trusting only what it declares (it holds data, not code)."""
+  from skops.io import get_untrusted_types, load
+  untrusted = get_untrusted_types(file=path)
+  model = load(path, trusted=untrusted)
+  config = {'model_uri': path}
+  if untrusted:
+    config['trusted_types'] = list(untrusted)
+  info = _describe_estimator(path, model, config)
+  if untrusted:
+    info.notes.append('types outside skops\'s default trusted set, listed '
+                      'in trusted_types: check them before trusting them')
+  return info
+
+
+def _describe_estimator(path: str, model, config: dict) -> ModelInfo:
   names = getattr(model, 'feature_names_in_', None)
   n = getattr(model, 'n_features_in_', None)
   handler = 'SklearnModelHandlerPandas' if names is not None else \
       'SklearnModelHandlerNumpy'
-  info = ModelInfo(path, 'scikit-learn', handler, {'model_uri': path},
+  info = ModelInfo(path, 'scikit-learn', handler, config,
                    notes=[f'estimator: {type(model).__module__}.'
                           f'{type(model).__name__}'])
   if names is not None:
-    info.inputs = [f'DataFrame columns {list(names)}']
+    info.inputs = [f'DataFrame columns {plain(list(names))}']
   elif n is not None:
     info.inputs = [f'float vector of {n} features']
   if hasattr(model, 'classes_'):
-    info.outputs = [f'class label, one of {list(model.classes_)[:10]}'
+    info.outputs = [f'class label, one of {plain(list(model.classes_)[:10])}'
                     + (' (predict_proba: one probability per class)'
                        if hasattr(model, 'predict_proba') else '')]
   elif hasattr(model, 'predict'):
@@ -110,6 +156,32 @@ def _torch(path: str) -> ModelInfo:
   return info
 
 
+def _safetensors(path: str) -> ModelInfo:
+  """Tensor names, shapes and dtypes from the header (no tensor is read)."""
+  from safetensors import safe_open
+  with safe_open(path, framework='numpy') as f:
+    names = list(f.keys())
+    shapes = {}
+    for name in names:
+      part = f.get_slice(name)
+      shapes[name] = (list(part.get_shape()), str(part.get_dtype()))
+    meta = f.metadata() or {}
+  weights = [s for k, (s, _) in shapes.items() if k.endswith('weight')]
+  info = ModelInfo(
+      path, 'pytorch', 'PytorchModelHandlerTensor',
+      {'state_dict_path': path, 'model_class': '<your torch.nn.Module class>',
+       'model_params': {}},
+      notes=['safetensors weights: the model_class that built them is needed',
+             f'{len(names)} tensors'] +
+      [f'{k}: {s} {d}' for k, (s, d) in list(shapes.items())[:12]] +
+      [f'metadata {k}: {v}' for k, v in list(meta.items())[:5]])
+  if weights and len(weights[0]) == 2:
+    info.inputs = [f'float tensor of {weights[0][1]} features (first layer)']
+  if weights and len(weights[-1]) == 2:
+    info.outputs = [f'tensor of {weights[-1][0]} values (last layer)']
+  return info
+
+
 def _xgboost(path: str) -> ModelInfo:
   import xgboost
   booster = xgboost.Booster(model_file=path)
@@ -155,6 +227,7 @@ _BY_EXTENSION: dict[str, Callable[[str], ModelInfo]] = {
     '.onnx': _onnx, '.pt': _torch, '.pth': _torch,
     '.json': _xgboost, '.ubj': _xgboost, '.bst': _xgboost,
     '.keras': _tensorflow, '.h5': _tensorflow,
+    '.skops': _skops, '.safetensors': _safetensors,
 }
 
 
@@ -197,18 +270,30 @@ def _print(info: ModelInfo) -> None:
   print('  ' + info.to_yaml().replace('\n', '\n  ').rstrip())
 
 
-def inspect_command(args: argparse.Namespace) -> int:
+def command(args: argparse.Namespace, rest=()) -> int:
+  if rest:
+    print(f'runinference inspect: unrecognized arguments: {" ".join(rest)}',
+          file=sys.stderr)
+    return 2
+  from runinference.exceptions import RunInferenceError
   try:
     info = inspect_model(args.model_path)
   except InspectError as e:
     print(f'runinference: {e}', file=sys.stderr)
+    return 2
+  except RunInferenceError as e:  # e.g. a skops file with unsafe types
+    print(f'runinference: {args.model_path}: {e}', file=sys.stderr)
     return 2
   except Exception as e:  # the framework could not read the file
     print(f'runinference: {args.model_path}: cannot be read as a '
           f'{type(e).__module__.split(".")[0]} model: {e}', file=sys.stderr)
     return 2
   if args.json:
-    print(json.dumps(dataclasses.asdict(info), indent=2, default=str))
+    print(json.dumps(plain(dataclasses.asdict(info)), indent=2, default=str))
   else:
     _print(info)
   return 0
+
+
+def inspect_command(args: argparse.Namespace) -> int:
+  return command(args)

@@ -5,21 +5,65 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import difflib
 import json
 import logging
 import os
+import socket
 import sys
 import threading
 import time
 from typing import Any, Optional, Sequence
 
-from runinference import live_metrics
-from runinference.exceptions import RunInferenceError
-
-from .progress import Counts, ProgressDisplay, read_counts
 from ..exceptions import CliError  # noqa: F401  (re-exported)
 
 _LOG = logging.getLogger('runinference.cli')
+# Our own options of `run`, for did-you-mean on an unknown option.
+_OWN_OPTIONS = ('quiet', 'metrics_port', 'metrics_host', 'report',
+                'jinja_variables', 'timeout', 'log_level')
+
+
+def add_parser(sub, parents) -> None:
+  run = sub.add_parser(
+      'run', help='run a Beam YAML pipeline file', allow_abbrev=False,
+      parents=parents,
+      description='Runs a Beam YAML pipeline. Options not listed here are '
+      'Beam pipeline options (e.g. --runner=FlinkRunner) and pass through; '
+      'without --runner it runs in this process on the DirectRunner\'s '
+      'local runner.')
+  run.add_argument('pipeline', help='the pipeline file (.yaml)')
+  run.add_argument('--quiet', action='store_true',
+                   help='no progress display and no summary')
+  run.add_argument('--metrics-port', type=int, default=None, metavar='PORT',
+                   help='serve live metrics in Prometheus text format on '
+                   '127.0.0.1:PORT/metrics while the pipeline runs (0: any '
+                   'free port)')
+  run.add_argument('--metrics-host', default='127.0.0.1',
+                   help='address to serve metrics on (default 127.0.0.1)')
+  run.add_argument('--report', metavar='PATH', default=None,
+                   help='write an HTML run report to PATH at the end')
+  add_jinja_argument(run)
+  run.add_argument('--timeout', type=float, default=None, metavar='SECONDS',
+                   help='give up (exit status 124) when the pipeline runs '
+                   'longer than this')
+
+
+def add_jinja_argument(parser) -> None:
+  parser.add_argument(
+      '--jinja_variables', '--jinja-variables', default=None,
+      metavar='JSON', help='variables for the file\'s Jinja placeholders, '
+      'as a JSON object (as Beam\'s yaml main)')
+
+
+def _beam_option_names() -> list[str]:
+  from apache_beam.options.pipeline_options import PipelineOptions
+  return sorted(PipelineOptions([]).get_all_options())
+
+
+def _did_you_mean(name: str, candidates: Sequence[str]) -> str:
+  key = name.replace('-', '_')
+  close = difflib.get_close_matches(key, list(candidates), n=1, cutoff=0.75)
+  return f' (did you mean --{close[0]}?)' if close else ''
 
 
 def _unknown_beam_options(beam_args: Sequence[str]) -> list[str]:
@@ -36,6 +80,49 @@ def _unknown_beam_options(beam_args: Sequence[str]) -> list[str]:
   return sorted(everything - known)
 
 
+def check_beam_options(beam_args: Sequence[str]) -> None:
+  """Raises ``CliError`` for an argument that is neither ours nor a Beam
+  pipeline option, suggesting the closest of either."""
+  unknown = _unknown_beam_options(beam_args)
+  if unknown:
+    candidates = [*_beam_option_names(), *_OWN_OPTIONS]
+    names = ', '.join('--' + u + _did_you_mean(u, candidates) for u in unknown)
+    raise CliError(f'unknown option(s) {names}: neither runinference run '
+                   'options (see --help) nor Beam pipeline options')
+
+
+def check_file_options(spec: dict, path: str) -> None:
+  """The pipeline file's ``options:`` block holds Beam pipeline options."""
+  from apache_beam.yaml.yaml_utils import SafeLineLoader
+  options = spec.get('options') or {}
+  if not isinstance(options, dict):
+    raise CliError(f'{path}: options: must be a mapping of pipeline options')
+  known = set(_beam_option_names())
+  for key in options:
+    if key in ('__line__', '__uuid__') or str(key) in known:
+      continue
+    line = SafeLineLoader.get_line(options)
+    where = f'{path}:{line}' if isinstance(line, int) else path
+    raise CliError(f'{where}: options.{key}: not a Beam pipeline option'
+                   f'{_did_you_mean(str(key), sorted(known))}')
+
+
+def check_port_free(host: str, port: int) -> None:
+  """Raises ``CliError`` (exit 2) naming the port when it cannot be bound,
+  before any start-up work."""
+  if port == 0:
+    return
+  try:
+    with socket.socket(socket.AF_INET6 if ':' in host else socket.AF_INET,
+                       socket.SOCK_STREAM) as s:
+      s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+      s.bind((host, port))
+  except OSError as e:
+    raise CliError(f'--metrics-port {port}: cannot serve on {host}:{port}: '
+                   f'{e.strerror or e} (choose another port, or 0 for any '
+                   'free port)') from e
+
+
 def load_pipeline(path: str, jinja_variables: Optional[dict] = None) -> dict:
   """Reads, Jinja-expands, parses and checks a pipeline file."""
   from apache_beam.yaml import yaml_transform
@@ -48,8 +135,16 @@ def load_pipeline(path: str, jinja_variables: Optional[dict] = None) -> dict:
   variables = jinja_variables or {}
   if not isinstance(variables, dict):
     raise CliError('--jinja_variables must be a JSON object')
-  with open(path) as f:
-    template = f.read()
+  try:
+    with open(path, encoding='utf-8') as f:
+      template = f.read()
+  except UnicodeDecodeError as e:
+    raise CliError(f'{path}: not a UTF-8 text file (byte {e.start}: '
+                   f'{e.object[e.start:e.start + 1]!r}); pipeline files are '
+                   'UTF-8 YAML') from e
+  except OSError as e:
+    raise CliError(f'{path}: cannot read the pipeline file: '
+                   f'{e.strerror or e}') from e
   try:
     text = yaml_transform.expand_jinja(
         template, variables, [os.path.dirname(os.path.abspath(path))])
@@ -104,6 +199,7 @@ def build_pipeline(spec: dict, path: str, beam_args: Sequence[str]):
 
 def _run_with_progress(pipeline, quiet: bool, timeout: Optional[float]):
   """Runs the pipeline in a thread while the progress display redraws."""
+  from .progress import ProgressDisplay
   box: dict[str, Any] = {}
 
   def target():
@@ -139,7 +235,7 @@ class RunOutcome:
   """A finished run: the Beam result, wall seconds, and the live counts."""
   result: Any
   seconds: float
-  counts: Counts
+  counts: Any  # progress.Counts
 
 
 def run_file(path: str, *, jinja_variables: Optional[dict] = None,
@@ -150,25 +246,33 @@ def run_file(path: str, *, jinja_variables: Optional[dict] = None,
              timeout: Optional[float] = None) -> RunOutcome:
   """Checks, builds and runs a pipeline file (what ``runinference run``
   does); raises ``CliError`` for a bad file or option."""
-  unknown = _unknown_beam_options(beam_args)
-  if unknown:
-    names = ', '.join('--' + u for u in unknown)
-    raise CliError(f'unknown option(s) {names}: neither runinference run '
-                   'options (see --help) nor Beam pipeline options')
+  from runinference import live_metrics
+  started = time.monotonic()
+  if metrics_port is not None:
+    check_port_free(metrics_host, metrics_port)
+  check_beam_options(beam_args)
   spec = load_pipeline(path, jinja_variables)
+  check_file_options(spec, path)
   try:
     pipeline = build_pipeline(spec, path, beam_args)
   except CliError:
     raise
   except Exception as e:  # Beam's own message names the transform and line
     raise CliError(f'{path}: cannot build the pipeline: {e}') from e
+  from .progress import read_counts
   server = None
   live_metrics.reset()
   live_metrics.enable()
   try:
     if metrics_port is not None:
-      server = live_metrics.serve(metrics_port, metrics_host)
+      try:
+        server = live_metrics.serve(metrics_port, metrics_host)
+      except OSError as e:  # taken since the check
+        raise CliError(f'--metrics-port {metrics_port}: cannot serve on '
+                       f'{metrics_host}:{metrics_port}: {e.strerror or e}') from e
       print(f'metrics: {server.url}', file=sys.stderr, flush=True)
+    _LOG.debug('pipeline starts %.2fs after the command began',
+               time.monotonic() - started)
     result, seconds = _run_with_progress(pipeline, quiet, timeout)
     counts = read_counts(time.monotonic() - seconds)
   finally:
@@ -189,7 +293,7 @@ def _write_report(result, path: str) -> None:
   report.write_html(path)
 
 
-def run_command(args: argparse.Namespace, beam_args: Sequence[str]) -> int:
+def command(args: argparse.Namespace, beam_args: Sequence[str]) -> int:
   try:
     variables = json.loads(args.jinja_variables) if args.jinja_variables else {}
   except json.JSONDecodeError as e:
@@ -222,3 +326,6 @@ def run_command(args: argparse.Namespace, beam_args: Sequence[str]) -> int:
   if args.report:
     print(f'report: {os.path.abspath(args.report)}')
   return 0
+
+
+run_command = command  # the name this function had before subcommand modules
