@@ -21,14 +21,17 @@ th{background:#f3f3f3}td.l,th.l{text-align:left}
 .ok{background:#e3f6e3;border:1px solid #5a5;padding:8px 12px}
 .bad{background:#fbe3e3;border:1px solid #c55;padding:8px 12px}
 .worse{color:#b00}.better{color:#070}
+.wide{overflow-x:auto}small{color:#555}
 .plots{display:flex;flex-wrap:wrap;gap:16px}
 figure{margin:0}figcaption{font-size:13px;text-align:center}
 """
 
 
-def _fmt(v) -> str:
+def _fmt(v, metric: str = '') -> str:
   if v is None:
     return '–'
+  if metric.endswith('count') and isinstance(v, (int, float)):
+    return f'{v:,.6g}' if not float(v).is_integer() else f'{int(v):,}'
   if isinstance(v, float):
     if math.isnan(v):
       return 'NaN'
@@ -48,6 +51,30 @@ def _banner(v: Optional[ValidationResult]) -> str:
           f'<ul>{items}</ul></div>')
 
 
+def _cell(metric, by_model, models, candidate, baseline) -> str:
+  lines = []
+  for i, m in enumerate(models):
+    r = by_model.get(m)
+    v = None if r is None else r.metrics.get(metric)
+    ci = None if r is None else r.intervals.get(metric)
+    tip = (f' title="95% CI {ci["lower"]:.4f} – {ci["upper"]:.4f}"'
+           if ci else '')
+    shown = _fmt(v, metric)
+    if i == 0:
+      lines.append(f'<span class="v" data-model="{html.escape(m)}"{tip}>'
+                   f'{shown}</span>')
+    else:
+      lines.append(f'<small data-model="{html.escape(m)}"{tip}>'
+                   f'{html.escape(m)} {shown}</small>')
+  if baseline:
+    c, b = by_model.get(candidate), by_model.get(baseline)
+    cv = None if c is None else c.metrics.get(metric)
+    bv = None if b is None else b.metrics.get(metric)
+    if isinstance(cv, (int, float)) and isinstance(bv, (int, float)):
+      lines.append(f'<small class="delta">Δ {cv - bv:+.4f}</small>')
+  return f'<td>{"<br>".join(lines)}</td>'
+
+
 def _tables(records, models, candidate, baseline) -> str:
   scalars = []
   for r in records:
@@ -61,39 +88,16 @@ def _tables(records, models, candidate, baseline) -> str:
   out = []
   for spec, slices in specs.items():
     title = ' × '.join(spec) or 'Overall'
-    head = ''.join(
-        f'<th colspan="{len(models) + (1 if baseline else 0)}">'
-        f'{html.escape(m)}</th>' for m in scalars)
-    sub = ''.join(
-        ''.join(f'<th>{html.escape(x)}</th>' for x in models) +
-        ('<th>Δ</th>' if baseline else '') for _ in scalars)
+    head = ''.join(f'<th>{html.escape(m)}</th>' for m in scalars)
     rows = []
-    for key, by_model in sorted(slices.items(), key=lambda kv: str(kv[0])):
+    for _, by_model in sorted(slices.items(), key=lambda kv: str(kv[0])):
       name = next(iter(by_model.values())).slice_name
-      cells = []
-      for metric in scalars:
-        for m in models:
-          r = by_model.get(m)
-          v = None if r is None else r.metrics.get(metric)
-          ci = None if r is None else r.intervals.get(metric)
-          tip = (f' title="95% CI {ci["lower"]:.4f} – {ci["upper"]:.4f}"'
-                 if ci else '')
-          cells.append(f'<td{tip}>{_fmt(v)}</td>')
-        if baseline:
-          c, b = by_model.get(candidate), by_model.get(baseline)
-          cv = None if c is None else c.metrics.get(metric)
-          bv = None if b is None else b.metrics.get(metric)
-          if isinstance(cv, (int, float)) and isinstance(bv, (int, float)):
-            d = cv - bv
-            cells.append(f'<td>{d:+.4f}</td>')
-          else:
-            cells.append('<td>–</td>')
-      rows.append(f'<tr><td class="l">{html.escape(name)}</td>'
-                  f'{"".join(cells)}</tr>')
+      cells = ''.join(_cell(metric, by_model, models, candidate, baseline)
+                      for metric in scalars)
+      rows.append(f'<tr><td class="l">{html.escape(name)}</td>{cells}</tr>')
     out.append(
-        f'<h3>{html.escape(title)}</h3><table class="slices"><tr>'
-        f'<th class="l" rowspan="2">slice</th>{head}</tr><tr>{sub}</tr>'
-        f'{"".join(rows)}</table>')
+        f'<h3>{html.escape(title)}</h3><div class="wide"><table class="slices">'
+        f'<tr><th class="l">slice</th>{head}</tr>{"".join(rows)}</table></div>')
   return ''.join(out)
 
 
@@ -178,9 +182,9 @@ def render_html(records: Sequence[SliceMetrics],
                 title: str = 'Model evaluation') -> str:
   records = sorted(records, key=lambda r: (len(r.slice), str(r.slice)))
   models = list(dict.fromkeys(r.model for r in records))
-  candidate = (validation.candidate if validation and validation.candidate
-               else (models[0] if models else None))
-  baseline = validation.baseline if validation else None
+  candidate = (validation.candidate if validation is not None and
+               validation.candidate else (models[0] if models else None))
+  baseline = validation.baseline if validation is not None else None
   models = ([m for m in (candidate, baseline) if m in models] +
             [m for m in models if m not in (candidate, baseline)])
   overall = {r.model: r for r in records if r.slice == ()}
