@@ -32,6 +32,7 @@ __all__ = [
     'MLTransformError',
     'MissingColumnError',
     'ColumnTypeError',
+    'UnknownOperationError',
     'ArtifactExistsError',
     'ArtifactNotFoundError',
     'ArtifactFormatError',
@@ -52,6 +53,7 @@ __all__ = [
     'ConfigurationRuntimeError',
     'DeviceUnavailableError',
     'ModelLoadError',
+    'ModelSourceError',
     'CorruptModelFileError',
     'TensorRTError',
     'InspectError',
@@ -175,6 +177,13 @@ class ColumnTypeError(MLTransformError, TypeError):
   """A column holds values of the wrong kind (e.g. text for a numeric op)."""
 
 
+class UnknownOperationError(MLTransformError, KeyError):
+  """An operation has no registered input type (``register_input_dtype``)."""
+
+  def __str__(self):  # KeyError would quote the whole message
+    return str(self.args[0]) if self.args else ''
+
+
 class ArtifactExistsError(MLTransformError, FileExistsError):
   """Write mode found artifacts already at ``write_artifact_location``."""
 
@@ -281,6 +290,12 @@ class DeviceUnavailableError(RunInferenceError, RuntimeError):
 class ModelLoadError(RunInferenceError, ValueError):
   """A model file exists but is not a model this handler can load (corrupt,
   truncated, or of another format)."""
+
+
+class ModelSourceError(ModelLoadError, OSError):
+  """A model could not be opened or fetched from where it was declared (a Hub
+  id while offline, a directory without the files the loader needs); an
+  OSError too, as the frameworks raise for these."""
 
 
 class CorruptModelFileError(ModelLoadError, RuntimeError):

@@ -11,7 +11,7 @@ from typing import Any, Optional, Sequence
 
 import numpy
 
-from ..exceptions import MissingColumnsError
+from ..exceptions import InvalidInputTypeError, MissingColumnsError
 
 
 class Chunk:
@@ -36,7 +36,7 @@ class Chunk:
     for name in features:
       problem = self._non_numeric(chunk, name)
       if problem:
-        raise TypeError(
+        raise InvalidInputTypeError(
             f'Feature column {name!r} of the {self.kind} chunk is {problem}, '
             'not numeric; convert it to numbers before RunInferenceColumnar '
             '(e.g. encode categories in a beam.Map over the chunks).')
@@ -231,7 +231,7 @@ def chunk_ops(chunk) -> Chunk:
   if ops is None and pd is not None and isinstance(chunk, pd.DataFrame):
     ops = _FRAME
   if ops is None:
-    raise TypeError(
+    raise InvalidInputTypeError(
         'RunInferenceColumnar takes chunks of rows -- pyarrow.RecordBatch, '
         'pyarrow.Table or pandas.DataFrame elements (e.g. from '
         f'beam.io.ReadFromParquetBatched) -- but got {type(chunk).__name__}. '

@@ -11,6 +11,8 @@ from typing import Any, Callable, Optional, Sequence, Union
 import numpy
 
 from .._core.contract import MatrixPredictor
+from ..exceptions import (ConfigurationError, ConfigurationTypeError,
+                          ResultCountError)
 
 # fn(model, features, inference_args) -> predictions (one entry per row)
 MatrixFn = Callable[[Any, Any, dict], Any]
@@ -22,31 +24,31 @@ def predictor_for(handler, predict_fn: Optional[MatrixFn] = None
   ``predict_fn`` if given, else the handler's ``matrix_predictor()`` hook.
   TypeError if neither (naming the handler and what to do)."""
   if not callable(getattr(handler, 'load_model', None)):
-    raise TypeError(
+    raise ConfigurationTypeError(
         'RunInferenceColumnar needs a ModelHandler (with load_model), got '
         f'{type(handler).__name__}.')
   name = type(handler).__name__
   pre, post = handler.get_preprocess_fns(), handler.get_postprocess_fns()
   if pre or post:
-    raise TypeError(
+    raise ConfigurationTypeError(
         f'{name} has per-row {"pre" if pre else "post"}processing fns '
         '(with_preprocess_fn / with_postprocess_fn), which '
         'RunInferenceColumnar cannot apply: it has no per-row objects. '
         'Transform whole chunks with a beam.Map before or after it instead.')
   if predict_fn is not None:
     if not callable(predict_fn):
-      raise TypeError(f'predict_fn must be callable, got {predict_fn!r}.')
+      raise ConfigurationTypeError(f'predict_fn must be callable, got {predict_fn!r}.')
     return MatrixPredictor(predict_fn)
   from .._core.keyed import KeyedModelHandler
   if isinstance(handler, KeyedModelHandler):
-    raise TypeError(
+    raise ConfigurationTypeError(
         f'RunInferenceColumnar cannot run a KeyedModelHandler ({name}): a '
         'chunk of rows has no per-row keys. Split the chunks by key and use '
         'one RunInferenceColumnar per model.')
   hook = getattr(handler, 'matrix_predictor', None)
   predictor = hook() if callable(hook) else None
   if predictor is None:
-    raise TypeError(
+    raise ConfigurationTypeError(
         f'RunInferenceColumnar cannot run {name} on a feature matrix: its '
         'matrix_predictor() returns None. Implement '
         'matrix_predictor() on the handler (return a '
@@ -55,7 +57,7 @@ def predictor_for(handler, predict_fn: Optional[MatrixFn] = None
         "loaded model on the 2-D numpy feature matrix yourself; or use "
         'runinference.base.RunInference for one example per element.')
   if not isinstance(predictor, MatrixPredictor):
-    raise TypeError(
+    raise ConfigurationTypeError(
         f'{name}.matrix_predictor() must return a MatrixPredictor or None, '
         f'got {type(predictor).__name__}.')
   return predictor
@@ -73,11 +75,11 @@ def _as_numpy(values) -> numpy.ndarray:
 def _check(values: numpy.ndarray, rows: int, what: str) -> numpy.ndarray:
   if values.ndim == 0 or len(values) != rows:
     got = 'a scalar' if values.ndim == 0 else f'{len(values)} rows'
-    raise ValueError(
+    raise ResultCountError(
         f'The model returned {got} for {what} on a matrix of {rows} rows; '
         'RunInferenceColumnar needs one prediction per row.')
   if values.ndim > 2:
-    raise ValueError(
+    raise ConfigurationError(
         f'The model returned an array of shape {values.shape} for {what}; '
         'RunInferenceColumnar makes columns from 1-D (one value per row) or '
         '2-D (a list per row, or one column per name) outputs only.')
@@ -106,7 +108,7 @@ def output_columns(predictions, rows: int,
         out.append((f'{output_column}_{k}', v))
       return out
     if len(output_column) != len(items):
-      raise ValueError(
+      raise ConfigurationError(
           f'output_column names {len(output_column)} columns, but the model '
           f'returned {len(items)} outputs {[k for k, _ in items]}.')
     return [(name, v) for name, (_, v) in zip(output_column, items)]
@@ -117,7 +119,7 @@ def output_columns(predictions, rows: int,
     return [(output_column, values)]
   width = 1 if values.ndim == 1 else values.shape[1]
   if width != len(output_column):
-    raise ValueError(
+    raise ConfigurationError(
         f'output_column names {len(output_column)} columns '
         f'{list(output_column)}, but the model returned {width} value(s) per '
         'row.')

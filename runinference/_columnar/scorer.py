@@ -14,6 +14,7 @@ from .._core.failures import (ErrorPolicy, RangeFailure, RangeResult,
                               bisect_failures, describe)
 from .._core.model_holder import ModelHolder
 from .._core.step import ModelStep
+from ..exceptions import ConfigurationError
 
 
 class ColumnarScorer(ModelStep):
@@ -182,7 +183,7 @@ class ColumnarScorer(ModelStep):
     present = set(ops.column_names(chunk))
     clash = [c for c in names if c in present]
     if clash:
-      raise ValueError(
+      raise ConfigurationError(
           f'The {ops.kind} chunk already has column(s) {clash}, which '
           'RunInferenceColumnar would write its predictions to; choose '
           'another output_column.')
@@ -254,7 +255,7 @@ def _concat_outputs(parts: list) -> list:
   names = [name for name, _ in parts[0].value]
   for part in parts[1:]:
     if [name for name, _ in part.value] != names:
-      raise ValueError(
+      raise ConfigurationError(
           'The model returned different outputs for different parts of one '
           f'chunk: {names} and {[name for name, _ in part.value]}.')
   return [(name, numpy.concatenate([p.value[j][1] for p in parts]))

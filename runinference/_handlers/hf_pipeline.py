@@ -9,7 +9,7 @@ import os
 import sys
 from typing import Any, Callable, Optional, Sequence, Union
 
-from ..exceptions import ModelFileNotFoundError
+from ..exceptions import ModelFileNotFoundError, ModelSourceError
 from .._core.contract import ModelHandler
 from .._core.naming import publish
 from .._core.results import to_results
@@ -181,7 +181,7 @@ class HuggingFacePipelineModelHandler(ModelHandler):
               f'Hugging Face model directory {model!r} does not exist. Pass '
               'a local directory written by save_pretrained() or a Hub model '
               'id.') from e
-      raise OSError(
+      raise ModelSourceError(
           f'Could not build the {self._task or "(model-defined)"} pipeline '
           f'for model {self._model!r}: {e}. For a Hub id the workers need '
           'network access or a cache that has it (HF_HOME).') from e

@@ -12,7 +12,8 @@ import logging
 import os
 from typing import Any, Callable, Iterable, Optional, Sequence
 
-from ..exceptions import InvalidInputError, ModelFileNotFoundError
+from ..exceptions import (InvalidInputError, ModelFileNotFoundError,
+                          ModelSourceError)
 from .._core.contract import ModelHandler
 from .._core.naming import publish
 from .._core.results import to_results
@@ -57,7 +58,7 @@ def load_pretrained(model_class: Any, model_uri: str, args: dict) -> Any:
           'a local directory written by save_pretrained() or a Hub model id.'
       ) from e
     offline = os.environ.get('HF_HUB_OFFLINE')
-    raise OSError(
+    raise ModelSourceError(
         f'Could not load Hugging Face model {model_uri!r} with '
         f'{getattr(model_class, "__name__", model_class)}.from_pretrained: '
         f'{e}. For a Hub id the workers need network access or a cache that '

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import importlib
 
+from ..exceptions import MissingDependencyError
+
 __all__ = ['DaskRunner', 'UnsupportedOnDaskError']
 
 _LAZY = {
@@ -22,7 +24,7 @@ def __getattr__(name: str):
   try:
     module = importlib.import_module(_LAZY[name], __name__)
   except ImportError as e:
-    raise ImportError(
+    raise MissingDependencyError(
         f'runinference.runners.{name} needs dask.distributed ({e}). Install '
         "it with: pip install 'runinference[dask]'") from e
   value = getattr(module, name)

@@ -19,7 +19,7 @@ import apache_beam as beam
 import dask
 import dask.bag as db
 
-from ..exceptions import RunInferenceError
+from ..exceptions import ConfigurationError
 from apache_beam import coders, typehints
 from apache_beam.internal import pickler
 from apache_beam.pipeline import AppliedPTransform
@@ -212,7 +212,7 @@ def _partition_kwargs(bag_kwargs: dict, n_items: int) -> dict:
   npartitions = bag_kwargs.get('npartitions')
   partition_size = bag_kwargs.get('partition_size')
   if npartitions and partition_size:
-    raise ValueError(
+    raise ConfigurationError(
         'Give either --dask_npartitions or --dask_partition_size, not both '
         f'(got npartitions={npartitions}, partition_size={partition_size}).')
   if npartitions:

@@ -25,6 +25,7 @@ from apache_beam.runners.dask.overrides import dask_overrides
 from apache_beam.runners.runner import PipelineState
 from apache_beam.utils.interactive_utils import is_in_notebook
 
+from ..exceptions import UnsupportedOnDaskError
 from . import _dask_ops
 
 _LOGGER = logging.getLogger(__name__)
@@ -97,7 +98,7 @@ class DaskRunner(beam_dask.DaskRunner):
 
   def run_pipeline(self, pipeline, options):
     if is_in_notebook():
-      raise NotImplementedError(
+      raise UnsupportedOnDaskError(
           'DaskRunner has no interactive (notebook) support yet.')
     dask_options = options.view_as(beam_dask.DaskOptions).get_all_options(
         drop_default=True, current_only=True)

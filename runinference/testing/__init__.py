@@ -36,6 +36,8 @@ import time
 from pathlib import Path
 from typing import Callable, Iterable, Optional, Sequence, Union
 
+from ..exceptions import ConfigurationError, ConfigurationTypeError
+
 from ._case import (NO_EXAMPLE, ConformanceError, HandlerCase, SkipCheck,
                     default_compare)
 from ._checks import (check_bad_input, check_batch, check_deepcopy_update_model_path,
@@ -116,7 +118,7 @@ def _selected(checks: Optional[Iterable[str]]) -> list:
   names = list(CHECKS) if checks is None else list(checks)
   unknown = [n for n in names if n not in CHECKS]
   if unknown:
-    raise ValueError(f'unknown check(s) {unknown}; the checks are '
+    raise ConfigurationError(f'unknown check(s) {unknown}; the checks are '
                      f'{list(CHECKS)}.')
   return names
 
@@ -124,14 +126,14 @@ def _selected(checks: Optional[Iterable[str]]) -> list:
 def _as_case(case_or_factory, examples, bad_example) -> HandlerCase:
   if isinstance(case_or_factory, HandlerCase):
     if examples is not None:
-      raise TypeError('give examples in the HandlerCase, not beside it.')
+      raise ConfigurationTypeError('give examples in the HandlerCase, not beside it.')
     return case_or_factory
   if not callable(case_or_factory):
-    raise TypeError(
+    raise ConfigurationTypeError(
         'check_model_handler takes a HandlerCase or a handler factory '
         f'make_handler(tmp_path, **options), got {case_or_factory!r}.')
   if examples is None:
-    raise TypeError('with a handler factory, pass examples=[...] (two or '
+    raise ConfigurationTypeError('with a handler factory, pass examples=[...] (two or '
                     'more valid examples).')
   frozen = list(examples)
   return HandlerCase(
@@ -219,7 +221,7 @@ def parametrize_with_checks(cases: Iterable, *,
     if hasattr(item, 'values') and hasattr(item, 'marks'):  # pytest.param
       item, marks = item.values[0], tuple(item.marks)
     if not isinstance(item, HandlerCase):
-      raise TypeError(f'parametrize_with_checks takes HandlerCase items, got '
+      raise ConfigurationTypeError(f'parametrize_with_checks takes HandlerCase items, got '
                       f'{item!r}.')
     if item.gpu:
       marks += (pytest.mark.gpu,)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Callable, Mapping, Optional, Sequence
 
-from ..exceptions import RunInferenceError
+from ..exceptions import ConfigurationTypeError
 from ..exceptions import ConformanceError, SkipCheck  # noqa: F401  (re-exported)
 
 #: ``bad_example`` when the case has none (the bad-input checks are skipped).
@@ -56,11 +56,11 @@ class HandlerCase:
 
   def __post_init__(self):
     if not isinstance(self.name, str) or not self.name:
-      raise TypeError(f'HandlerCase.name must be a non-empty str, got '
+      raise ConfigurationTypeError(f'HandlerCase.name must be a non-empty str, got '
                       f'{self.name!r}.')
     for field in ('make_handler', 'make_examples'):
       if not callable(getattr(self, field)):
-        raise TypeError(f'HandlerCase.{field} must be callable, got '
+        raise ConfigurationTypeError(f'HandlerCase.{field} must be callable, got '
                         f'{getattr(self, field)!r}.')
 
   def examples(self) -> list:
@@ -104,22 +104,22 @@ def default_compare(a, b) -> None:
   a, b = to_numpy(a), to_numpy(b)
   if isinstance(a, dict) and isinstance(b, dict):
     if sorted(a) != sorted(b):
-      raise AssertionError(f'outputs {sorted(a)} != {sorted(b)}')
+      raise ConformanceError(f'outputs {sorted(a)} != {sorted(b)}')
     for k in a:
       try:
         default_compare(a[k], b[k])
       except AssertionError as e:
-        raise AssertionError(f'output {k!r}: {str(e).strip()}') from None
+        raise ConformanceError(f'output {k!r}: {str(e).strip()}') from None
     return
   if isinstance(a, numpy.ndarray) and isinstance(b, numpy.ndarray):
     try:
       numpy.testing.assert_allclose(
           a.astype(float), b.astype(float), rtol=1e-4, atol=1e-5)
     except AssertionError as e:
-      raise AssertionError(str(e).strip()) from None
+      raise ConformanceError(str(e).strip()) from None
     return
   if a != b:
-    raise AssertionError(f'{a!r} != {b!r}')
+    raise ConformanceError(f'{a!r} != {b!r}')
 
 
 def compare(case: HandlerCase, a, b, what: str) -> None:

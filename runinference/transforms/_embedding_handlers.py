@@ -10,6 +10,7 @@ from typing import Any, Generic, Iterable, Optional, TypeVar, Union, cast
 
 import apache_beam as beam
 import numpy as np
+from ..exceptions import ConfigurationRuntimeError, InvalidInputTypeError
 
 from runinference.base import ModelHandler
 from runinference.exceptions import ColumnTypeError
@@ -38,7 +39,7 @@ def _dict_input_fn(columns: Sequence[str],
   """The values of ``columns``, row by row (row-major)."""
   batch = _as_dicts(batch)
   if not batch or not isinstance(batch[0], dict):
-    raise TypeError(
+    raise InvalidInputTypeError(
         'Expected data to be dicts, got '
         f'{type(batch[0]) if batch else "an empty batch"} instead.')
   expected_keys = set(batch[0].keys())
@@ -46,13 +47,13 @@ def _dict_input_fn(columns: Sequence[str],
   for item in batch:
     keys = set(item.keys()) if isinstance(item, dict) else set()
     if keys != expected_keys:
-      raise RuntimeError(
+      raise ConfigurationRuntimeError(
           'All dicts in batch must have the same keys. '
           f'extra keys: {keys - expected_keys}, '
           f'missing keys: {expected_keys - keys}')
     missing = set(columns) - keys
     if missing:
-      raise RuntimeError(
+      raise ConfigurationRuntimeError(
           f'Data does not contain the following columns : {missing}.')
     result.extend(item[col] for col in columns)
   return result
@@ -198,7 +199,7 @@ class _ImageEmbeddingHandler(_EmbeddingHandler):
   """Embeds image columns; plain scalars/strings are a TypeError."""
   def _validate_column_data(self, batch):
     if isinstance(batch[0], (int, str, float, bool)):
-      raise TypeError(
+      raise InvalidInputTypeError(
           'Embeddings can only be generated on dict[str, Image].'
           f'Got dict[str, {type(batch[0])}] instead.')
 
@@ -211,7 +212,7 @@ class _MultiModalEmbeddingHandler(_EmbeddingHandler):
   """Embeds dataclass columns (image/video/text); scalars are a TypeError."""
   def _validate_column_data(self, batch):
     if isinstance(batch[0], (int, str, float, bool)):
-      raise TypeError(
+      raise InvalidInputTypeError(
           'Embeddings can only be generated on '
           ' dict[str, dataclass] types. '
           f'Got dict[str, {type(batch[0])}] instead.')

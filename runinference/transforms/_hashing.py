@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import struct
+from ..exceptions import MissingDependencyError
 from typing import Sequence
 
 _MASK = 0xFFFFFFFFFFFFFFFF
@@ -16,7 +17,7 @@ def _farmhash():
   try:
     import farmhash  # pyfarmhash
   except ImportError as e:  # pragma: no cover - depends on the install
-    raise ImportError(
+    raise MissingDependencyError(
         'HashStrings and num_oov_buckets need pyfarmhash (FarmHash '
         "Fingerprint64, as TensorFlow uses): pip install 'runinference[transforms]' "
         'or pip install pyfarmhash') from e

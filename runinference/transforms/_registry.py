@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from typing import Any, Callable, Optional
 
+from ..exceptions import ConfigurationError, ConfigurationTypeError
+
 # Registered object -> the name given at registration (None: its current
 # ``module:qualname``, looked up lazily since public classes are re-labelled
 # with their public module after they are defined).
@@ -51,15 +53,15 @@ def register_artifact_class(obj: Any = None, *, name: Optional[str] = None):
   Returns ``obj`` (or, without ``obj``, a decorator).
   """
   if name is not None and (not isinstance(name, str) or not name.strip()):
-    raise ValueError(f'name must be a non-empty string, got {name!r}.')
+    raise ConfigurationError(f'name must be a non-empty string, got {name!r}.')
 
   def register(target: Any) -> Any:
     if not callable(target) or not hasattr(target, '__qualname__'):
-      raise TypeError(
+      raise ConfigurationTypeError(
           'register_artifact_class takes a class or a module-level function, '
           f'got {type(target).__name__}.')
     if name is None and '<' in target.__qualname__:
-      raise ValueError(
+      raise ConfigurationError(
           f'{target.__qualname__} is a lambda or defined inside a function, '
           'so artifacts cannot name it by module and qualname: define it at '
           'module level or register it with name=...')

@@ -15,7 +15,6 @@ from typing import Any, Optional
 
 import apache_beam as beam
 import numpy as np
-import pyarrow as pa
 import pyarrow.compute as pc
 
 from ._columns import Column, Reader

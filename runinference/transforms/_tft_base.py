@@ -12,6 +12,7 @@ import numpy as np
 from ._columns import ANY, Column, Reader, gather
 from ._stats import Analyzer
 from .base import BaseOperation
+from ..exceptions import ConfigurationRuntimeError
 
 _LOGGER = logging.getLogger(__name__)
 # Declared input type of each transform (the reference's registry).
@@ -52,7 +53,7 @@ class TFTOperation(BaseOperation[np.ndarray, np.ndarray]):
   def __init__(self, columns: list[str]) -> None:
     super().__init__(columns)
     if not columns:
-      raise RuntimeError(
+      raise ConfigurationRuntimeError(
           'Columns are not specified. Please specify the column for the '
           f' op {self.__class__.__name__}')
 
@@ -60,7 +61,7 @@ class TFTOperation(BaseOperation[np.ndarray, np.ndarray]):
     from .handlers import TFTProcessHandler
     artifact_location = kwargs.get('artifact_location')
     if not artifact_location:
-      raise RuntimeError(
+      raise ConfigurationRuntimeError(
           'artifact_location is not specified. Please specify the '
           f'artifact_location for the op {self.__class__.__name__}')
     params = {}

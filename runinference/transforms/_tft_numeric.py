@@ -20,6 +20,7 @@ from ._columns import NUMERIC, Column, Reader
 from ._errors import ColumnTypeError
 from ._stats import MOMENTS, QUANTILES, TUKEY, rows_matrix
 from ._tft_base import TFTOperation, register_input_dtype
+from ..exceptions import ConfigurationError
 
 _FINITE = Reader(NUMERIC, finite=True)
 
@@ -133,7 +134,7 @@ class ScaleByMinMax(_MomentsOp):
     self.max_value = max_value
     self.name = name
     if self.max_value <= self.min_value:
-      raise ValueError('max_value must be greater than min_value')
+      raise ConfigurationError('max_value must be greater than min_value')
 
   def _vector(self, x, column, ready):
     m = ready[column]
@@ -180,7 +181,7 @@ class ApplyBuckets(_VectorOp):
     super().__init__(columns)
     boundaries = list(bucket_boundaries)
     if boundaries != sorted(boundaries):
-      raise ValueError(
+      raise ConfigurationError(
           f'bucket_boundaries must be sorted ascending, got {boundaries}.')
     self.bucket_boundaries = [boundaries]
     self.name = name
@@ -211,7 +212,7 @@ class Bucketize(_VectorOp):
       name: Optional[str] = None):
     super().__init__(columns)
     if not isinstance(num_buckets, int) or num_buckets < 1:
-      raise ValueError(f'num_buckets must be a positive int, got {num_buckets!r}.')
+      raise ConfigurationError(f'num_buckets must be a positive int, got {num_buckets!r}.')
     if elementwise:
       raise NotImplementedError(
           'Bucketize(elementwise=True) is not supported; bucketize each '

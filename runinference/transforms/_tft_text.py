@@ -10,6 +10,7 @@ from . import _ops
 from ._columns import INDICES, STRINGS, Column, Reader, offsets_of
 from ._stats import DF, VOCAB, WORD_COUNT
 from ._tft_base import TFTOperation, _as_array, register_input_dtype
+from ..exceptions import ConfigurationError
 
 
 class _TextOp(TFTOperation):
@@ -54,9 +55,9 @@ class ComputeAndApplyVocabulary(_TextOp):
       name: Optional[str] = None):
     super().__init__(columns)
     if top_k is not None and top_k < 0:
-      raise ValueError(f'top_k must be >= 0, got {top_k}.')
+      raise ConfigurationError(f'top_k must be >= 0, got {top_k}.')
     if num_oov_buckets < 0:
-      raise ValueError(f'num_oov_buckets must be >= 0, got {num_oov_buckets}.')
+      raise ConfigurationError(f'num_oov_buckets must be >= 0, got {num_oov_buckets}.')
     self._default_value = default_value
     self._top_k = top_k
     self._frequency_threshold = frequency_threshold
@@ -175,10 +176,10 @@ class NGrams(_TextOp):
 def _check_ngrams(ngram_range, separator):
   lo, hi = ngram_range
   if not 1 <= lo <= hi:
-    raise ValueError(f'ngram_range must be (min, max) with 1 <= min <= max, '
+    raise ConfigurationError(f'ngram_range must be (min, max) with 1 <= min <= max, '
                      f'got {ngram_range}.')
   if ngram_range != (1, 1) and not separator:
-    raise ValueError(
+    raise ConfigurationError(
         'ngrams_separator must be specified when ngram_range is not (1, 1)')
 
 
@@ -244,10 +245,10 @@ class HashStrings(_TextOp):
     self.key = key
     self.name = name
     if hash_buckets < 1:
-      raise ValueError(
+      raise ConfigurationError(
           'number of hash buckets must be positive, got ', hash_buckets)
     if key is not None and len(key) != 2:
-      raise ValueError(f'key must be two uint64 integers, got {key!r}.')
+      raise ConfigurationError(f'key must be two uint64 integers, got {key!r}.')
     super().__init__(columns)
 
   def apply_transform(self, data, output_column_name):

@@ -11,7 +11,7 @@ import abc
 import logging
 import os
 import uuid
-from typing import Any, Generic, Optional, TypeVar, Union
+from typing import Any, Generic, Optional, TypeVar
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
@@ -28,6 +28,8 @@ from ._embedding_handlers import (EmbeddingTypeAdapter, _create_dict_adapter,
                                   _TextEmbeddingHandler)
 from ._errors import ArtifactExistsError, ArtifactFormatError
 from ._registry import register_artifact_class
+from ..exceptions import (ConfigurationError, ConfigurationRuntimeError,
+                          ConfigurationTypeError)
 
 _LOGGER = logging.getLogger(__name__)
 _ATTRIBUTE_FILE_NAME = 'attributes.json'
@@ -140,10 +142,10 @@ class EmbeddingsManager(MLTransformProvider):
     elif type_adapter is not None:
       self.type_adapter = type_adapter
     else:
-      raise ValueError('Either columns or type_adapter must be specified')
+      raise ConfigurationError('Either columns or type_adapter must be specified')
     self.inference_args = kwargs.pop('inference_args', {})
     if kwargs:
-      raise TypeError(
+      raise ConfigurationTypeError(
           f'{type(self).__name__} got unexpected argument(s) {sorted(kwargs)}; '
           'known: columns, type_adapter, load_model_args, min_batch_size, '
           'max_batch_size, large_model, inference_args.')
@@ -172,16 +174,16 @@ class MLTransform(beam.PTransform, Generic[ExampleT, MLTransformOutputT]):
       transforms: Optional[list[MLTransformProvider]] = None):
     super().__init__()
     if read_artifact_location and write_artifact_location:
-      raise ValueError(
+      raise ConfigurationError(
           'Only one of read_artifact_location or write_artifact_location can '
           'be specified to initialize MLTransform')
     if not read_artifact_location and not write_artifact_location:
-      raise ValueError(
+      raise ConfigurationError(
           'Either a read_artifact_location or write_artifact_location must be '
           'specified to initialize MLTransform')
     if read_artifact_location:
       if transforms:
-        raise ValueError(
+        raise ConfigurationError(
             'Transforms should not be passed in read mode. In read mode, '
             'the transforms are read from the artifact location.')
       self._parent_artifact_location = read_artifact_location
@@ -232,7 +234,7 @@ class MLTransform(beam.PTransform, Generic[ExampleT, MLTransformOutputT]):
 
   def _validate_transform(self, transform):
     if not isinstance(transform, MLTransformProvider):
-      raise TypeError(
+      raise ConfigurationTypeError(
           'transform must be a subclass of BaseOperation. '
           'Got: %s instead.' % type(transform))
 
@@ -358,7 +360,7 @@ class _MLTransformToPTransformMapper:
     self._providers = {}
     for transform in self.transforms:
       if not isinstance(transform, MLTransformProvider):
-        raise RuntimeError(
+        raise ConfigurationRuntimeError(
             'Transforms must be instances of MLTransformProvider and '
             'implement get_ptransform_for_processing() method.')
       current = transform.get_ptransform_for_processing(

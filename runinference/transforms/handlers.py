@@ -20,12 +20,13 @@ from apache_beam.typehints import native_type_compatibility
 from apache_beam.typehints.row_type import RowTypeConstraint
 
 from . import _artifacts
-from ._blocks import Block
 from ._emit import RowOutput, kind_of
 from ._engine import ApplyStage, StagePlan, ToBlocks
 from ._stats import StageStatsFn
 from .base import ArtifactMode, ProcessHandler
 from .tft import _EXPECTED_TYPES, TFIDF, ComputeAndApplyVocabulary, TFTOperation
+from ..exceptions import (ConfigurationError, ConfigurationRuntimeError,
+                          UnknownOperationError)
 
 __all__ = ['TFTProcessHandler']
 
@@ -94,7 +95,7 @@ class TFTProcessHandler(ProcessHandler):
     self.artifact_location = artifact_location
     self.artifact_mode = artifact_mode
     if artifact_mode not in ['produce', 'consume']:
-      raise ValueError('artifact_mode must be either `produce` or `consume`.')
+      raise ConfigurationError('artifact_mode must be either `produce` or `consume`.')
     self._catch = None
 
   def append_transform(self, transform):
@@ -152,7 +153,7 @@ class TFTProcessHandler(ProcessHandler):
       for col in transform.columns:
         if col not in mapping:
           if name not in _EXPECTED_TYPES:
-            raise KeyError(
+            raise UnknownOperationError(
                 f'Transform {name} is not registered with a supported '
                 'type. Please register the transform with a supported type '
                 'using register_input_dtype decorator.')
@@ -161,7 +162,7 @@ class TFTProcessHandler(ProcessHandler):
 
   def _fail_on_non_default_windowing(self, pcoll):
     if not pcoll.windowing.is_default():
-      raise RuntimeError(
+      raise ConfigurationRuntimeError(
           'MLTransform only supports GlobalWindows when producing '
           'artifacts such as min, max, variance etc over the dataset. '
           'Please use beam.WindowInto(beam.transforms.window.GlobalWindows()) '
@@ -199,7 +200,7 @@ class TFTProcessHandler(ProcessHandler):
       if isinstance(op, TFIDF) and op.vocab_size is None:
         missing = [c for c in op.columns if c not in vocab_cols]
         if missing:
-          raise RuntimeError(
+          raise ConfigurationRuntimeError(
               'vocab_size is not specified for TFIDF and columns '
               f'{missing} do not come from ComputeAndApplyVocabulary in this '
               'MLTransform. Please specify vocab_size explicitly.')

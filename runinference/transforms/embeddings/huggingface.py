@@ -18,6 +18,7 @@ from runinference.base import ModelHandler, RunInference
 from ..base import (EmbeddingsManager, _ImageEmbeddingHandler,
                     _TextEmbeddingHandler)
 from . import _length_aware
+from ...exceptions import ConfigurationError, MissingDependencyError
 
 __all__ = ['SentenceTransformerEmbeddings', 'InferenceAPIEmbeddings']
 
@@ -28,7 +29,7 @@ def _sentence_transformer_class():
   try:
     from sentence_transformers import SentenceTransformer
   except ImportError as e:
-    raise ImportError(
+    raise MissingDependencyError(
         'sentence-transformers is required to use '
         'SentenceTransformerEmbeddings. Please install it with '
         "`pip install 'runinference[huggingface]'`.") from e
@@ -143,7 +144,7 @@ class _InferenceAPIHandler(ModelHandler):
     session = requests.Session()
     token = self._config.hf_token or os.environ.get('HF_TOKEN')
     if not token:
-      raise ValueError(
+      raise ConfigurationError(
           'HF_TOKEN environment variable not set. '
           'Please set the environment variable or pass the token as an '
           'argument.')
@@ -188,7 +189,7 @@ class InferenceAPIEmbeddings(EmbeddingsManager):
     self.timeout = timeout
     if not api_url:
       if not model_name:
-        raise ValueError('Either api_url or model_name must be provided.')
+        raise ConfigurationError('Either api_url or model_name must be provided.')
       api_url = ('https://router.huggingface.co/hf-inference/models/'
                  f'{model_name}/pipeline/feature-extraction')
     self._api_url = api_url
