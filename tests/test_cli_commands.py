@@ -187,3 +187,23 @@ def test_inspect_safetensors(tmp_path, capsys):
   assert info['inputs'] == ['float tensor of 3 features (first layer)']
   assert info['outputs'] == ['tensor of 2 values (last layer)']
   assert '0.weight: [4, 3] F32' in info['notes']
+
+
+def test_a_sklearn_run_imports_no_other_framework(tmp_path):
+  """Beam's standard YAML providers import its ML module (transformers,
+  torch, TensorFlow) up front; runinference run imports them on first use,
+  and a step's framework only when a step uses it."""
+  path = _pipeline(tmp_path)
+  code = (
+      'import sys\n'
+      'from runinference.cli import main\n'
+      f'assert main(["run", {str(path)!r}, "--quiet", "--log-level", '
+      '"warning"]) == 0\n'
+      'heavy = sorted(m for m in ("tensorflow", "torch", "transformers", '
+      '"sentence_transformers", "apache_beam.yaml.yaml_ml", "onnxruntime", '
+      '"xgboost") if m in sys.modules)\n'
+      'assert not heavy, heavy\n'
+      'assert "sklearn" in sys.modules\n')
+  done = subprocess.run([sys.executable, '-c', code], capture_output=True,
+                        text=True, timeout=300)
+  assert done.returncode == 0, done.stderr
