@@ -26,6 +26,7 @@ COMMANDS = {
     'run': '.run',
     'validate': '.validate',
     'inspect': '.inspect',
+    'evaluate': '.evaluate',
 }
 
 
