@@ -13,12 +13,19 @@ from apache_beam.pvalue import TaggedOutput
 from apache_beam.transforms.window import GlobalWindows
 
 from .engine import InferenceEngine, Rejected, RunResult
+from .failures import picklable_record
 from .stream_batching import unstamp
 
 _global_wv = GlobalWindows.windowed_value
 # Returned by process while an element waits in the batch (Beam warns about
 # a process that returns None).
 _NOTHING = ()
+
+
+def _dead(tag: str, record):
+  """A dead-letter output; an element Beam could not encode (a generator)
+  is replaced in it by an ``UnpicklableElement``."""
+  return TaggedOutput(tag, picklable_record(record))
 
 
 class _EngineDoFn(beam.DoFn):
@@ -99,7 +106,7 @@ class GlobalBatchDoFn(_EngineDoFn):
     if engine.preprocess_fns:
       element = engine.preprocess(element)
       if type(element) is Rejected:
-        return [TaggedOutput(element.tag, element.record)]
+        return [_dead(element.tag, element.record)]
     if engine.prebatched:
       batch = [element]
     else:
@@ -107,7 +114,7 @@ class GlobalBatchDoFn(_EngineDoFn):
       if batch is None:
         return _NOTHING
       if type(batch) is Rejected:
-        return [TaggedOutput(batch.tag, batch.record)]
+        return [_dead(batch.tag, batch.record)]
     return self._outputs(batch)
 
   def _outputs(self, batch):
@@ -120,12 +127,13 @@ class GlobalBatchDoFn(_EngineDoFn):
       result = self._engine.run(batch)
     outputs = result.outputs
     if result.dead:
-      outputs = outputs + [TaggedOutput(d.tag, d.record) for d in result.dead]
+      outputs = outputs + [_dead(d.tag, d.record) for d in result.dead]
     return outputs
 
   def _finish_outputs(self, result: RunResult) -> list:
     out: list = [_global_wv(o) for o in result.outputs]
-    out.extend(TaggedOutput(d.tag, _global_wv(d.record)) for d in result.dead)
+    out.extend(TaggedOutput(d.tag, _global_wv(picklable_record(d.record)))
+               for d in result.dead)
     return out
 
 
@@ -151,7 +159,8 @@ class WindowedBatchDoFn(_EngineDoFn):
     if engine.preprocess_fns:
       element = engine.preprocess(element)
       if type(element) is Rejected:
-        return [TaggedOutput(element.tag, wv.with_value(element.record))]
+        return [TaggedOutput(element.tag,
+                             wv.with_value(picklable_record(element.record)))]
       wv = wv.with_value(element)
     if engine.prebatched:
       batch = [wv]
@@ -160,13 +169,15 @@ class WindowedBatchDoFn(_EngineDoFn):
       if batch is None:
         return _NOTHING
       if type(batch) is Rejected:
-        return [TaggedOutput(batch.tag, wv.with_value(batch.record))]
+        return [TaggedOutput(batch.tag,
+                             wv.with_value(picklable_record(batch.record)))]
     return self._finish_outputs(engine.run(batch, _value))
 
   def _finish_outputs(self, result: RunResult):
     out = [item.with_value(o) for item, o in zip(result.items, result.outputs)]
     out.extend(
-        TaggedOutput(d.tag, d.item.with_value(d.record)) for d in result.dead)
+        TaggedOutput(d.tag, d.item.with_value(picklable_record(d.record)))
+        for d in result.dead)
     return out
 
 
@@ -220,5 +231,5 @@ class PreprocessDoFn(beam.DoFn):
   def process(self, element):
     element = self._engine.preprocess(element)
     if type(element) is Rejected:
-      return [TaggedOutput(element.tag, element.record)]
+      return [_dead(element.tag, element.record)]
     return [element]

@@ -4,6 +4,8 @@ step it runs (the per-element engine and the columnar scorer both use it)."""
 from __future__ import annotations
 
 import dataclasses
+import pickle
+import reprlib
 import traceback
 from typing import Any, Callable, Generic, Optional, TypeVar
 
@@ -29,6 +31,43 @@ def describe(exc: BaseException) -> tuple:
       type(exc),
       repr(exc),
       traceback.format_exception(type(exc), exc, exc.__traceback__))
+
+
+@dataclasses.dataclass(frozen=True)
+class UnpicklableElement:
+  """Stands in a dead-letter record for an element that cannot be pickled
+  (a generator, a lambda, an open file...): Beam must encode every record it
+  outputs, and such an element would crash the pipeline instead of becoming
+  a dead letter. Keeps the element's type and (shortened) repr."""
+  type_name: str
+  text: str
+
+
+_SAFE = frozenset((str, bytes, int, float, bool, type(None)))
+_short = reprlib.Repr()
+_short.maxstring = _short.maxother = 200
+
+
+def picklable_record(record: Any) -> Any:
+  """``record`` itself if it pickles, else a copy in which each part that does
+  not pickle is an ``UnpicklableElement`` (tuples, lists and dicts are looked
+  into, so a key or the error description survives). Dead letters only: one
+  extra pickle per record."""
+  if type(record) in _SAFE:
+    return record
+  try:
+    pickle.dumps(record, pickle.HIGHEST_PROTOCOL)
+    return record
+  except Exception:  # pylint: disable=broad-except  (any reason it fails)
+    pass
+  if type(record) in (tuple, list):
+    return type(record)(picklable_record(v) for v in record)
+  if type(record) is dict:
+    return {picklable_record(k): picklable_record(v)
+            for k, v in record.items()}
+  kind = type(record)
+  return UnpicklableElement(f'{kind.__module__}.{kind.__qualname__}',
+                            _short.repr(record))
 
 
 def _is_exception_class(value: Any) -> bool:
