@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Optional
 
-from .. import live_metrics
+from .live_hook import live_metrics
 
 
 class MetricsCollector:

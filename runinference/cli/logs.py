@@ -83,7 +83,8 @@ def setup_logging(level: str = DEFAULT_LEVEL) -> None:
   """Configures the root logger for a ``runinference`` command."""
   level = level.lower()
   if level not in LEVELS:
-    raise ValueError(f'log level {level!r}: expected one of {LEVELS}')
+    from ..exceptions import CliError
+    raise CliError(f'log level {level!r}: expected one of {LEVELS}')
   numeric = getattr(logging, level.upper())
   if level != 'debug':
     for key, value in _QUIET_ENV.items():

@@ -7,7 +7,7 @@ import sys
 import time
 from typing import Optional
 
-from runinference import live_metrics
+from runinference.report import live as live_metrics
 
 _YAML_NS = 'runinference_yaml'
 

@@ -246,7 +246,7 @@ def run_file(path: str, *, jinja_variables: Optional[dict] = None,
              timeout: Optional[float] = None) -> RunOutcome:
   """Checks, builds and runs a pipeline file (what ``runinference run``
   does); raises ``CliError`` for a bad file or option."""
-  from runinference import live_metrics
+  from runinference.report import live as live_metrics
   started = time.monotonic()
   if metrics_port is not None:
     check_port_free(metrics_host, metrics_port)

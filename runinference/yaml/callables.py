@@ -18,6 +18,8 @@ import dataclasses
 import importlib
 from typing import Any, Callable, Optional, Sequence
 
+from runinference.exceptions import ConfigurationError
+
 from .errors import PathPart, YamlConfigError, expect_mapping, reject_unknown
 
 _FORMS = ('callable', 'expression', 'path', 'name')
@@ -50,7 +52,7 @@ def _exec_source(source: str) -> Callable:
       lines[i] = f'{name} = {line}'
     exec(compile('\n'.join(lines), '<yaml callable>', 'exec'), scope)  # pylint: disable=exec-used
     return scope[name]
-  raise ValueError(f'no function found in {source!r}')
+  raise ConfigurationError(f'no function found in {source!r}')
 
 
 def _import(qualified: str) -> Callable:

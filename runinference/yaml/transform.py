@@ -15,9 +15,11 @@ import apache_beam as beam
 from apache_beam.typehints.row_type import RowTypeConstraint
 from apache_beam.typehints.schemas import named_fields_from_element_type
 
-from runinference import live_metrics
+from runinference.report import live as live_metrics
 from runinference.base import KeyedModelHandler, KeyModelMapping, ModelHandler
 from runinference.base import RunInference as _CoreRunInference
+
+from runinference.exceptions import ConfigurationError
 
 from .errors import YamlConfigError, expect_mapping, reject_unknown
 from .handlers import HandlerSpec, build_handler
@@ -208,7 +210,7 @@ class RunInference(beam.PTransform):
     try:
       fields = named_fields_from_element_type(pcoll.element_type)
     except (TypeError, ValueError) as e:
-      raise ValueError(
+      raise ConfigurationError(
           'RunInference in YAML needs rows with a schema as input (what '
           f'Beam YAML transforms produce), got {pcoll.element_type}') from e
     names = [n for n, _ in fields]

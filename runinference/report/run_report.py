@@ -13,6 +13,8 @@ import json
 import os
 from typing import Any, Iterable, Optional, Sequence
 
+from runinference.exceptions import ConfigurationTypeError
+
 _COUNTERS = ('num_inferences', 'failed_batches_counter', 'failed_inferences',
              'model_load_failures', 'model_swaps')
 _DISTRIBUTIONS = ('inference_request_batch_size',
@@ -189,7 +191,7 @@ class RunReport:
     """A self-contained HTML page (inline SVG plots, no network) of the
     report; ``timeline`` adds throughput over time and interval histograms,
     ``errors`` sample dead letters. Each plot says what it is made from."""
-    from . import _report_html
+    from . import html as _report_html
     points = sorted(_checked(timeline, TimelinePoint, 'timeline'),
                     key=lambda p: p.seconds)
     return _report_html.render(
@@ -251,6 +253,6 @@ def _checked(items: Iterable, cls: type, name: str) -> Sequence:
   items = list(items)
   for item in items:
     if not isinstance(item, cls):
-      raise TypeError(f'to_html: {name} takes {cls.__name__} objects, got '
+      raise ConfigurationTypeError(f'to_html: {name} takes {cls.__name__} objects, got '
                       f'{type(item).__name__}: {item!r:.80}')
   return items

@@ -1,0 +1,18 @@
+"""Reports of a run: the run report (``RunReport``: text, JSON, a
+self-contained HTML page) and the live metrics registry (``live``, also
+importable as ``runinference.live_metrics``) that a running pipeline updates
+and ``--metrics-port`` and the CLI's progress line read.
+
+    result = pipeline.run()
+    result.wait_until_finish()
+    print(RunReport.from_result(result))
+    RunReport.from_result(result).write_html('report.html')
+"""
+from . import live
+from .run_report import ErrorSample, RunReport, StepReport, TimelinePoint
+
+__all__ = ['ErrorSample', 'RunReport', 'StepReport', 'TimelinePoint', 'live']
+
+for _cls in (ErrorSample, RunReport, StepReport, TimelinePoint):
+  _cls.__module__ = __name__
+del _cls
