@@ -176,6 +176,10 @@ def test_page_renders_in_chromium_with_the_runs_numbers(run, tmp_path):
   body = [e for e in dom.elements if e[0] == 'body'][0]
   laid_out, charts = body[1]['data-rendered'].split('/')
   assert laid_out == charts and int(charts) >= 6
+  # No chart text overlaps another or is cut off by its chart (measured by
+  # the page's script from Chromium's layout).
+  assert body[1]['data-overlaps'] == '0', body[1]
+  assert body[1]['data-clipped'] == '0', body[1]
 
   # Totals: the counters of both steps.
   rows = m[('Good', 'num_inferences')] + m[(bad, 'num_inferences')]

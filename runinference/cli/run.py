@@ -197,8 +197,10 @@ def build_pipeline(spec: dict, path: str, beam_args: Sequence[str]):
   return pipeline
 
 
-def _run_with_progress(pipeline, quiet: bool, timeout: Optional[float]):
-  """Runs the pipeline in a thread while the progress display redraws."""
+def _run_with_progress(pipeline, quiet: bool, timeout: Optional[float],
+                       recorder=None):
+  """Runs the pipeline in a thread while the progress display redraws (and
+  ``recorder`` samples the live metrics)."""
   from .progress import ProgressDisplay
   box: dict[str, Any] = {}
 
@@ -219,12 +221,16 @@ def _run_with_progress(pipeline, quiet: bool, timeout: Optional[float]):
       thread.join(0.25)
       if display:
         display.update()
+      if recorder is not None:
+        recorder.sample()
       if timeout is not None and time.monotonic() - start > timeout:
         raise CliError(
             f'the pipeline ran longer than --timeout {timeout:g}s', 124)
   finally:
     if display:
       display.close()
+    if recorder is not None:
+      recorder.sample(force=True)
   if 'error' in box:
     raise box['error']
   return box['result'], time.monotonic() - start
@@ -260,6 +266,9 @@ def run_file(path: str, *, jinja_variables: Optional[dict] = None,
   except Exception as e:  # Beam's own message names the transform and line
     raise CliError(f'{path}: cannot build the pipeline: {e}') from e
   from .progress import read_counts
+  from .recording import RunRecorder, runner_name, write_report
+  recorder = RunRecorder()
+  runner = runner_name(pipeline)
   server = None
   live_metrics.reset()
   live_metrics.enable()
@@ -273,24 +282,25 @@ def run_file(path: str, *, jinja_variables: Optional[dict] = None,
       print(f'metrics: {server.url}', file=sys.stderr, flush=True)
     _LOG.debug('pipeline starts %.2fs after the command began',
                time.monotonic() - started)
-    result, seconds = _run_with_progress(pipeline, quiet, timeout)
+    try:
+      result, seconds = _run_with_progress(pipeline, quiet, timeout, recorder)
+    except BaseException as e:
+      if report:  # what is known of a failed run: its context and errors
+        status = 'FAILED: ' + (str(e) if isinstance(e, CliError) else
+                               f'{type(e).__name__}: {e}')
+        write_report(report, None, recorder, recorder.context(
+            path, runner, status[:300], time.monotonic() - recorder.start))
+      raise
     counts = read_counts(time.monotonic() - seconds)
   finally:
     if server is not None:
       server.stop()
     live_metrics.disable()
   if report:
-    _write_report(result, report)
+    state = getattr(result, 'state', None) or 'DONE'
+    write_report(report, result, recorder,
+                 recorder.context(path, runner, str(state), seconds))
   return RunOutcome(result, seconds, counts)
-
-
-def _write_report(result, path: str) -> None:
-  from runinference.report import RunReport
-  report = RunReport.from_result(result)
-  if not hasattr(report, 'write_html'):
-    raise CliError('--report needs RunReport.write_html (this runinference '
-                   'version has no HTML report)')
-  report.write_html(path)
 
 
 def command(args: argparse.Namespace, beam_args: Sequence[str]) -> int:

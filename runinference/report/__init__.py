@@ -9,10 +9,12 @@ and ``--metrics-port`` and the CLI's progress line read.
     RunReport.from_result(result).write_html('report.html')
 """
 from . import live
-from .run_report import ErrorSample, RunReport, StepReport, TimelinePoint
+from .run_report import (ErrorSample, RunContext, RunReport, StepReport,
+                         TimelinePoint, public_step_name)
 
-__all__ = ['ErrorSample', 'RunReport', 'StepReport', 'TimelinePoint', 'live']
+__all__ = ['ErrorSample', 'RunContext', 'RunReport', 'StepReport',
+           'TimelinePoint', 'live', 'public_step_name']
 
-for _cls in (ErrorSample, RunReport, StepReport, TimelinePoint):
+for _cls in (ErrorSample, RunContext, RunReport, StepReport, TimelinePoint):
   _cls.__module__ = __name__
 del _cls

@@ -24,8 +24,15 @@ def _num(value) -> str:
 
 
 def _step_label(step) -> str:
-  label = step.step.replace('/BeamML_RunInference', '')
+  from .run_report import public_step_name
+  label = public_step_name(step.step)
   return f'{label} · {step.model}' if step.model else label
+
+
+def _fits(text: str, width: float, px: float = 7.0) -> bool:
+  """Whether ``text`` at the page's 12px font fits in ``width`` units
+  (7 units a character: wider than the font's average)."""
+  return len(text) * px <= width
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,22 +75,25 @@ def _text(x, y, text, cls='', anchor='start') -> str:
 
 
 def _bars(items, name: str) -> str:
-  """Horizontal bars: items are (label, [(value, css class, series)])."""
+  """Horizontal bars: items are (label, [(value, css class, series)]). The
+  label has a line of its own above its bars, and each bar's value says
+  what it counts ("3 failed"), so nothing overlaps whatever the names."""
   top = max([v for _, series in items for v, _, _ in series] + [1])
-  span = _W - _LABEL_W - 90
-  y, parts = 6, []
+  span = _W - 160
+  y, parts = 4, []
   for label, series in items:
-    parts.append(_text(0, y + 13, label, 'label'))
+    parts.append(_text(0, y + 12, label, 'label'))
+    y += 18
     for value, cls, what in series:
       width = span * value / top
       parts.append(
-          f'<rect class="{cls}" x="{_LABEL_W}" y="{y}" width="{width:.1f}" '
+          f'<rect class="{cls}" x="0" y="{y}" width="{width:.1f}" '
           f'height="16" data-series="{_e(what)}" data-label="{_e(label)}" '
           f'data-value="{value}"><title>{_e(what)}: {_num(value)}</title>'
           '</rect>')
-      parts.append(_text(_LABEL_W + width + 6, y + 13, _num(value), 'value'))
+      parts.append(_text(width + 6, y + 13, f'{_num(value)} {what}', 'value'))
       y += 19
-    y += 9
+    y += 10
   return _svg(y, ''.join(parts), name)
 
 
@@ -94,7 +104,11 @@ def _ranges(items, unit: str, name: str) -> str:
   y, parts = 8, []
   for label, lo, mean, hi in items:
     xlo, xmean, xhi = (_LABEL_W + span * v / top for v in (lo, mean, hi))
-    parts.append(_text(0, y + 12, label, 'label'))
+    shown = label
+    while not _fits(shown, _LABEL_W - 10) and len(shown) > 4:
+      shown = shown[:-2] + '…'
+    parts.append(_text(0, y + 12, shown, 'label')[:-7] +
+                 f'<title>{_e(label)}</title></text>')
     parts.append(f'<line class="range" x1="{xlo:.1f}" x2="{xhi:.1f}" '
                  f'y1="{y + 8}" y2="{y + 8}"/>')
     parts.append(f'<circle class="mean" cx="{xmean:.1f}" cy="{y + 8}" r="5">'
@@ -115,6 +129,14 @@ def _histogram(values: Sequence[float], weights: Sequence[float], unit: str,
     counts[min(int((v - lo) / width), bins - 1)] += w
   top, height, base, left = max(counts), 140, 160, 50
   step = (_W - left - 10) / bins
+  # Axis labels: each bin's start under its left edge (and the last bin's
+  # end), every k-th only when they would not fit side by side.
+  ticks = [_num(lo + i * width) for i in range(bins)] + [_num(hi)]
+  every = 1
+  # (the last is anchored at its end, so it needs room for 1.5 labels)
+  while any(not _fits(t, (step * every - 6) / 1.5) for t in ticks) and \
+      every < bins:
+    every += 1
   parts = []
   for i, count in enumerate(counts):
     h = height * count / top
@@ -125,11 +147,14 @@ def _histogram(values: Sequence[float], weights: Sequence[float], unit: str,
         f'<rect class="bar" x="{x + 2:.1f}" y="{base - h:.1f}" '
         f'width="{step - 4:.1f}" height="{h:.1f}" data-count="{count}">'
         f'<title>{_num(start)}–{_num(end)} {unit}: {count}</title></rect>')
-    if count:
+    if count and _fits(_num(count), step):
       parts.append(_text(x + step / 2, base - h - 4, _num(count), 'value',
                          'middle'))
-    parts.append(_text(x + step / 2, base + 16, f'{_num(start)}–{_num(end)}',
-                       'axis', 'middle'))
+    if i % every == 0:
+      parts.append(_text(x, base + 16, ticks[i], 'axis', 'middle'))
+  if bins % every == 0:
+    parts.append(_text(left + bins * step, base + 16, ticks[-1], 'axis',
+                       'end'))
   parts.append(_text(left, base + 34, f'{unit} (bars: batches)', 'axis'))
   return _svg(base + 40, ''.join(parts), name)
 
@@ -210,16 +235,31 @@ def _distribution(steps, intervals, kind: str) -> str:
   return _section(title, source, body, kind)
 
 
-def _throughput(steps, points, intervals) -> str:
+def _rates(steps, context) -> str:
+  """Rows per wall-clock second (when the run's duration is known) and per
+  second of model time, each labelled as what it is."""
+  model_ms = sum(s.mean_batch_latency_ms * s.batches for s in steps
+                 if not s.cohort)
+  rows = sum(s.inferences for s in steps if not s.cohort)
+  model = f'{rows / model_ms * 1000:,.0f}' if model_ms else 'n/a'
+  text = ''
+  wall = getattr(context, 'wall_seconds', None)
+  if wall:
+    text += (f'Rows per wall-clock second over the whole run: <span '
+             f'data-metric="wall_rows_per_s">{rows / wall:,.0f}</span> '
+             f'({_num(rows)} rows in {wall:,.1f} s). ')
+  return text + (
+      'Rows per second of model time (the sum of the batches\' inference '
+      f'latency, not the run\'s duration): <span data-metric='
+      f'"model_rows_per_s">{model}</span>.')
+
+
+def _throughput(steps, points, intervals, context) -> str:
+  rates = f'<p>{_rates(steps, context)}</p>'
   if not intervals:
-    model_ms = sum(s.mean_batch_latency_ms * s.batches for s in steps
-                   if not s.cohort)
-    rows = sum(s.inferences for s in steps if not s.cohort)
-    rate = f'{rows / model_ms * 1000:,.0f}' if model_ms else 'n/a'
     return _section(
         'Throughput over time', 'no timeline was given.',
-        f'<p class="empty">Rows per second of model time over the whole run: '
-        f'<span data-metric="model_rows_per_s">{rate}</span>. Pass a timeline '
+        f'{rates}<p class="empty">Pass a timeline '
         '(<code>TimelinePoint</code>s) for the curve.'
         '</p>', 'throughput')
   xs = [i.end for i in intervals]
@@ -227,8 +267,20 @@ def _throughput(steps, points, intervals) -> str:
   return _section(
       'Throughput over time', f'{len(points)} timeline snapshots of the '
       'num_inferences counters: rows inferred per second between '
-      'consecutive snapshots.', _line(xs, ys, 'rows/s', 'throughput'),
+      'consecutive snapshots.', rates + _line(xs, ys, 'rows/s', 'throughput'),
       'throughput')
+
+
+def _run_facts(context) -> str:
+  if context is None:
+    return ''
+  facts = [('pipeline', context.pipeline), ('runner', context.runner),
+           ('status', context.status), ('started', context.started),
+           ('wall-clock time', f'{context.wall_seconds:,.1f} s'
+            if context.wall_seconds is not None else '')]
+  items = ''.join(f'<dt>{_e(k)}</dt><dd data-run="{_e(k)}">{_e(v)}</dd>'
+                  for k, v in facts if v)
+  return f'<dl class="run">{items}</dl>' if items else ''
 
 
 def _dead_letters(steps, errors) -> str:
@@ -282,36 +334,56 @@ stroke-width:2}circle.dot{fill:#2f7fd1}table{border-collapse:collapse;
 width:100%;font-size:12px}th,td{border-bottom:1px solid #e4e8ec;
 padding:4px 6px;text-align:right}th:first-child,td:first-child{text-align:left}
 .empty{color:#5b6570}.errors code{color:#a3321f}
+dl.run{display:grid;grid-template-columns:max-content 1fr;gap:2px 12px;
+margin:8px 0;font-size:13px}dl.run dt{color:#5b6570}dl.run dd{margin:0;
+word-break:break-all}
 """
 
-# Proves the page laid out in a browser: counts the charts with a real size.
+# Proves the page laid out in a browser: counts the charts with a real size,
+# the pairs of chart texts that overlap and the texts cut off by their chart.
 _JS = """
-(function(){var c=document.querySelectorAll('svg.chart'),n=0;
+(function(){var c=document.querySelectorAll('svg.chart'),n=0,o=0,cut=0,
+names=[];
+function hit(a,b){return a.left<b.right-0.5&&b.left<a.right-0.5&&
+a.top<b.bottom-0.5&&b.top<a.bottom-0.5;}
 for(var i=0;i<c.length;i++){var r=c[i].getBoundingClientRect();
-if(r.width>0&&r.height>0)n++;}
-document.body.setAttribute('data-rendered',n+'/'+c.length);})();
+if(r.width>0&&r.height>0)n++;
+var t=c[i].querySelectorAll('text'),b=[];
+for(var j=0;j<t.length;j++){var x=t[j].getBoundingClientRect();b.push(x);
+if(x.left<r.left-0.5||x.right>r.right+0.5||x.top<r.top-0.5||
+x.bottom>r.bottom+0.5){cut++;names.push(t[j].textContent);}}
+for(var j=0;j<b.length;j++)for(var k=j+1;k<b.length;k++)if(hit(b[j],b[k]))o++;}
+document.body.setAttribute('data-rendered',n+'/'+c.length);
+document.body.setAttribute('data-overlaps',o);
+document.body.setAttribute('data-clipped',cut);
+document.body.setAttribute('data-clipped-texts',names.join(' | '));})();
 """
 
 
-def render(title, steps, table_rows, headers, points, errors) -> str:
+def render(title, steps, table_rows, headers, points, errors,
+           context=None) -> str:
   main = [s for s in steps if not s.cohort]
   intervals = _intervals(points)
   total = sum(s.inferences for s in main)
   failed = sum(s.failed_inferences for s in main)
   batches = sum(s.batches for s in main)
+  figures = [('rows inferred', 'total_inferences', total),
+             ('dead letters', 'total_failed', failed),
+             ('batches', 'total_batches', batches),
+             ('steps', 'steps', len(main))]
+  wall = getattr(context, 'wall_seconds', None)
+  if wall:
+    figures.insert(1, ('rows/s (wall clock)', 'wall_rate',
+                       float(round(total / wall))))
   cards = ''.join(
       f'<div class="card">{_e(label)}<b data-metric="{key}">{_num(value)}</b>'
-      '</div>' for label, key, value in (
-          ('rows inferred', 'total_inferences', total),
-          ('dead letters', 'total_failed', failed),
-          ('batches', 'total_batches', batches),
-          ('steps', 'steps', len(main))))
+      '</div>' for label, key, value in figures)
   when = datetime.datetime.now(datetime.timezone.utc).strftime(
       '%Y-%m-%d %H:%M UTC')
   if steps:
     sections = (_counts(steps) + _distribution(steps, intervals, 'batch') +
                 _distribution(steps, intervals, 'latency') +
-                _throughput(steps, points, intervals) +
+                _throughput(steps, points, intervals, context) +
                 _dead_letters(steps, errors) + _table(headers, table_rows))
   else:
     sections = '<p class="empty">No RunInference metrics in this run.</p>'
@@ -321,5 +393,5 @@ def render(title, steps, table_rows, headers, points, errors) -> str:
       f'<title>{_e(title)}</title><style>{_CSS}</style></head><body>'
       f'<h1>{_e(title)}</h1><p class="meta">Generated {when} by runinference '
       'from the pipeline\'s metrics.</p>'
-      f'<div class="cards">{cards}</div>{sections}'
+      f'{_run_facts(context)}<div class="cards">{cards}</div>{sections}'
       f'<script>{_JS}</script></body></html>')

@@ -22,13 +22,17 @@ from typing import Iterator, Optional
 __all__ = [
     'Distribution', 'LiveCounter', 'LiveDistribution', 'MetricsServer',
     'Snapshot', 'counter', 'counter_inc', 'disable', 'distribution',
-    'distribution_update', 'enable', 'enabled', 'reset', 'serve', 'snapshot'
+    'distribution_update', 'enable', 'enabled', 'error_sample',
+    'error_samples', 'reset', 'serve', 'snapshot'
 ]
 
 _enabled = False
 _lock = threading.Lock()
 _counters: dict[tuple[str, str], int] = {}
 _distributions: dict[tuple[str, str], 'Distribution'] = {}
+# The first dead letters of the run, for the report: (step, error, example).
+_errors: list[tuple[str, str, str]] = []
+MAX_ERROR_SAMPLES = 20
 
 
 @dataclasses.dataclass
@@ -98,6 +102,23 @@ def reset() -> None:
   with _lock:
     _counters.clear()
     _distributions.clear()
+    _errors.clear()
+
+
+def error_sample(step: str, error: str, example: str = '') -> None:
+  """Keeps one dead letter (the first ``MAX_ERROR_SAMPLES`` of the run) for
+  the run report, when recording is on."""
+  if not _enabled:
+    return
+  with _lock:
+    if len(_errors) < MAX_ERROR_SAMPLES:
+      _errors.append((str(step), str(error), str(example)[:200]))
+
+
+def error_samples() -> list[tuple[str, str, str]]:
+  """The dead letters kept so far, as ``(step, error, example)``."""
+  with _lock:
+    return list(_errors)
 
 
 def counter_inc(namespace: str, name: str, value: int = 1) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 from typing import Any, Iterable, Optional, Sequence
 
 from runinference.exceptions import ConfigurationTypeError
@@ -69,6 +70,37 @@ def _split(name: str) -> Optional[tuple[str, str, bool]]:
       prefix = name[:-len(known)].rstrip('_')
       return prefix.rstrip('-'), known, prefix.endswith('-')
   return None
+
+
+_INTERNAL_PART = re.compile(r'^(ParDo|Map|FlatMap|MapTuple|FlatMapTuple)\(.*\)$'
+                            r'|^BeamML_RunInference$')
+
+
+def public_step_name(step: str) -> str:
+  """A metric's step as the pipeline's author named it: Beam's internal
+  parts (``BeamML_RunInference``, ``ParDo(GlobalBatchDoFn)``) dropped, a
+  part repeated by a nested transform of the same name shown once, and the
+  inner ``RunInference`` of a named step (``Score/RunInference``) dropped."""
+  parts = [p for p in step.split('/') if p and not _INTERNAL_PART.match(p)]
+  out: list[str] = []
+  for part in parts:
+    if not out or out[-1] != part:
+      out.append(part)
+  if len(out) > 1 and out[-1] == 'RunInference':
+    out.pop()
+  return '/'.join(out) or step
+
+
+@dataclasses.dataclass(frozen=True)
+class RunContext:
+  """What the report says about the run itself: which pipeline, on which
+  runner, how it ended, and its wall-clock time (for rows per wall-clock
+  second, not per second of model time)."""
+  pipeline: str = ''
+  runner: str = ''
+  status: str = ''
+  started: str = ''  # e.g. '2026-12-03 17:30:05 UTC'
+  wall_seconds: Optional[float] = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -187,16 +219,21 @@ class RunReport:
 
   def to_html(self, *, title: str = 'RunInference report',
               timeline: Iterable[TimelinePoint] = (),
-              errors: Iterable[ErrorSample] = ()) -> str:
+              errors: Iterable[ErrorSample] = (),
+              context: Optional[RunContext] = None) -> str:
     """A self-contained HTML page (inline SVG plots, no network) of the
     report; ``timeline`` adds throughput over time and interval histograms,
-    ``errors`` sample dead letters. Each plot says what it is made from."""
+    ``errors`` sample dead letters, ``context`` the pipeline, runner, status
+    and wall-clock throughput. Each plot says what it is made from."""
+    if context is not None and not isinstance(context, RunContext):
+      raise ConfigurationTypeError(
+          f'to_html: context takes a RunContext, got {type(context).__name__}')
     from . import html as _report_html
     points = sorted(_checked(timeline, TimelinePoint, 'timeline'),
                     key=lambda p: p.seconds)
     return _report_html.render(
         title, self.steps, self.rows(), [h for h, _ in self._COLUMNS],
-        points, _checked(errors, ErrorSample, 'errors'))
+        points, _checked(errors, ErrorSample, 'errors'), context)
 
   def write_html(self, path: str, **kwargs) -> str:
     """Writes ``to_html(**kwargs)`` to ``path``; returns the path."""
@@ -219,7 +256,7 @@ class RunReport:
       for _, attr in self._COLUMNS:
         v = getattr(s, attr)
         row.append(f'{v:.1f}' if isinstance(v, float) else str(v or ''))
-      row[0] = s.step.replace('/BeamML_RunInference', '')
+      row[0] = public_step_name(s.step)
       out.append(row)
     return out
 

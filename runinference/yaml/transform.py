@@ -105,6 +105,7 @@ class _RowHandler(ModelHandler):
 class _ErrorRow:
   """A dead-letter record -> Beam YAML's error row (element, msg, stack)."""
   keyed: bool
+  step: str = 'RunInference'
 
   def __call__(self, record):
     element, (_, msg, stack) = record
@@ -113,6 +114,7 @@ class _ErrorRow:
     if self.keyed:
       element = element[1]
     live_metrics.counter_inc(_NAMESPACE, 'dead_letters', 1)
+    live_metrics.error_sample(self.step, msg, repr(element))
     return beam.Row(element=element, msg=str(msg),
                     stack=''.join(stack) if not isinstance(stack, str) else stack)
 
@@ -242,7 +244,7 @@ class RunInference(beam.PTransform):
     failed = ([dlq.failed_inferences, *dlq.failed_preprocessing,
                *dlq.failed_postprocessing] | 'AllFailures' >> beam.Flatten())
     errors = failed | 'ErrorRows' >> beam.Map(
-        _ErrorRow(self._key is not None)).with_output_types(
+        _ErrorRow(self._key is not None, self.label)).with_output_types(
             RowTypeConstraint.from_fields([('element', pcoll.element_type),
                                            ('msg', str), ('stack', str)]))
     return {'good': main, self._errors['output']: errors}
