@@ -131,18 +131,25 @@ class Columns:
     return self._column(rows, key, _getter(rows[0]), 'prediction')
 
   def from_columns(self, table: Any, prediction_key: str) -> Block:
-    """A block from a column set: a dict of arrays or a pandas DataFrame."""
+    """A block from a column set: a dict of arrays, a pandas DataFrame or a
+    pyarrow Table / RecordBatch."""
+    arrow = hasattr(table, 'column_names')
+    names = list(table.column_names) if arrow else list(table.keys())
+
     def col(key, what):
-      try:
-        return table[key]
-      except KeyError as exc:
+      if key not in names:
         raise InvalidInputError(
             f'The column set has no {what} column {key!r}; it has: '
-            f'{sorted(table.keys())[:20]}.') from exc
+            f'{sorted(names)[:20]}.')
+      value = table.column(key) if arrow else table[key]
+      if arrow:
+        try:
+          return value.to_numpy(zero_copy_only=False)
+        except TypeError:
+          return value.to_numpy()
+      return value.to_numpy() if hasattr(value, 'to_numpy') else value
     labels = np.asarray(col(self.label_key, 'label'))
     preds = col(prediction_key, 'prediction')
-    if hasattr(preds, 'to_numpy'):
-      preds = preds.to_numpy()
     preds = prediction_array(
         preds if isinstance(preds, np.ndarray) and preds.dtype != object
         else list(preds))

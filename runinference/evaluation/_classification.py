@@ -153,12 +153,23 @@ class ProbabilisticLoss(MetricCombiner):
 
   def add_block(self, acc, block: Block):
     y = class_labels(block.labels)
-    probs = class_probabilities(block.predictions, 'log loss / Brier score')
+    w = block.weights
+    pred = block.predictions
+    if pred.ndim == 1 and not (pred.dtype == bool or
+                               np.issubdtype(pred.dtype, np.integer)):
+      if len(y) and y.max() > 1:
+        raise InvalidInputError(
+            f'label {int(y.max())} has no predicted probability (binary '
+            'scores).')
+      p = pred.astype(np.float64)
+      p_true = np.clip(np.where(y == 1, p, 1 - p), _EPS, 1 - _EPS)
+      acc += (np.dot(w, -np.log(p_true)), np.dot(w, (p - y) ** 2), w.sum())
+      return acc
+    probs = class_probabilities(pred, 'log loss / Brier score')
     n, k = probs.shape
     if len(y) and y.max() >= k:
       raise InvalidInputError(
           f'label {int(y.max())} has no predicted probability ({k} classes).')
-    w = block.weights
     p_true = np.clip(probs[np.arange(n), y], _EPS, 1 - _EPS)
     if k == 2:
       brier = (probs[:, 1] - y) ** 2

@@ -7,7 +7,7 @@ from typing import Mapping, Optional, Sequence
 from ._blocks import Block
 from ._combine import MetricsCombineFn
 from ._contract import Metric
-from ._slicing import SliceSpec
+from ._slicing import SliceSpec, cut_all
 from ._thresholds import SliceMetrics
 
 
@@ -20,12 +20,11 @@ def evaluate_blocks(blocks: Mapping[str, Sequence[Block]],
   accs: dict = {}
   for model, model_blocks in blocks.items():
     for block in model_blocks:
-      for spec in specs:
-        for key, sub in spec.cut(block):
-          acc = accs.get((model, key))
-          if acc is None:
-            acc = accs[(model, key)] = fn.create_accumulator()
-          fn.add_input(acc, sub)
+      for key, sub in cut_all(block, specs):
+        acc = accs.get((model, key))
+        if acc is None:
+          acc = accs[(model, key)] = fn.create_accumulator()
+        fn.add_input(acc, sub)
   out = []
   for (model, key), acc in accs.items():
     res = fn.extract_output(acc)

@@ -7,7 +7,7 @@ slice codes per spec -- no Python work per example.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Iterable, Sequence, Union
+from typing import Any, Iterable, Optional, Sequence, Union
 
 import numpy as np
 
@@ -58,31 +58,56 @@ class SliceSpec:
         f'{c.feature} (buckets)' if isinstance(c, Bucket) else c
         for c in self.columns) or 'Overall'
 
-  def cut(self, block: Block) -> Iterable:
-    """``(slice key, sub-block)`` for each slice of ``block``."""
+  def cut(self, block: Block, codes_cache: Optional[dict] = None
+          ) -> Iterable:
+    """``(slice key, sub-block)`` for each slice of ``block``
+    (``codes_cache`` shares each column's codes between specs)."""
     if not self.columns:
       yield (), block
       return
+    cache = {} if codes_cache is None else codes_cache
     codes = np.zeros(len(block), dtype=np.int64)
     uniques = []
     for col in self.columns:
-      if isinstance(col, Bucket):
-        vals = col.values(block.features[col.feature])
-      else:
-        vals = block.features[col]
-      u, inv = np.unique(vals, return_inverse=True)
-      codes = codes * len(u) + inv.reshape(-1)
+      if col not in cache:
+        vals = (col.values(block.features[col.feature])
+                if isinstance(col, Bucket) else block.features[col])
+        cache[col] = _factorize(vals)
+      inv, u = cache[col]
+      codes = codes * len(u) + inv
       uniques.append(u)
-    order = np.argsort(codes, kind='stable')
+    sizes = [len(u) for u in uniques]
+    total = int(np.prod(sizes))
+    # Few distinct slices: a radix sort of small integers (linear time).
+    small = codes.astype(np.int16) if total < 2**15 else codes
+    order = np.argsort(small, kind='stable')
     sorted_codes = codes[order]
     starts = np.r_[0, np.flatnonzero(np.diff(sorted_codes)) + 1]
     ends = np.r_[starts[1:], len(order)]
     names = [c.feature if isinstance(c, Bucket) else c for c in self.columns]
-    sizes = [len(u) for u in uniques]
     for s, e in zip(starts, ends):
       idx = np.unravel_index(sorted_codes[s], sizes)
       key = tuple((n, _py(u[i])) for n, u, i in zip(names, uniques, idx))
       yield key, block.take(order[s:e])
+
+
+def _factorize(values: np.ndarray) -> tuple:
+  """(codes, uniques) of a column: by hashing (pandas) where available,
+  else by sorting."""
+  try:
+    import pandas as pd
+  except ImportError:  # pragma: no cover
+    u, inv = np.unique(values, return_inverse=True)
+    return inv.reshape(-1).astype(np.int64), u
+  codes, uniques = pd.factorize(values, sort=True, use_na_sentinel=False)
+  return codes.astype(np.int64), np.asarray(uniques)
+
+
+def cut_all(block: Block, specs: Sequence['SliceSpec']) -> Iterable:
+  """``(slice key, sub-block)`` for every spec, each column coded once."""
+  cache: dict = {}
+  for spec in specs:
+    yield from spec.cut(block, cache)
 
 
 def _py(v: Any):

@@ -17,7 +17,7 @@ from ._combine import MetricsCombineFn
 from ._contract import Metric
 from ._ranking import EXACT_LIMIT
 from ._registry import resolve_metrics
-from ._slicing import slice_specs
+from ._slicing import cut_all, slice_specs
 from ._thresholds import SliceMetrics, check_thresholds, validate
 
 _DEFAULT_MODEL = 'model'
@@ -186,8 +186,7 @@ class EvaluateModel(beam.PTransform):
   def expand(self, pcoll):
     specs = self._specs
     keyed = self._blocks(pcoll) | 'Slice' >> beam.FlatMap(
-        lambda mb: [((mb[0], key), sub) for spec in specs
-                    for key, sub in spec.cut(mb[1])])
+        lambda mb: [((mb[0], key), sub) for key, sub in cut_all(mb[1], specs)])
     combined = keyed | 'Metrics' >> beam.CombinePerKey(
         MetricsCombineFn(self._metrics, self._bootstrap, self._seed))
     records = combined | 'SliceMetrics' >> beam.MapTuple(
