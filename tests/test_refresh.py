@@ -2,6 +2,7 @@
 folder (the inference step polls it), ModelMetadata side inputs, keyed
 refresh, and what happens around a switch (nothing lost, nothing doubled,
 a bad file changes nothing, the old model is released)."""
+import hashlib
 import os
 import pickle
 import time
@@ -27,22 +28,35 @@ from runinference.utils import WatchFilePattern
 # -- helpers -------------------------------------------------------------------
 
 
-def save_model(path, factor):
-  """A LinearRegression that learned y = factor * x, written atomically."""
-  x = np.arange(10, dtype=float).reshape(-1, 1)
+def publish(path, data, digest=True):
+  """Writes ``data`` to ``path`` atomically, as a training job publishes a
+  model: its SHA-256 first, in the sidecar ``path.sha256`` (what a watched
+  pickle needs to be loaded), then the file itself."""
+  if digest:
+    write_atomically(f'{path}.sha256',
+                     f'{hashlib.sha256(data).hexdigest()}  '
+                     f'{os.path.basename(path)}\n'.encode())
+  write_atomically(path, data)
+  return path
+
+
+def write_atomically(path, data):
   tmp = f'{path}.{uuid.uuid4().hex}.tmp'
   with open(tmp, 'wb') as f:
-    pickle.dump(LinearRegression().fit(x, factor * x.ravel()), f)
+    f.write(data)
   os.replace(tmp, path)
-  return path
+
+
+def save_model(path, factor, digest=True):
+  """A LinearRegression that learned y = factor * x, published with its
+  digest."""
+  x = np.arange(10, dtype=float).reshape(-1, 1)
+  return publish(path, pickle.dumps(
+      LinearRegression().fit(x, factor * x.ravel())), digest)
 
 
 def save_corrupt(path):
-  tmp = f'{path}.tmp'
-  with open(tmp, 'wb') as f:
-    f.write(b'this is not a pickled model')
-  os.replace(tmp, path)
-  return path
+  return publish(path, b'this is not a pickled model')
 
 
 def factor_of(model_id):

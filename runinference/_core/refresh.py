@@ -32,6 +32,7 @@ from apache_beam.transforms.userstate import ReadModifyWriteStateSpec
 from apache_beam.utils.timestamp import MAX_TIMESTAMP, Timestamp
 
 from ..exceptions import ConfigurationError
+from .refresh_digest import refuse, sidecar_version, vet_candidate
 from .types import ModelMetadata
 
 _LOGGER = logging.getLogger(__name__)
@@ -64,12 +65,15 @@ class WatchSpec:
   """What to watch: a glob, how often, until when (``stop``), and what was
   there at the start: ``baseline``, the ``(path, mtime, size)`` of the files
   matching when the pipeline was built (None if they could not be listed;
-  then files updated at or before ``start`` count as already there)."""
+  then files updated at or before ``start`` count as already there).
+  ``allow_pickle``: load pickle-based files that have no digest (see
+  ``vet_candidate``)."""
   file_pattern: str
   interval: float
   start: float
   stop: float
   baseline: Optional[frozenset] = None
+  allow_pickle: bool = False
 
 
 def watch_spec_of(pcoll) -> Optional[WatchSpec]:
@@ -112,6 +116,9 @@ class FilePatternPoller:
     self._seen: dict[str, tuple] = {}
     self._started = False
     self._queue: list = []  # new files not offered yet, newest first
+    # Files refused for want of a (matching) digest -> their FileMetadata
+    # and the sidecar's version then; offered again when the sidecar changes.
+    self._refused: dict[str, tuple] = {}
 
   def expired(self, now: Optional[float] = None) -> bool:
     return (time.time() if now is None else now) > self.spec.stop
@@ -138,9 +145,13 @@ class FilePatternPoller:
     if found is None:
       return None
     fresh = [f for f in found if not self._already_there(f)]
-    if not fresh:
-      return None
-    return max(fresh, key=lambda f: (f.last_updated_in_seconds, f.path))
+    for f in sorted(fresh, key=lambda f: (f.last_updated_in_seconds, f.path),
+                    reverse=True):
+      why = vet_candidate(f.path, self.spec.allow_pickle)
+      if why is None:
+        return f
+      refuse(f.path, why)
+    return None
 
   def _scan(self) -> None:
     found = self._matched()
@@ -161,13 +172,34 @@ class FilePatternPoller:
         key=lambda f: (f.last_updated_in_seconds, f.path), reverse=True)
 
   def check(self) -> Optional[ModelMetadata]:
-    """The next file to load, or None."""
+    """The next file to load (vetted by ``vet_candidate``), or None."""
     if self.expired():
       return None
     self._scan()
-    if not self._queue:
-      return None
-    return metadata_for(self._queue.pop(0).path)
+    self._recheck_refused()
+    while self._queue:
+      f = self._queue.pop(0)
+      why = vet_candidate(f.path, self.spec.allow_pickle)
+      if why is None:
+        self._refused.pop(f.path, None)
+        return metadata_for(f.path)
+      self._refused[f.path] = (f, sidecar_version(f.path))
+      refuse(f.path, why)
+    return None
+
+  def _recheck_refused(self) -> None:
+    """A refused file whose sidecar digest appeared or changed is queued
+    again (a changed file is queued by ``_scan``)."""
+    for path, (f, sidecar) in list(self._refused.items()):
+      if self._seen.get(path) != _version(f):
+        del self._refused[path]  # changed or gone: _scan decides
+        continue
+      now = sidecar_version(path)
+      if now is not None and now != sidecar:
+        del self._refused[path]
+        self._queue.append(f)
+    self._queue.sort(
+        key=lambda f: (f.last_updated_in_seconds, f.path), reverse=True)
 
   def loaded(self, path: str) -> None:
     for f in self._queue:
@@ -294,6 +326,11 @@ class WatchFilePattern(beam.PTransform):
     interval: seconds between checks (default 360).
     stop_timestamp: no checks after this time (a ``Timestamp`` or seconds
       since the epoch).
+    allow_pickle: load files that may be pickles (anything but ``.skops``,
+      ``.safetensors``, ``.onnx``, ``.json``, ...) without a digest. By
+      default such a file is loaded only when a sidecar ``<file>.sha256``
+      holding its SHA-256 lies beside it; otherwise it is refused with a
+      warning naming it (a pickle runs code: see docs/security.md).
 
   Notes: give each model version a new file name; write the file elsewhere
   and move it in, so that a half-written file is not picked up (one that
@@ -302,7 +339,7 @@ class WatchFilePattern(beam.PTransform):
   """
   def __init__(
       self, file_pattern: str, interval: float = 360,
-      stop_timestamp=MAX_TIMESTAMP):
+      stop_timestamp=MAX_TIMESTAMP, *, allow_pickle: bool = False):
     super().__init__()
     if not file_pattern or not isinstance(file_pattern, str):
       raise ConfigurationError(
@@ -312,6 +349,7 @@ class WatchFilePattern(beam.PTransform):
     self.file_pattern = file_pattern
     self.interval = interval
     self.stop_timestamp = stop_timestamp
+    self.allow_pickle = bool(allow_pickle)
     self._start = time.time()
     self._baseline = list_versions(file_pattern)
 
@@ -321,7 +359,7 @@ class WatchFilePattern(beam.PTransform):
     return WatchSpec(
         self.file_pattern, float(self.interval), self._start,
         float('inf') if stop is None or stop == MAX_TIMESTAMP else
-        _seconds(stop), self._baseline)
+        _seconds(stop), self._baseline, self.allow_pickle)
 
   def expand(self, pbegin):
     spec = self.spec
