@@ -199,9 +199,8 @@ def _build(args):
                 candidate=args.candidate, baseline=args.baseline,
                 bootstrap=args.bootstrap)
   if predictions:
-    chunks = [table.iloc[i:i + 65536] for i in range(0, len(table), 65536)]
     return EvaluateModel(predictions=predictions, columnar=True,
-                         **common), chunks
+                         **common), _Parquet(table[sorted(used)])
   features = ([c.strip() for c in args.features.split(',')] if args.features
               else [c for c in table.columns if c not in used])
   missing = sorted(set(features) - set(table.columns))
@@ -225,6 +224,21 @@ def _build(args):
                        features='__x', **common), rows
 
 
+class _Parquet:
+  """The table as a temporary Parquet file read in column batches (the
+  table is not pickled into the pipeline graph)."""
+  def __init__(self, table):
+    self.table = table
+
+  def read(self, p):
+    import tempfile
+    import apache_beam as beam
+    self.dir = tempfile.TemporaryDirectory(prefix='ri-evaluate-')
+    path = os.path.join(self.dir.name, 'data.parquet')
+    self.table.to_parquet(path, row_group_size=65536, index=False)
+    return p | beam.io.ReadFromParquetBatched(path)
+
+
 def _evaluate(args) -> int:
   import apache_beam as beam
   from apache_beam.testing.util import assert_that
@@ -232,7 +246,9 @@ def _evaluate(args) -> int:
   transform, data = _build(args)
   sink = _Sink()
   with beam.Pipeline(runner='DirectRunner') as p:
-    out = p | beam.Create(data, reshuffle=False) | transform
+    source = (data.read(p) if isinstance(data, _Parquet) else
+              p | beam.Create(data, reshuffle=False))
+    out = source | transform
     assert_that(out['metrics'] | beam.combiners.ToList(), sink.metrics,
                 label='KeepMetrics')
     assert_that(out['validation'], sink.validation, label='KeepValidation')
