@@ -19,6 +19,8 @@ class Counts:
   inferred: int
   dead_letters: int
   elapsed_s: float
+  transformed: int = 0  # rows out of MLTransform steps
+  transform_in: int = 0  # rows into MLTransform steps
 
   @property
   def rows_per_s(self) -> float:
@@ -34,12 +36,20 @@ def read_counts(start: float) -> Counts:
                  snap.counter('rows_inferred', _YAML_NS))
   dead = max(snap.counter('dead_letters', _YAML_NS),
              snap.counter('failed_inferences'))
-  return Counts(rows_in, inferred, dead, time.monotonic() - start)
+  return Counts(rows_in, inferred, dead, time.monotonic() - start,
+                snap.counter('mltransform_rows_out', _YAML_NS),
+                snap.counter('mltransform_rows_in', _YAML_NS))
 
 
 def describe(c: Counts) -> str:
-  return (f'{c.rows_in:,} rows in · {c.inferred:,} inferred '
-          f'({c.rows_per_s:,.0f}/s) · {c.dead_letters:,} dead letters · '
+  parts = []
+  if c.transform_in or c.transformed:
+    parts.append(f'MLTransform {c.transform_in:,} rows in · '
+                 f'{c.transformed:,} out')
+  if c.rows_in or c.inferred or not parts:
+    parts.append(f'{c.rows_in:,} rows in · {c.inferred:,} inferred '
+                 f'({c.rows_per_s:,.0f}/s)')
+  return (' · '.join(parts) + f' · {c.dead_letters:,} dead letters · '
           f'{c.elapsed_s:,.1f}s')
 
 

@@ -73,7 +73,7 @@ def _split(name: str) -> Optional[tuple[str, str, bool]]:
 
 
 _INTERNAL_PART = re.compile(r'^(ParDo|Map|FlatMap|MapTuple|FlatMapTuple)\(.*\)$'
-                            r'|^BeamML_RunInference$')
+                            r'|^BeamML_\w+$')
 
 
 def public_step_name(step: str) -> str:
@@ -86,7 +86,7 @@ def public_step_name(step: str) -> str:
   for part in parts:
     if not out or out[-1] != part:
       out.append(part)
-  if len(out) > 1 and out[-1] == 'RunInference':
+  if len(out) > 1 and out[-1] in ('RunInference', 'RunInferenceColumnar'):
     out.pop()
   return '/'.join(out) or step
 

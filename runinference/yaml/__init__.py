@@ -31,8 +31,18 @@ from .mltransform import MLTransform
 from .transform import RunInference
 
 
+def __getattr__(name):
+  # RunInferenceColumnar imports the columnar path (and the report's live
+  # registry) only when a pipeline uses it.
+  if name == 'RunInferenceColumnar':
+    from .columnar import RunInferenceColumnar
+    return RunInferenceColumnar
+  raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
+
+
 __all__ = [
-    'MLTransform', 'ReadFromDuckDB', 'RunInference', 'TRANSFORMS', 'UserFunction',
+    'MLTransform', 'ReadFromDuckDB', 'RunInference', 'RunInferenceColumnar',
+    'TRANSFORMS', 'UserFunction',
     'WriteToDuckDB', 'YamlConfigError', 'known_handler_types', 'provider_spec',
     'providers'
 ]

@@ -12,7 +12,13 @@ from .transform import RunInference
 
 # Transforms whose config is checked here (the DuckDB transforms check their
 # own arguments when the pipeline is built).
-_CHECKED = {'RunInference': RunInference, 'MLTransform': MLTransform}
+def _columnar(**config):
+  from .columnar import RunInferenceColumnar
+  return RunInferenceColumnar(**config)
+
+
+_CHECKED = {'RunInference': RunInference, 'MLTransform': MLTransform,
+            'RunInferenceColumnar': _columnar}
 
 
 class YamlFileError(ConfigurationError):

@@ -21,7 +21,11 @@ from typing import Any, Optional
 import apache_beam as beam
 from apache_beam.typehints.row_type import RowTypeConstraint
 
+from runinference.report import live as live_metrics
+
 from .errors import YamlConfigError, expect_mapping, reject_unknown
+
+_NAMESPACE = 'runinference_yaml'
 
 _MODULES = ('runinference.transforms.tft',
             'runinference.transforms.embeddings.huggingface')
@@ -65,10 +69,27 @@ def build_operation(spec, path: list):
                           f'{cls.__name__}: {type(e).__name__}: {e}') from e
 
 
+class _Count:
+  """Counts rows in the live metrics (the CLI's progress line) as they pass."""
+
+  def __init__(self, name: str):
+    self.name = name
+
+  def __call__(self, row):
+    live_metrics.counter_inc(_NAMESPACE, self.name, 1)
+    return row
+
+
 class _ErrorRow:
+  def __init__(self, step: str = 'MLTransform'):
+    self.step = step
+
   def __call__(self, bad):
-    return beam.Row(element=getattr(bad, 'element', bad),
-                    msg=str(getattr(bad, 'msg', '')),
+    element = getattr(bad, 'element', bad)
+    msg = str(getattr(bad, 'msg', ''))
+    live_metrics.counter_inc(_NAMESPACE, 'dead_letters', 1)
+    live_metrics.error_sample(self.step, msg, repr(element))
+    return beam.Row(element=element, msg=msg,
                     stack=str(getattr(bad, 'stack', '')))
 
 
@@ -82,9 +103,9 @@ class MLTransform(beam.PTransform):
                transforms: Optional[list] = None,
                error_handling: Optional[Any] = None, **unknown):
     super().__init__()
-    reject_unknown(unknown, (), [], 'MLTransform config (expected '
-                   'write_artifact_location, read_artifact_location, '
-                   'transforms, error_handling)')
+    reject_unknown(unknown, ('write_artifact_location', 'read_artifact_location',
+                    'transforms', 'error_handling'),
+                   [], 'MLTransform config')
     if transforms is not None and not isinstance(transforms, list):
       raise YamlConfigError(['transforms'], 'must be a list of '
                             '{type: ..., config: {...}}')
@@ -109,10 +130,17 @@ class MLTransform(beam.PTransform):
       self._errors = error_handling['output']
 
   def expand(self, pcoll):
+    rows = pcoll | 'CountIn' >> beam.Map(_Count('mltransform_rows_in')
+                                         ).with_output_types(pcoll.element_type)
     if self._errors is None:
-      return pcoll | 'MLTransform' >> self._inner
-    good, bad = pcoll | 'MLTransform' >> self._inner.with_exception_handling()
-    errors = bad | 'ErrorRows' >> beam.Map(_ErrorRow()).with_output_types(
+      out = rows | 'MLTransform' >> self._inner
+      return out | 'CountOut' >> beam.Map(_Count('mltransform_rows_out')
+                                          ).with_output_types(out.element_type)
+    good, bad = rows | 'MLTransform' >> self._inner.with_exception_handling()
+    good = good | 'CountOut' >> beam.Map(_Count('mltransform_rows_out')
+                                         ).with_output_types(good.element_type)
+    errors = bad | 'ErrorRows' >> beam.Map(_ErrorRow(self.label)
+                                           ).with_output_types(
         RowTypeConstraint.from_fields([('element', pcoll.element_type),
                                        ('msg', str), ('stack', str)]))
     return {'good': good, self._errors: errors}

@@ -12,6 +12,7 @@ TRANSFORMS = {
     'MLTransform': 'runinference.yaml.MLTransform',
     'ReadFromDuckDB': 'runinference.yaml.ReadFromDuckDB',
     'WriteToDuckDB': 'runinference.yaml.WriteToDuckDB',
+    'RunInferenceColumnar': 'runinference.yaml.RunInferenceColumnar',
     'EvaluateModel': 'runinference.yaml.evaluation.EvaluateModel',
 }
 

@@ -186,9 +186,9 @@ class RunInference(beam.PTransform):
                key: Optional[str] = None, error_handling: Optional[Any] = None,
                **unknown):
     super().__init__()
-    reject_unknown(unknown, (), [], 'RunInference config (expected '
-                   'model_handler, inference_tag, inference_args, key, '
-                   'error_handling)')
+    reject_unknown(unknown, ('model_handler', 'inference_tag', 'inference_args', 'key',
+                    'error_handling'),
+                   [], 'RunInference config')
     if model_handler is None:
       raise YamlConfigError(['model_handler'], 'required field missing')
     if not isinstance(inference_tag, str) or not inference_tag.isidentifier():
