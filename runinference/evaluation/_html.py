@@ -119,7 +119,7 @@ def _confusion(r: SliceMetrics) -> str:
 
 
 def _svg(title: str, xlabel: str, ylabel: str, series: list,
-         diagonal: bool = False) -> str:
+         diagonal: bool = False, legend_low: bool = False) -> str:
   """A 260×260 line plot on [0, 1]²; ``series``: (name, xs, ys)."""
   size, pad = 260, 36
   span = size - 2 * pad
@@ -150,7 +150,9 @@ def _svg(title: str, xlabel: str, ylabel: str, series: list,
     parts.append(f'<polyline class="series" data-series="{html.escape(name)}"'
                  f' points="{pts}" fill="none" stroke="{color}" '
                  'stroke-width="2"/>')
-    parts.append(f'<text x="{pad + 6}" y="{pad + 14 + 13 * i}" '
+    y = (size - pad - 8 - 13 * (len(series) - 1 - i) if legend_low
+         else pad + 14 + 13 * i)
+    parts.append(f'<text x="{pad + 6}" y="{y}" '
                  f'font-size="11" fill="{color}">{html.escape(name)}</text>')
   parts.append('</svg>')
   return (f'<figure class="plot">{"".join(parts)}<figcaption>'
@@ -167,7 +169,8 @@ def _plots(by_model: dict) -> str:
   pr = [(m, r.metrics['pr_curve']['recall'], r.metrics['pr_curve']['precision'])
         for m, r in by_model.items() if r.metrics.get('pr_curve')]
   if pr:
-    out.append(_svg('Precision-recall curve', 'recall', 'precision', pr))
+    out.append(_svg('Precision-recall curve', 'recall', 'precision', pr,
+                    legend_low=True))
   cal = [(m, r.metrics['calibration_curve']['mean_predicted'],
           r.metrics['calibration_curve']['fraction_positive'])
          for m, r in by_model.items() if r.metrics.get('calibration_curve')]
