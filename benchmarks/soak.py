@@ -27,6 +27,7 @@ latency (element entering the pipeline -> result), RSS sampled every 10 s
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import pickle
@@ -49,17 +50,22 @@ def poison(i: int) -> bool:
 
 def save_model(path: str, slope: float, corrupt: bool) -> None:
   """Writes a pickled LinearRegression (y = slope * sum(x)), or its first
-  half when ``corrupt``; published by rename, as a training job would."""
+  half when ``corrupt``; published by rename, as a training job would, its
+  SHA-256 first (``<file>.sha256``: a watched pickle is loaded only with
+  one, see docs/security.md)."""
   import numpy as np
   from sklearn.linear_model import LinearRegression
   x = np.random.RandomState(0).rand(200, N_FEATURES)
   data = pickle.dumps(LinearRegression().fit(x, slope * x.sum(axis=1)))
   if corrupt:
     data = data[:len(data) // 2]
-  tmp = path + '.partial'
-  with open(tmp, 'wb') as f:
-    f.write(data)
-  os.replace(tmp, path)
+  digest = hashlib.sha256(data).hexdigest()
+  for target, body in ((path + '.sha256', digest.encode() + b'\n'),
+                       (path, data)):
+    tmp = target + '.partial'
+    with open(tmp, 'wb') as f:
+      f.write(body)
+    os.replace(tmp, target)
 
 
 class _Appender:

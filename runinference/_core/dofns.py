@@ -14,7 +14,11 @@ from apache_beam.transforms.window import GlobalWindows
 
 from .engine import InferenceEngine, Rejected, RunResult
 from .failures import picklable_record
+from .runner_fix import install as _install_runner_fix
 from .stream_batching import unstamp
+
+# The local runner otherwise keeps every bundle's metrics (runner_fix.py).
+_install_runner_fix()
 
 _global_wv = GlobalWindows.windowed_value
 # Returned by process while an element waits in the batch (Beam warns about
