@@ -114,12 +114,15 @@ class CandidateCheck:
 
   def _validate(self, prepared: PreparedModel, inference_args,
                 serving: Optional[ModelHolder]) -> None:
-    current = None if serving is None else serving.get()
     try:
+      serving_predict = None
+      if serving is not None:
+        current = serving.get()
+        serving_predict = _predict(serving.handler, current.model,
+                                   inference_args)
       result = self.validation(
           _predict(prepared.handler, prepared.loaded.model, inference_args),
-          None if current is None else _predict(
-              serving.handler, current.model, inference_args))
+          serving_predict)
     except Exception as exc:  # pylint: disable=broad-except
       raise ModelRefreshRejected(
           f'Model {prepared.loaded.model_id!r} could not be validated: '
