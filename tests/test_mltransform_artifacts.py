@@ -298,23 +298,31 @@ def test_a_custom_class_reads_back_in_another_process_only_when_imported(
   assert marker.read_text() == imports  # the module was not imported
 
 
-def test_our_own_steps_are_known_in_a_fresh_process_without_importing_them():
-  code = textwrap.dedent('''
+def test_our_own_steps_are_known_in_a_fresh_process_without_importing_them(
+    written):
+  """Reading artifacts (MLTransform's read path) knows our own steps although
+  the process never imported the modules that define them."""
+  code = textwrap.dedent(f'''
       import sys
-      from runinference.transforms import _artifacts
-      assert 'runinference.transforms.embeddings.huggingface' not in sys.modules
+      from runinference.transforms import _artifacts, base
+      for mod in ('runinference.transforms.embeddings.huggingface',
+                  'runinference.transforms.tft'):
+        assert mod not in sys.modules, mod
+      steps = base._JsonTransformAttributeManager.load_attributes({str(written)!r})
+      print(type(steps[0]).__name__)
       for spec in [
-          {'class': 'runinference.transforms.embeddings.huggingface:'
+          {{'class': 'runinference.transforms.embeddings.huggingface:'
                     'SentenceTransformerEmbeddings',
-           'kwargs': {'model_name': 'm', 'columns': ['t']}},
-          {'class': 'runinference.transforms.tft:ScaleTo01',
-           'kwargs': {'columns': ['x'], 'name': {'ref': 'numpy:float32'}}}]:
+           'kwargs': {{'model_name': 'm', 'columns': ['t']}}}},
+          {{'class': 'runinference.transforms.tft:ScaleTo01',
+           'kwargs': {{'columns': ['x'], 'name': {{'ref': 'numpy:float32'}}}}}}]:
         print(type(_artifacts.decode_object(spec)).__name__)
       ''')
   out = subprocess.run([sys.executable, '-c', code], cwd=ROOT, capture_output=True,
                        text=True, timeout=300)
   assert out.returncode == 0, out.stdout + out.stderr
-  assert out.stdout.split() == ['SentenceTransformerEmbeddings', 'ScaleTo01']
+  assert out.stdout.split() == ['TFTProcessHandler',
+                                'SentenceTransformerEmbeddings', 'ScaleTo01']
 
 
 # -- the manifest ----------------------------------------------------------------

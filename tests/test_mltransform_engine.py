@@ -43,8 +43,8 @@ from runinference.transforms._emit import RowOutput
 from runinference.transforms._engine import BAD, ApplyStage, ToBlocks
 from runinference.transforms._hashing import fingerprint64, hash_buckets
 from runinference.transforms._stats import StageStatsFn
-from runinference.transforms.handlers import (_analyzers, _later_raw_reads,
-                                              _plan)
+from runinference.transforms._plan import (later_raw_reads, plan_stages,
+                                          stage_analyzers)
 
 _EXPLORE = int(os.environ.get('RUNINFERENCE_FUZZ_EXAMPLES', '0'))
 PROPS = settings(
@@ -126,9 +126,9 @@ def drive(rows: list, transforms: list, artifacts: str, *, block_rows: int = 409
           empty: bool = True) -> Result:
   """Runs ``rows`` (row i at timestamp i) through the engine; write mode
   writes the statistics to ``artifacts``, read mode reads them there."""
-  stages = _plan(transforms)
-  later, written = _later_raw_reads(stages)
-  if read or not any(_analyzers(s) for s in stages):
+  stages = plan_stages(transforms)
+  later, written = later_raw_reads(stages)
+  if read or not any(stage_analyzers(s) for s in stages):
     written = frozenset()  # as TFTProcessHandler.expand: rows kept whole
   to_blocks = ToBlocks(stages[0], catch, later, written, block_rows)
   to_blocks.setup()
@@ -144,7 +144,7 @@ def drive(rows: list, transforms: list, artifacts: str, *, block_rows: int = 409
   all_stats = []
   for k, stage in enumerate(stages):
     final = k == len(stages) - 1
-    analyzers = _analyzers(stage)
+    analyzers = stage_analyzers(stage)
     side = None
     if analyzers and not read:
       raw = _combine(StageStatsFn(analyzers), blocks, rng, empty)
@@ -471,7 +471,7 @@ def test_scale_to_gaussian_merge_order_is_irrelevant():
   tree shapes: the same parameters."""
   rng = np.random.RandomState(3)
   rows = [{'id': i, 'x': float(v)} for i, v in enumerate(rng.lognormal(0, 1.5, 200))]
-  stages = _plan([tft.ScaleToGaussian(columns=['x'])])
+  stages = plan_stages([tft.ScaleToGaussian(columns=['x'])])
   to_blocks = ToBlocks(stages[0], None, block_rows=10)
   to_blocks.setup()
   to_blocks.start_bundle()
@@ -480,7 +480,7 @@ def test_scale_to_gaussian_merge_order_is_irrelevant():
     blocks.extend(to_blocks.process(row, WindowedValue(row, Timestamp(i), _WINDOWS)))
   blocks = [wv.value for wv in blocks + list(to_blocks.finish_bundle())]
   assert len(blocks) == 20
-  fn = StageStatsFn(_analyzers(stages[0]))
+  fn = StageStatsFn(stage_analyzers(stages[0]))
   accs = [fn.create_accumulator() for _ in range(4)]
   for j, block in enumerate(blocks):
     fn.add_input(accs[j % 4], block)
@@ -566,7 +566,7 @@ def test_elementwise_scale_to_gaussian(data):
 def test_elementwise_tukey_merges_an_empty_accumulator(width):
   """A CombineFn must merge accumulators that got no input (runners make
   them); merging one changes nothing."""
-  stages = _plan([tft.ScaleToGaussian(columns=['x'], elementwise=True)])
+  stages = plan_stages([tft.ScaleToGaussian(columns=['x'], elementwise=True)])
   to_blocks = ToBlocks(stages[0], None)
   to_blocks.setup()
   to_blocks.start_bundle()
@@ -574,7 +574,7 @@ def test_elementwise_tukey_merges_an_empty_accumulator(width):
   for i, row in enumerate(rows):
     assert not list(to_blocks.process(row, WindowedValue(row, Timestamp(i), _WINDOWS)))
   [block] = [wv.value for wv in to_blocks.finish_bundle()]
-  fn = StageStatsFn(_analyzers(stages[0]))
+  fn = StageStatsFn(stage_analyzers(stages[0]))
   alone = fn.extract_output(fn.add_input(fn.create_accumulator(), block))
   merged = fn.extract_output(fn.merge_accumulators(
       [fn.add_input(fn.create_accumulator(), block), fn.create_accumulator()]))
@@ -980,8 +980,8 @@ def test_record_batches_match_dict_rows(values, cuts):
     want = drive(dicts, ops(), os.path.join(tmp, 'a') + os.sep)
     good, bad = {}, {}
     os.makedirs(os.path.join(tmp, 'b'))
-    stages = _plan(ops())
-    later, written = _later_raw_reads(stages)
+    stages = plan_stages(ops())
+    later, written = later_raw_reads(stages)
     to_blocks = ToBlocks(stages[0], Exception, later, written)
     to_blocks.setup()
     to_blocks.start_bundle()
@@ -991,10 +991,10 @@ def test_record_batches_match_dict_rows(values, cuts):
           batch, WindowedValue(batch, Timestamp(0), _WINDOWS))))
       blocks += [wv.value for wv in b]
       dead += d
-    fn = StageStatsFn(_analyzers(stages[0]))
+    fn = StageStatsFn(stage_analyzers(stages[0]))
     stats = _combine(fn, blocks, random.Random(1))
     side = _artifacts.write_stage(os.path.join(tmp, 'b'), 0,
-                                  _analyzers(stages[0]), stats)
+                                  stage_analyzers(stages[0]), stats)
     apply = ApplyStage(stages[0], None, RowOutput(None), Exception, None, 0)
     for block in blocks:
       out, d = _outputs(list(apply.process(block, side)))

@@ -19,6 +19,8 @@ from ..exceptions import ConfigurationError, ConfigurationTypeError
 # with their public module after they are defined).
 _ENTRIES: dict[Any, Optional[str]] = {}
 _builtins_loaded = False
+# The MLTransformProvider subclasses among the entries (steps of MLTransform).
+_STEPS: set = set()
 
 HOW_TO_REGISTER = (
     'register it with runinference.transforms.register_artifact_class (or, '
@@ -73,7 +75,13 @@ def register_artifact_class(obj: Any = None, *, name: Optional[str] = None):
 
 def auto_register(cls: type) -> None:
   """Registers an ``MLTransformProvider`` subclass as it is defined."""
+  _STEPS.add(cls)
   _add(cls, None)
+
+
+def is_step(obj: Any) -> bool:
+  """Whether ``obj`` is a registered ``MLTransformProvider`` subclass."""
+  return isinstance(obj, type) and obj in _STEPS
 
 
 def name_of(obj: Any) -> Optional[str]:
@@ -97,15 +105,13 @@ def lookup(name: str) -> Any:
 
 
 def _load_builtins() -> None:
-  """Our own steps (defined, hence registered, by importing their modules:
-  fixed imports, never names read from artifacts) and plain data types."""
+  """Plain data types (our own steps register themselves as they are
+  defined; ``base`` imports their modules before reading artifacts)."""
   global _builtins_loaded
   if _builtins_loaded:
     return
   import numpy as np
 
-  from . import tft  # noqa: F401
-  from .embeddings import huggingface  # noqa: F401
   data_types: list[Callable] = [bool, int, float, str, bytes]
   data_types += [
       np.bool_, np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16,

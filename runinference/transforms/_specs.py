@@ -76,7 +76,6 @@ def check_value(value: Any, where: str) -> None:
 def check_spec(spec: Any, where: str) -> None:
   """Raises unless ``spec`` is ``{class, args, kwargs}`` naming a registered
   ``MLTransformProvider`` with readable, registered arguments."""
-  from .base import MLTransformProvider
   if not (isinstance(spec, dict) and set(spec) <= {'class', 'args', 'kwargs'}
           and isinstance(spec.get('args', []), list)
           and isinstance(spec.get('kwargs', {}), dict)):
@@ -84,7 +83,7 @@ def check_spec(spec: Any, where: str) -> None:
         f'{where}: expected {{"class": ..., "args": [...], "kwargs": {{...}}}}'
         f', got {spec!r:.120}.')
   cls = _resolve(spec.get('class'), f'{where}.class', 'MLTransform class')
-  if not (isinstance(cls, type) and issubclass(cls, MLTransformProvider)):
+  if not _registry.is_step(cls):
     raise ArtifactFormatError(
         f'{where}.class {spec["class"]!r} is registered but is not an '
         'MLTransformProvider, so it cannot be a step.')

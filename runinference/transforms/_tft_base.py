@@ -4,27 +4,20 @@ and public in ``tft``."""
 from __future__ import annotations
 
 import logging
-from typing import Any, Optional, Union
+from typing import Any, Optional
 
 import apache_beam as beam
 import numpy as np
 
 from ._columns import ANY, Column, Reader, gather
 from ._stats import Analyzer
-from .base import BaseOperation
+from ._contract import _EXPECTED_TYPES, BaseOperation, register_input_dtype
 from ..exceptions import ConfigurationRuntimeError
 
 _LOGGER = logging.getLogger(__name__)
-# Declared input type of each transform (the reference's registry).
-_EXPECTED_TYPES: dict[str, Union[int, str, float]] = {}
-
-
-def register_input_dtype(type):  # pylint: disable=redefined-builtin
-  def wrapper(fn):
-    _EXPECTED_TYPES[fn.__name__] = type
-    return fn
-
-  return wrapper
+# _EXPECTED_TYPES and register_input_dtype live in _contract (re-exported
+# here and by tft, as in the reference).
+_KEEP = (_EXPECTED_TYPES, register_input_dtype)
 
 
 def _as_array(value: Any) -> np.ndarray:
@@ -86,6 +79,18 @@ class TFTOperation(BaseOperation[np.ndarray, np.ndarray]):
   def _outputs(self, column: str) -> list[str]:
     """The columns transforming ``column`` writes."""
     return [column]
+
+  def _output_kinds(self, column: str, kind: Optional[str]) -> dict:
+    """{written column: its kind} for ``column`` of kind ``kind``."""
+    return {c: self._output_kind or kind for c in self._outputs(column)}
+
+  def _vocabulary_made(self) -> list[str]:
+    """Columns whose vocabulary this transform computes."""
+    return []
+
+  def _vocabulary_needed(self) -> list[str]:
+    """Columns that need a vocabulary computed by an earlier transform."""
+    return []
 
   def _row_errors(self, col: Column, column: str, ready: Any) -> dict:
     """Rows of ``col`` this transform cannot apply to: {row: error}."""

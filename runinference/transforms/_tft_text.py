@@ -42,6 +42,9 @@ class ComputeAndApplyVocabulary(_TextOp):
   ``<artifact dir>/transform_fn/assets/<vocab_filename>_<column>``."""
   _output_kind = 'int64'
 
+  def _vocabulary_made(self):
+    return list(self.columns)
+
   def __init__(
       self,
       columns: list[str],
@@ -123,6 +126,13 @@ class TFIDF(TFTOperation):
 
   def _outputs(self, column):
     return [column + '_vocab_index', column + '_tfidf_weight']
+
+  def _output_kinds(self, column, kind):
+    return {column + '_vocab_index': 'int64',
+            column + '_tfidf_weight': 'float32'}
+
+  def _vocabulary_needed(self):
+    return list(self.columns) if self.vocab_size is None else []
 
   def _analyzers(self, index):
     return self._col_analyzers(index, DF)

@@ -7,7 +7,6 @@ the same transforms with the saved statistics to new data.
 """
 from __future__ import annotations
 
-import abc
 import logging
 import os
 import uuid
@@ -20,12 +19,14 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from runinference.base import RunInferenceDLQ
 
-from . import _artifacts, _registry
-from ._embedding_handlers import (EmbeddingTypeAdapter, _create_dict_adapter,
+from . import _artifacts
+from ._embedding_handlers import (EmbeddingTypeAdapter,
                                   _dict_input_fn, _dict_output_fn,
                                   _EmbeddingHandler, _ImageEmbeddingHandler,
                                   _MultiModalEmbeddingHandler,
                                   _TextEmbeddingHandler)
+from ._contract import (METRICS_NAMESPACE, ArtifactMode, BaseOperation, EmbeddingsManager,
+                        MLTransformProvider, ProcessHandler)
 from ._errors import ArtifactExistsError, ArtifactFormatError
 from ._registry import register_artifact_class
 from ..exceptions import (ConfigurationError, ConfigurationRuntimeError,
@@ -41,8 +42,6 @@ __all__ = [
 
 ExampleT = TypeVar('ExampleT')
 MLTransformOutputT = TypeVar('MLTransformOutputT')
-OperationInputT = TypeVar('OperationInputT')
-OperationOutputT = TypeVar('OperationOutputT')
 
 # Kept importable from here, as in the reference.
 _KEEP = (_dict_input_fn, _dict_output_fn, _EmbeddingHandler,
@@ -59,103 +58,6 @@ def _map_errors_to_beam_row(element, cls_name=None):
   if cls_name is not None:
     fields['transform_name'] = cls_name
   return beam.Row(**fields)
-
-
-class ArtifactMode(object):
-  PRODUCE = 'produce'
-  CONSUME = 'consume'
-
-
-class MLTransformProvider:
-  """A data-processing step usable in ``MLTransform``: subclasses implement
-  ``get_ptransform_for_processing``. The constructor arguments are recorded
-  so that write mode can save the step as JSON and read mode rebuild it
-  (every subclass is registered as it is defined, so artifacts may name it)."""
-  def __init_subclass__(cls, **kwargs):
-    super().__init_subclass__(**kwargs)
-    _registry.auto_register(cls)
-
-  def __new__(cls, *args, **kwargs):
-    obj = super().__new__(cls)
-    obj._init_args = (args, dict(kwargs))
-    return obj
-
-  @abc.abstractmethod
-  def get_ptransform_for_processing(self, **kwargs) -> beam.PTransform:
-    """Returns a PTransform that processes the data."""
-
-  def get_counter(self):
-    return Metrics.counter(MLTransform, f'BeamML_{self.__class__.__name__}')
-
-  def to_json(self) -> dict:
-    """This step as ``{class, args, kwargs}`` (what read mode rebuilds)."""
-    return _artifacts.encode_object(self, getattr(self, '_init_args', ((), {})))
-
-
-class BaseOperation(Generic[OperationInputT, OperationOutputT],
-                    MLTransformProvider,
-                    abc.ABC):
-  def __init__(self, columns: list[str]) -> None:
-    """Base of the column transforms; ``columns`` are the columns it applies to."""
-    self.columns = columns
-
-  @abc.abstractmethod
-  def apply_transform(self, data: OperationInputT,
-                      output_column_name: str) -> dict[str, OperationOutputT]:
-    """Transforms one column's data; returns ``{output column: data}``."""
-
-  def __call__(self, data: OperationInputT,
-               output_column_name: str) -> dict[str, OperationOutputT]:
-    return self.apply_transform(data, output_column_name)
-
-
-class ProcessHandler(beam.PTransform, abc.ABC):
-  """Only for internal use. No backwards compatibility guarantees."""
-  @abc.abstractmethod
-  def append_transform(self, transform: BaseOperation):
-    """Appends a transform to the handler."""
-
-
-class EmbeddingsManager(MLTransformProvider):
-  """Base of the embedding steps (``SentenceTransformerEmbeddings`` ...):
-  names the columns to embed (or a ``type_adapter``) and the batching."""
-  # Batch rows of similar text length together (set by text models).
-  length_aware_batching = False
-
-  def __init__(
-      self,
-      *,
-      columns: Optional[list[str]] = None,
-      type_adapter: Optional[EmbeddingTypeAdapter] = None,
-      load_model_args: Optional[dict[str, Any]] = None,
-      min_batch_size: Optional[int] = None,
-      max_batch_size: Optional[int] = None,
-      large_model: bool = False,
-      **kwargs):
-    self.load_model_args = load_model_args or {}
-    self.min_batch_size = min_batch_size
-    self.max_batch_size = max_batch_size
-    self.large_model = large_model
-    self.columns = columns
-    if columns is not None:
-      self.type_adapter = _create_dict_adapter(columns)
-    elif type_adapter is not None:
-      self.type_adapter = type_adapter
-    else:
-      raise ConfigurationError('Either columns or type_adapter must be specified')
-    self.inference_args = kwargs.pop('inference_args', {})
-    if kwargs:
-      raise ConfigurationTypeError(
-          f'{type(self).__name__} got unexpected argument(s) {sorted(kwargs)}; '
-          'known: columns, type_adapter, load_model_args, min_batch_size, '
-          'max_batch_size, large_model, inference_args.')
-
-  @abc.abstractmethod
-  def get_model_handler(self):
-    """Returns the framework's model handler."""
-
-  def get_columns_to_apply(self):
-    return self.columns
 
 
 class MLTransform(beam.PTransform, Generic[ExampleT, MLTransformOutputT]):
@@ -272,9 +174,9 @@ class MLTransformMetricsUsage(beam.PTransform):
     names = [type(t).__name__ for t in self._ml_transform.transforms]
 
     def increment(_):
-      Metrics.counter(MLTransform, 'BeamML_MLTransform').inc()
+      Metrics.counter(METRICS_NAMESPACE, 'BeamML_MLTransform').inc()
       for name in names:
-        Metrics.counter(MLTransform, f'BeamML_{name}').inc()
+        Metrics.counter(METRICS_NAMESPACE, f'BeamML_{name}').inc()
 
     return pipeline | beam.Create([None]) | beam.Map(increment)
 
@@ -300,9 +202,17 @@ class _JsonTransformAttributeManager:
   def load_attributes(artifact_location):
     """Checks all the artifacts (manifests, registered classes, statistics)
     before any step is built, then builds the steps."""
+    _import_builtin_steps()
     steps = _artifacts.read_attributes(
         os.path.join(artifact_location, _ATTRIBUTE_FILE_NAME))
     return [_load_step(s, artifact_location) for s in steps]
+
+
+def _import_builtin_steps() -> None:
+  """Defines (hence registers) our own steps before artifacts are read: fixed
+  imports, never a name taken from an artifact."""
+  from . import tft  # noqa: F401
+  from .embeddings import huggingface  # noqa: F401
 
 
 def _step_json(ptransform, parent: str, provider=None) -> dict:

@@ -21,10 +21,12 @@ from apache_beam.typehints.row_type import RowTypeConstraint
 
 from . import _artifacts
 from ._emit import RowOutput, kind_of
-from ._engine import ApplyStage, StagePlan, ToBlocks
+from ._engine import ApplyStage, ToBlocks
+from ._plan import (check_vocabularies, later_raw_reads, plan_stages,
+                    stage_analyzers)
 from ._stats import StageStatsFn
-from .base import ArtifactMode, ProcessHandler
-from .tft import _EXPECTED_TYPES, TFIDF, ComputeAndApplyVocabulary, TFTOperation
+from ._contract import (_EXPECTED_TYPES, ArtifactMode, BaseOperation,
+                        ProcessHandler)
 from ..exceptions import (ConfigurationError, ConfigurationRuntimeError,
                           UnknownOperationError)
 
@@ -43,42 +45,6 @@ _SEQUENCE_TYPES = {
 }
 
 
-def _plan(transforms: list) -> list[StagePlan]:
-  """Stages: a stage ends where a transform needs statistics of a column an
-  earlier transform of the stage rewrote."""
-  stages, dirty = [[]], set()
-  for i, op in enumerate(transforms):
-    if op._analyzers(i) and dirty & set(op.columns):
-      stages.append([])
-      dirty = set()
-    stages[-1].append((i, op))
-    for col in op.columns:
-      dirty.update(op._outputs(col))
-  return [StagePlan(tuple(s)) for s in stages if s]
-
-
-def _later_raw_reads(stages: list[StagePlan]) -> tuple:
-  """The raw columns later stages read (column, reader, transform): read
-  with the first stage's, so that a row any stage cannot read is taken out
-  before any statistics are computed; and every column a transform writes
-  (the row dicts need not keep those once read)."""
-  written, later = set(), []
-  for k, stage in enumerate(stages):
-    if k:
-      later.extend(r for r in stage.reads() if r[0] not in written)
-    written |= {out for _, op in stage.ops for c in op.columns
-                for out in op._outputs(c)}
-  # Rows an elementwise transform refuses only once statistics exist (a
-  # length other than theirs) go to the dead letters as they came: keep them.
-  kept = {c for s in stages for _, op in s.ops if getattr(op, 'elementwise', False)
-          for c in op.columns}
-  return tuple(later), frozenset(written - kept)
-
-
-def _analyzers(plan: StagePlan) -> list:
-  return [a for i, op in plan.ops for a in op._analyzers(i)]
-
-
 class TFTProcessHandler(ProcessHandler):
   """Runs column transforms (``tft``) in write mode (``artifact_mode=
   'produce'``: statistics computed and written to ``artifact_location``) or
@@ -87,7 +53,7 @@ class TFTProcessHandler(ProcessHandler):
       self,
       *,
       artifact_location: str,
-      transforms: Optional[Sequence[TFTOperation]] = None,
+      transforms: Optional[Sequence[BaseOperation]] = None,
       artifact_mode: str = ArtifactMode.PRODUCE):
     super().__init__()
     self.transforms = list(transforms) if transforms else []
@@ -185,27 +151,10 @@ class TFTProcessHandler(ProcessHandler):
     kinds = dict(schema_kinds)
     for op in self.transforms:
       for col in op.columns:
-        if isinstance(op, TFIDF):
-          kinds[col + '_vocab_index'] = 'int64'
-          kinds[col + '_tfidf_weight'] = 'float32'
-        else:
-          kinds[col] = op._output_kind or kinds.get(col)
+        kinds.update(op._output_kinds(col, kinds.get(col)))
     fields = [(c, _SEQUENCE_TYPES.get(k, Any)) for c, k in kinds.items()]
     self.transformed_schema = dict(fields)
     return RowTypeConstraint.from_fields(fields)
-
-  def _check_tfidf(self):
-    vocab_cols = set()
-    for op in self.transforms:
-      if isinstance(op, TFIDF) and op.vocab_size is None:
-        missing = [c for c in op.columns if c not in vocab_cols]
-        if missing:
-          raise ConfigurationRuntimeError(
-              'vocab_size is not specified for TFIDF and columns '
-              f'{missing} do not come from ComputeAndApplyVocabulary in this '
-              'MLTransform. Please specify vocab_size explicitly.')
-      if isinstance(op, ComputeAndApplyVocabulary):
-        vocab_cols |= set(op.columns)
 
   def expand(self, raw_data):
     produce = self.artifact_mode == ArtifactMode.PRODUCE
@@ -216,7 +165,7 @@ class TFTProcessHandler(ProcessHandler):
           {'transforms': [t.to_json() for t in self.transforms]})
     elif not self.transforms:
       self.transforms = self._load_transforms()
-    self._check_tfidf()
+    check_vocabularies(self.transforms)
     schema_kinds = self._schema_kinds(raw_data.element_type)
     if produce:
       types = self._map_column_names_to_types_from_transforms()
@@ -224,9 +173,9 @@ class TFTProcessHandler(ProcessHandler):
           os.path.join(self.artifact_location, RAW_DATA_METADATA_DIR,
                        SCHEMA_FILE),
           {'columns': {c: getattr(t, '__name__', str(t)) for c, t in types.items()}})
-    stages = _plan(self.transforms)
-    later, written = _later_raw_reads(stages)
-    if not (produce and any(_analyzers(s) for s in stages)):
+    stages = plan_stages(self.transforms)
+    later, written = later_raw_reads(stages)
+    if not (produce and any(stage_analyzers(s) for s in stages)):
       # Blocks are never materialized between passes: copying the row
       # dicts without the rewritten columns would only cost time.
       written = frozenset()
@@ -237,7 +186,7 @@ class TFTProcessHandler(ProcessHandler):
     for k, stage in enumerate(stages):
       final = k == len(stages) - 1
       side = {}
-      analyzers = _analyzers(stage)
+      analyzers = stage_analyzers(stage)
       if produce and analyzers:
         stats = (
             blocks

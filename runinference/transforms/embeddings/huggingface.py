@@ -15,8 +15,8 @@ import apache_beam as beam
 from runinference._handlers import sub_batches
 from runinference.base import ModelHandler, RunInference
 
-from ..base import (EmbeddingsManager, _ImageEmbeddingHandler,
-                    _TextEmbeddingHandler)
+from .._contract import EmbeddingsManager
+from .._embedding_handlers import _ImageEmbeddingHandler, _TextEmbeddingHandler
 from . import _length_aware
 from ...exceptions import ConfigurationError, MissingDependencyError
 
