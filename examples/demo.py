@@ -270,11 +270,42 @@ def main(argv=None) -> int:
     return 1
   print(f"\nOK: {len(BRANCHES)} tables x {len(res['rows'])} rows verified "
         f"(5x / 10x / 50x; metrics consistent) in {res['seconds']:.1f}s.")
-  print(f"Results: {res['db']}  (duckdb {res['db']} "
-        "-c 'SELECT * FROM routed LIMIT 5')")
+  print(f"Results: {res['db']}")
   for name, path in res['reports'].items():
     print(f'Report ({name}): {path}')
+  print('\nNext, in the same venv:')
+  for line in follow_up(Path(args.out)):
+    print('  ' + line)
   return 0
+
+
+def follow_up(out: Path) -> list[str]:
+  """The commands the README suggests after the demo, with the tools this
+  venv has (the duckdb shell only when it is installed)."""
+  import json
+  import shutil
+  bin_dir = Path(sys.executable).parent
+  cli = bin_dir / 'runinference'
+  cli = str(cli) if cli.exists() else f'{sys.executable} -m runinference.cli'
+  variables = json.dumps({'models': str(out / 'models'), 'data': str(out),
+                          'db': str(out / 'demo.duckdb')})
+  pipeline = PIPELINE.relative_to(HERE.parent)
+  lines = [
+      f'{cli} inspect {out / "models" / "five_times_table_sklearn.pkl"}',
+      f"{cli} validate {pipeline} --jinja_variables '{variables}'",
+      f"{cli} run {pipeline} --metrics-port 9400 --report {out / 'run.html'} "
+      f"--jinja_variables '{variables}'",
+      f'{sys.executable} examples/yaml/beam_ml/prepare.py --out {out / "beam_ml"}'
+      '   # Apache Beam ML YAML examples, run offline',
+  ]
+  db = out / 'demo.duckdb'
+  shell = shutil.which('duckdb', path=str(bin_dir)) or shutil.which('duckdb')
+  if shell:
+    lines.append(f"{shell} {db} -c 'SELECT * FROM routed LIMIT 5'")
+  else:
+    lines.append(f'{sys.executable} -c "import duckdb; print(duckdb.connect('
+                 f"'{db}', read_only=True).sql('SELECT * FROM routed LIMIT 5'))\"")
+  return lines
 
 
 if __name__ == '__main__':

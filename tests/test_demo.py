@@ -95,3 +95,27 @@ def test_metrics_and_verify_catch_wrong_answers(demo, tmp_path):
   tables['keyed'][0]['prediction'] += 1.0
   problems = demo.verify(tables, res['rows'], res['metrics'])
   assert any('keyed' in p and 'wrong' in p for p in problems)
+
+
+def test_follow_up_commands_use_tools_the_venv_has_and_work(run):
+  """What `make demo` prints next: every program exists here, and the
+  inspect, validate and DuckDB query commands succeed as printed."""
+  import os
+  import shlex
+  import subprocess
+  demo, out, rc, _ = run
+  assert rc == 0
+  lines = demo.follow_up(out)
+  assert any(' inspect ' in l for l in lines)
+  assert any(' validate ' in l for l in lines)
+  assert any('--metrics-port' in l and '--report' in l for l in lines)
+  assert any('beam_ml/prepare.py' in l for l in lines)
+  for line in lines:
+    program = shlex.split(line)[0]
+    assert os.access(program, os.X_OK), line
+  root = Path(__file__).resolve().parent.parent
+  for line in lines:
+    if ' inspect ' in line or ' validate ' in line or 'SELECT' in line:
+      done = subprocess.run(line.split('   #')[0], shell=True, cwd=root,
+                            capture_output=True, text=True, timeout=300)
+      assert done.returncode == 0, (line, done.stderr[-2000:])

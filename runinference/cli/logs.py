@@ -42,9 +42,27 @@ _QUIET_ENV = {
 }
 
 
+_BEAM_DIR = os.sep + 'apache_beam' + os.sep
+_BEAM_YAML_DIR = _BEAM_DIR + 'yaml' + os.sep  # LogForTesting logs from here
+
+
 class _NoiseFilter(logging.Filter):
+  """Drops Beam's import warnings, and the INFO lines Beam's modules log on
+  the root logger (e.g. its DataFrame stages) unless they come from Beam
+  YAML (``LogForTesting``) or --log-level is debug."""
+
+  def __init__(self):
+    super().__init__()
+    self.beam_root_info = False
+
   def filter(self, record: logging.LogRecord) -> bool:
-    return not any(n in str(record.msg) for n in _NOISE)
+    if any(n in str(record.msg) for n in _NOISE):
+      return False
+    if (record.name == 'root' and record.levelno < logging.WARNING and
+        not self.beam_root_info and _BEAM_DIR in record.pathname and
+        _BEAM_YAML_DIR not in record.pathname):
+      return False
+    return True
 
 
 class _Formatter(logging.Formatter):
@@ -98,6 +116,9 @@ def setup_logging(level: str = DEFAULT_LEVEL) -> None:
     handler.setFormatter(_Formatter())
     handler.addFilter(_NoiseFilter())
     _HANDLER.append(handler)
+  for f in _HANDLER[0].filters:
+    if isinstance(f, _NoiseFilter):
+      f.beam_root_info = level == 'debug'
   if _HANDLER[0] not in root.handlers:
     root.addHandler(_HANDLER[0])
   root.setLevel(numeric)
