@@ -74,3 +74,21 @@ def test_model_validation_needs_a_refresh_source_and_a_callable():
   with pytest.raises(ConfigurationTypeError, match='model_validation'):
     RunInference(handler, watch_model_pattern='/tmp/*.pkl',
                  model_validaton=_held_out())
+
+
+def test_held_out_sample_from_a_file(tmp_path):
+  import pandas as pd
+  xs = np.arange(1, 11, dtype=float)
+  path = str(tmp_path / 'held_out.csv')
+  pd.DataFrame({'x': xs, 'y': 3 * xs, 'g': ['a', 'b'] * 5}).to_csv(path)
+  gate = ModelValidation.from_file(
+      path, label='y', features=['x'], slice_features=['g'],
+      slices=[(), 'g'], metrics='regression',
+      thresholds=[ValueThreshold('mae', upper=0.5, slices='*')])
+  res = gate(lambda batch: [2 * v[0] for v in batch])
+  assert not res.blessed and len(res.failures) == 3  # overall, g=a, g=b
+  assert gate(lambda batch: [3 * v[0] for v in batch]).blessed
+  with pytest.raises(ConfigurationError, match="no column"):
+    ModelValidation.from_file(path, label='label', features=['x'],
+                              thresholds=[ValueThreshold('mae', upper=1)],
+                              metrics='regression')

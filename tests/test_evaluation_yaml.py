@@ -116,3 +116,26 @@ def test_config_errors_name_the_field(config, where):
   with pytest.raises(YamlConfigError, match=where.replace('[', r'\[')
                      .replace(']', r'\]')):
     EvaluateModel(**config)
+
+
+def test_runinference_run_finds_the_transform(tmp_path, capsys):
+  from runinference.cli import main
+  rows = json.dumps(ROWS[:60])
+  path = tmp_path / 'p.yaml'
+  path.write_text(f'''pipeline:
+  transforms:
+    - type: Create
+      config:
+        elements: {rows}
+    - type: EvaluateModel
+      input: Create
+      config:
+        label: y
+        predictions: {{m: s}}
+        thresholds: [{{metric: accuracy, lower: 0.1}}]
+        output_dir: {tmp_path / 'out'}
+''')
+  assert main(['validate', str(path)]) == 0
+  assert main(['run', str(path), '--quiet']) == 0
+  doc = json.loads((tmp_path / 'out' / 'evaluation.json').read_text())
+  assert doc['validation']['blessed'] is True

@@ -62,6 +62,36 @@ class ModelValidation:
         thresholds, [m.name for m in self.metrics if m.scalar],
         [CANDIDATE, SERVING], SERVING)
 
+  @classmethod
+  def from_file(cls, path: str, *, label: str, features: Sequence[str],
+                weight: Optional[str] = None,
+                slice_features: Sequence[str] = (), **kwargs
+                ) -> 'ModelValidation':
+    """A held-out sample read from a CSV, Parquet or JSON-lines file: each
+    example is the ``features`` columns as one float vector (what a
+    scikit-learn/XGBoost numpy handler takes)."""
+    import pandas as pd
+    ext = path.rsplit('.', 1)[-1].lower()
+    try:
+      table = (pd.read_parquet(path) if ext in ('parquet', 'pq') else
+               pd.read_json(path, lines=True) if ext in ('jsonl', 'ndjson')
+               else pd.read_csv(path))
+    except FileNotFoundError as exc:
+      raise ConfigurationError(
+          f'ModelValidation sample {path!r} does not exist.') from exc
+    cols = [label, *features, *([weight] if weight else []),
+            *slice_features]
+    missing = [c for c in cols if c not in table.columns]
+    if missing:
+      raise ConfigurationError(
+          f'ModelValidation sample {path!r} has no column(s) {missing}; it '
+          f'has {list(table.columns)[:30]}.')
+    x = table[list(features)].to_numpy(dtype=np.float64)
+    return cls(list(x), table[label].to_numpy(), weights=(
+        None if weight is None else table[weight].to_numpy()),
+               features={f: table[f].to_numpy() for f in slice_features},
+               **kwargs)
+
   def _block(self, predict: Callable[[list], Any]) -> Block:
     preds = [_inference(p) for p in predict(list(self.examples))]
     return Block(self.labels, prediction_array(preds), self.weights,
