@@ -104,7 +104,13 @@ def test_multiclass_matches_sklearn(seed, n, k, weighted, cuts):
                                                  **TOL), (name, avg)
   assert m['log_loss'] == pytest.approx(
       skm.log_loss(y, p, labels=list(range(k)), **sw), **TOL)
+  present = sorted(set(y))
+  if len(present) == k:
+    assert m['roc_auc_ovr'] == pytest.approx(skm.roc_auc_score(
+        y, p, multi_class='ovr', average='macro', **sw), **TOL)
   onehot = np.eye(k)[y]
+  assert m['pr_auc_ovr'] == pytest.approx(skm.average_precision_score(
+      onehot[:, present], p[:, present], average='macro', **sw), **TOL)
   brier = np.average(((p - onehot) ** 2).sum(axis=1), weights=w)
   assert m['brier_score'] == pytest.approx(brier, **TOL)
   assert np.allclose(m['confusion_matrix'], skm.confusion_matrix(
@@ -140,6 +146,14 @@ def test_auc_sketch_past_the_exact_limit_is_close():
   assert m['roc_auc'] == pytest.approx(skm.roc_auc_score(y, p), abs=1e-3)
   assert m['pr_auc'] == pytest.approx(skm.average_precision_score(y, p),
                                       abs=1e-3)
+
+
+def test_one_vs_rest_sketch_past_the_exact_limit_is_close():
+  y, p, _ = _data(5, 12000, False, k=4)
+  m = _merged(resolve_metrics(['roc_auc_ovr'], auc_exact_limit=3000),
+              _block(y, p, None), [4000, 8000])
+  assert m['roc_auc_ovr'] == pytest.approx(
+      skm.roc_auc_score(y, p, multi_class='ovr'), abs=1e-3)
 
 
 def test_slices_and_buckets_match_sklearn_per_slice():

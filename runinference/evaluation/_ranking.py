@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..exceptions import InvalidInputError
 from ._blocks import Block
 from ._classification import class_labels, positive_scores
 from ._contract import MetricCombiner
@@ -141,3 +142,114 @@ class Ranking(MetricCombiner):
     pos, neg = np.diff(np.r_[0, pos]), np.diff(np.r_[0, neg])
     roc, ap = _areas(pos, neg)
     return {'roc_auc': roc, 'pr_auc': ap, 'exact': True, **_curves(pos, neg)}
+
+
+def _exact_areas(s: np.ndarray, y: np.ndarray, w: np.ndarray) -> tuple:
+  order = np.argsort(-s, kind='mergesort')
+  s, y, w = s[order], y[order], w[order]
+  last = np.r_[np.flatnonzero(np.diff(s)), len(s) - 1]
+  pos = np.cumsum(w * y)[last]
+  neg = np.cumsum(w * (1 - y))[last]
+  return _areas(np.diff(np.r_[0, pos]), np.diff(np.r_[0, neg]))
+
+
+class OneVsRest(MetricCombiner):
+  """Multiclass ROC AUC and PR AUC, one class against the rest, macro
+  averaged over the classes present in the labels (scikit-learn's
+  ``roc_auc_score(multi_class='ovr')`` and ``average_precision_score`` of
+  the one-hot labels). Exact up to ``exact_limit`` examples, then a
+  histogram per class, as ``Ranking``."""
+  def __init__(self, exact_limit: int = EXACT_LIMIT, buckets: int = BUCKETS):
+    self.exact_limit = exact_limit
+    self.buckets = buckets
+
+  def key(self):
+    return ('ovr', self.exact_limit, self.buckets)
+
+  def for_bootstrap(self):
+    return OneVsRest(0, self.buckets)
+
+  def create_accumulator(self):
+    return ['exact', [], [], [], 0] if self.exact_limit > 0 else [
+        'hist', None, None]
+
+  def _hist(self, p, y, w, acc):
+    k = p.shape[1]
+    ids = np.clip((p * self.buckets).astype(np.int64), 0, self.buckets - 1)
+    pos = np.zeros((k, self.buckets)) if acc[1] is None else _pad(acc[1], k)
+    neg = np.zeros((k, self.buckets)) if acc[2] is None else _pad(acc[2], k)
+    for c in range(k):
+      hit = y == c
+      pos[c] += np.bincount(ids[:, c], weights=w * hit,
+                            minlength=self.buckets)
+      neg[c] += np.bincount(ids[:, c], weights=w * ~hit,
+                            minlength=self.buckets)
+    return ['hist', pos, neg]
+
+  def _to_hist(self, acc):
+    if acc[0] == 'hist':
+      return acc
+    out = ['hist', None, None]
+    for p, y, w in zip(acc[1], acc[2], acc[3]):
+      out = self._hist(p, y, w, out)
+    return out
+
+  def add_block(self, acc, block: Block):
+    p = block.predictions
+    if p.ndim != 2:
+      raise InvalidInputError(
+          'one-vs-rest AUC needs class probabilities (one vector per '
+          'example).')
+    y = class_labels(block.labels)
+    if acc[0] == 'hist':
+      return self._hist(p.astype(np.float64), y, block.weights, acc)
+    acc[1].append(p.astype(np.float64))
+    acc[2].append(y)
+    acc[3].append(block.weights)
+    acc[4] += len(y)
+    return self._to_hist(acc) if acc[4] > self.exact_limit else acc
+
+  def merge_accumulators(self, accs):
+    if all(a[0] == 'exact' for a in accs):
+      out = ['exact', [], [], [], 0]
+      for a in accs:
+        for i in (1, 2, 3):
+          out[i].extend(a[i])
+        out[4] += a[4]
+      return self._to_hist(out) if out[4] > self.exact_limit else out
+    hists = [h for h in (self._to_hist(a) for a in accs) if h[1] is not None]
+    if not hists:
+      return ['hist', None, None]
+    k = max(h[1].shape[0] for h in hists)
+    return ['hist', sum(_pad(h[1], k) for h in hists),
+            sum(_pad(h[2], k) for h in hists)]
+
+  def extract(self, acc):
+    nan = float('nan')
+    if acc[0] == 'hist':
+      if acc[1] is None:
+        return {'roc_auc_ovr': nan, 'pr_auc_ovr': nan}
+      areas = [_areas(acc[1][c][::-1], acc[2][c][::-1])
+               for c in range(acc[1].shape[0]) if acc[1][c].sum() > 0]
+    else:
+      if not acc[4]:
+        return {'roc_auc_ovr': nan, 'pr_auc_ovr': nan}
+      k = max(p.shape[1] for p in acc[1])
+      p = np.concatenate([_pad_cols(x, k) for x in acc[1]])
+      y, w = np.concatenate(acc[2]), np.concatenate(acc[3])
+      areas = [_exact_areas(p[:, c], (y == c).astype(np.float64), w)
+               for c in np.unique(y)]
+    if not areas:
+      return {'roc_auc_ovr': nan, 'pr_auc_ovr': nan}
+    return {'roc_auc_ovr': float(np.mean([a[0] for a in areas])),
+            'pr_auc_ovr': float(np.mean([a[1] for a in areas]))}
+
+
+def _pad(m: np.ndarray, k: int) -> np.ndarray:
+  return m if m.shape[0] >= k else np.vstack(
+      [m, np.zeros((k - m.shape[0], m.shape[1]))])
+
+
+def _pad_cols(p: np.ndarray, k: int) -> np.ndarray:
+  return p if p.shape[1] >= k else np.hstack(
+      [p, np.zeros((p.shape[0], k - p.shape[1]))])

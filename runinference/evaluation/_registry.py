@@ -9,13 +9,14 @@ from .._core.options import suggest
 from ._classification import (Calibration, ConfusionMatrix, ProbabilisticLoss,
                               accuracy, prf)
 from ._contract import Metric, MetricCombiner, as_metric
-from ._ranking import EXACT_LIMIT, Ranking
+from ._ranking import EXACT_LIMIT, OneVsRest, Ranking
 from ._regression import Counts, Regression
 
 
 def _builtins(threshold: float, bins: int, exact_limit: int) -> dict:
   cm, loss = ConfusionMatrix(threshold), ProbabilisticLoss()
   rank, reg, counts = Ranking(exact_limit), Regression(), Counts()
+  ovr = OneVsRest(exact_limit)
   out = {
       'example_count': Metric('example_count', counts, lambda a: float(a[0])),
       'weighted_example_count': Metric('weighted_example_count', counts,
@@ -27,6 +28,8 @@ def _builtins(threshold: float, bins: int, exact_limit: int) -> dict:
       'brier_score': Metric('brier_score', loss, lambda a: a[1]),
       'roc_auc': Metric('roc_auc', rank, lambda a: a['roc_auc']),
       'pr_auc': Metric('pr_auc', rank, lambda a: a['pr_auc']),
+      'roc_auc_ovr': Metric('roc_auc_ovr', ovr, lambda a: a['roc_auc_ovr']),
+      'pr_auc_ovr': Metric('pr_auc_ovr', ovr, lambda a: a['pr_auc_ovr']),
       'roc_curve': Metric('roc_curve', rank, lambda a: a['roc_curve'],
                           scalar=False),
       'pr_curve': Metric('pr_curve', rank, lambda a: a['pr_curve'],
@@ -53,8 +56,8 @@ PRESETS = {
                'pr_curve'),
     'multiclass': ('example_count', 'accuracy', 'precision_macro',
                    'recall_macro', 'f1_macro', 'precision_micro',
-                   'recall_micro', 'f1_micro', 'log_loss', 'brier_score',
-                   'confusion_matrix'),
+                   'recall_micro', 'f1_micro', 'roc_auc_ovr', 'pr_auc_ovr',
+                   'log_loss', 'brier_score', 'confusion_matrix'),
     'regression': ('example_count', 'mae', 'mse', 'rmse', 'r2', 'mape'),
 }
 
