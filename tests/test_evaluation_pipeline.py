@@ -194,6 +194,8 @@ def test_configuration_errors_are_clear():
     EvaluateModel(predictions='p', thresholds=[ValueThreshold('roc_au', 0.5)])
   with pytest.raises(ConfigurationError, match='baseline'):
     EvaluateModel(predictions='p', thresholds=[ChangeThreshold('accuracy')])
+  with pytest.raises(ConfigurationError, match='not used'):
+    EvaluateModel(predictions='p', features='x')
   with pytest.raises(ConfigurationError, match='bootstrap'):
     EvaluateModel(predictions='p', bootstrap=1)
   with pytest.raises(ConfigurationTypeError, match='slicing spec'):

@@ -3,10 +3,11 @@ serving one only if it passes ``model_validation`` on a held-out sample;
 a refused one is logged and counted, and every element is served once."""
 import logging
 
+import apache_beam as beam
 import numpy as np
 import pytest
 
-from runinference.base import RunInference
+from runinference.base import ModelMetadata, RunInference
 from runinference.evaluation import ChangeThreshold, ModelValidation, ValueThreshold
 from runinference.exceptions import ConfigurationError, ConfigurationTypeError
 from runinference.sklearn_inference import SklearnModelHandlerNumpy
@@ -51,6 +52,26 @@ def test_refused_then_accepted_refresh_every_element_accounted(models, caplog):
   assert refused, 'the refused model is logged'
   text = ' '.join(str(r.exc_info[1]) for r in refused if r.exc_info)
   assert 'failed validation' in text and 'mae' in text
+
+
+@pytest.mark.parametrize('factor, served', [(5, 2), (3, 3)])
+def test_side_input_refresh_is_gated_too(models, factor, served):
+  """A ModelMetadata side input: a failing model is refused (the first
+  keeps serving), a passing one is swapped in."""
+  first = save_model(str(models / 'h_x2.pkl'), 2)
+  new = save_model(str(models / f'h_x{factor}.pkl'), factor)
+  p = streaming_pipeline()
+  side = p | 'Side' >> beam.Create([ModelMetadata(new, 'challenger')])
+  out = (
+      p | beam.Create([np.array([float(i)]) for i in range(6)])
+      | RunInference(SklearnModelHandlerNumpy(first),
+                     model_metadata_pcoll=side,
+                     model_validation=_held_out()))
+  assert_that(out, check_switches(6, [(0, served)]))
+  result = p.run()
+  result.wait_until_finish()
+  assert counters(result, 'model_refresh_rejected') == (served != factor)
+  assert counters(result, 'model_swaps') == (served == factor)
 
 
 def test_gate_alone_names_every_failed_threshold():

@@ -117,6 +117,10 @@ class EvaluateModel(beam.PTransform):
       raise ConfigurationError(
           'EvaluateModel(handlers=...) needs features=: the key(s) of the '
           'model input in each row, or a function of the row.')
+    if features is not None and not handlers:
+      raise ConfigurationError(
+          'features= is the model input for handlers=; with precomputed '
+          'predictions it is not used.')
     if columnar and not predictions:
       raise ConfigurationError(
           'columnar=True needs predictions= (precomputed prediction columns).')
