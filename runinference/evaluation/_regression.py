@@ -27,8 +27,14 @@ class Regression(MetricCombiner):
       raise InvalidInputError(
           'regression metrics need one predicted value per example, got '
           f'{pred.shape[1]}.')
-    y = block.labels.astype(np.float64)
-    e = y - pred.astype(np.float64)
+    try:
+      y = block.labels.astype(np.float64)
+      e = y - pred.astype(np.float64)
+    except (TypeError, ValueError) as exc:
+      raise InvalidInputError(
+          'regression labels and predictions must be numbers, got labels '
+          f'such as {block.labels[:3]!r} and predictions such as '
+          f'{pred[:3]!r}.') from exc
     w = block.weights
     wsum = w.sum()
     if wsum <= 0:
