@@ -264,9 +264,26 @@ class NoMatrix(LinearHandler):
 def test_columnar_predictions_must_match_run_inference():
   assert 'RunInferenceColumnar and run_inference predictions differ' in failed(
       case_for(DisagreeingMatrix), 'columnar')
+  # No matrix_predictor(): the check is that RunInferenceColumnar refuses
+  # the handler at construction, naming it and predict_fn.
   results = check_model_handler(case_for(NoMatrix), checks=['columnar'])
-  assert results[0].status == 'skipped'
-  assert 'no matrix_predictor()' in results[0].detail
+  assert results[0].status == 'passed', results[0].detail
+
+
+class ComesAndGoes(LinearHandler):
+  """Offers no matrix predictor to the check, then one to the transform."""
+  calls = 0
+
+  def matrix_predictor(self):
+    type(self).calls += 1
+    if type(self).calls == 1:
+      return None
+    return MatrixPredictor(lambda m, x, a: m.predict(x))
+
+
+def test_a_handler_refused_by_the_hook_but_accepted_by_the_transform_fails():
+  assert 'RunInferenceColumnar accepted the handler' in failed(
+      case_for(ComesAndGoes), 'columnar')
 
 
 def test_gpu_cases_skip_without_a_gpu(monkeypatch):
@@ -350,5 +367,6 @@ def test_the_custom_handler_example_passes_the_kit(capsys):
   lines = capsys.readouterr().out.splitlines()
   status = {line.split()[0]: line.split()[1] for line in lines}
   assert set(status) == set(CHECKS)
-  assert status['columnar'] == 'skipped'
-  assert {s for c, s in status.items() if c != 'columnar'} == {'passed'}
+  # columnar passes too: RunInferenceColumnar refuses the example's handler
+  # (it has no matrix_predictor()) with an error naming it and predict_fn.
+  assert set(status.values()) == {'passed'}, status

@@ -171,7 +171,7 @@ class HuggingFacePipelineModelHandler(ModelHandler):
         args['device'] = 'cpu'
     kwargs = {'task': self._task or None, 'model': self._model or None}
     try:
-      return transformers.pipeline(**kwargs, **args)
+      pipeline = transformers.pipeline(**kwargs, **args)
     except OSError as e:
       if self._model:
         model = self._model
@@ -185,11 +185,16 @@ class HuggingFacePipelineModelHandler(ModelHandler):
           f'Could not build the {self._task or "(model-defined)"} pipeline '
           f'for model {self._model!r}: {e}. For a Hub id the workers need '
           'network access or a cache that has it (HF_HOME).') from e
+    if self.share_model_across_processes():
+      return SharedPipeline(pipeline, self._max_tokens_per_batch)
+    return pipeline
 
   def run_inference(self, batch, pipeline, inference_args=None):
     if not batch:
       return []
-    task = self._task or getattr(pipeline, 'task', '') or ''
+    shared = self.share_model_across_processes()  # a SharedPipeline (proxy)
+    task = self._task or (pipeline.pipeline_task() if shared else
+                          getattr(pipeline, 'task', '')) or ''
     args = inference_args or {}
     predictions = None
     if _is_text_task(task):
@@ -199,8 +204,10 @@ class HuggingFacePipelineModelHandler(ModelHandler):
                   'handler.with_preprocess_fn(str).')
       if (self._inference_fn is _default_pipeline_inference_fn and
           all(isinstance(x, str) for x in batch)):
-        predictions = run_text_batch(pipeline, list(batch), args,
-                                     self._max_tokens_per_batch)
+        predictions = (
+            pipeline.run_text_batch(list(batch), args) if shared else
+            run_text_batch(pipeline, list(batch), args,
+                           self._max_tokens_per_batch))
     if predictions is None:
       predictions = self._inference_fn(batch, pipeline, args)
     return to_results(batch, predictions, self._model or None)
@@ -214,6 +221,24 @@ class HuggingFacePipelineModelHandler(ModelHandler):
   def __repr__(self):
     return (f'{type(self).__name__}(task={self._task!r}, '
             f'model={self._model!r})')
+
+
+class SharedPipeline:
+  """What a ``large_model=True`` handler loads: the pipeline with its
+  length-aware text path, both run in the process that holds the model (a
+  process-shared proxy forwards method calls, not attribute reads)."""
+  def __init__(self, pipeline: Any, max_tokens_per_batch: Optional[int]):
+    self._pipeline = pipeline
+    self._max_tokens = max_tokens_per_batch
+
+  def __call__(self, *args, **kwargs):
+    return self._pipeline(*args, **kwargs)
+
+  def pipeline_task(self) -> str:
+    return getattr(self._pipeline, 'task', '') or ''
+
+  def run_text_batch(self, texts: list, call_args: dict) -> Optional[list]:
+    return run_text_batch(self._pipeline, texts, call_args, self._max_tokens)
 
 
 publish(globals(), 'runinference.huggingface_inference')

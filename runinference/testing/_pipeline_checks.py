@@ -148,6 +148,23 @@ def _column(chunk, name: str):
   return numpy.asarray(values)
 
 
+def _check_columnar_refused(case, handler, declined) -> None:
+  from ..columnar import RunInferenceColumnar
+  try:
+    RunInferenceColumnar(handler, ['x'])
+  except TypeError as e:
+    text = str(e)
+    if type(handler).__name__ not in text and declined is None:
+      raise fail(case, 'RunInferenceColumnar refused the handler without '
+                 f'naming it: {text}') from e
+    if 'predict_fn' not in text and declined is None:
+      raise fail(case, 'RunInferenceColumnar refused the handler without '
+                 f'saying how to run it (predict_fn): {text}') from e
+    return
+  raise fail(case, 'matrix_predictor() offers nothing, yet '
+             'RunInferenceColumnar accepted the handler.')
+
+
 def _flat(values) -> list:
   import numpy
   return [numpy.ravel(to_numpy(v)) for v in values]
@@ -155,16 +172,21 @@ def _flat(values) -> list:
 
 def check_columnar(case: HandlerCase, tmp_path: Path) -> None:
   """Where the handler offers ``matrix_predictor()``: ``RunInferenceColumnar``
-  on the examples' rows predicts what ``run_inference`` does."""
+  on the examples' rows predicts what ``run_inference`` does. Where it does
+  not: ``RunInferenceColumnar`` refuses it at construction, naming the
+  handler and the way out (``predict_fn``)."""
   import numpy
   from ..columnar import RunInferenceColumnar
   handler = build(case, tmp_path)
   try:
     offered = handler.matrix_predictor()
   except TypeError as e:  # e.g. a custom inference_fn the hook cannot use
-    raise SkipCheck(f'matrix_predictor() declines: {e}') from e
+    offered, declined = None, e
+  else:
+    declined = None
   if offered is None:
-    raise SkipCheck('the handler offers no matrix_predictor()')
+    _check_columnar_refused(case, handler, declined)
+    return
   examples = case.examples()
   chunk, columns = (case.make_chunk or _default_chunk)(examples)
   per_example = inferences(case, handler, examples)

@@ -13,7 +13,9 @@ from typing import Any, Callable
 @dataclasses.dataclass
 class HandlerCase:
   name: str
-  make_handler: Callable[[Any], Any]  # tmp_path -> ModelHandler
+  # (tmp_path, **options) -> ModelHandler; options (e.g. large_model=True)
+  # go to the handler's constructor.
+  make_handler: Callable[..., Any]
   make_examples: Callable[[], list]  # at least 3 valid examples
   bad_example: Any  # an input the handler must reject with a clear error
   expected_namespace: str

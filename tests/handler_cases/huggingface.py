@@ -44,16 +44,16 @@ def _check_tokens(example, inference):
 CASES = [
     HandlerCase(
         name='hf-keyed-tensor',
-        make_handler=lambda tmp: HuggingFaceModelHandlerKeyedTensor(
-            MODEL_DIR, transformers.AutoModel, framework='pt'),
+        make_handler=lambda tmp, **o: HuggingFaceModelHandlerKeyedTensor(
+            MODEL_DIR, transformers.AutoModel, framework='pt', **o),
         make_examples=lambda: [_TOKENIZE(t) for t in _TEXTS],
         bad_example='raw text, not tokenized',
         expected_namespace='BeamML_HuggingFaceModelHandler_KeyedTensor',
         check=_check_tokens, compare=_close),
     HandlerCase(
         name='hf-pipeline',
-        make_handler=lambda tmp: HuggingFacePipelineModelHandler(
-            'feature-extraction', MODEL_DIR, device='CPU'),
+        make_handler=lambda tmp, **o: HuggingFacePipelineModelHandler(
+            'feature-extraction', MODEL_DIR, device='CPU', **o),
         make_examples=lambda: list(_TEXTS),
         bad_example=12345,
         expected_namespace='BeamML_HuggingFacePipelineModelHandler',

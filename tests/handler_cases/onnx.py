@@ -11,12 +11,12 @@ from runinference.onnx_inference import OnnxModelHandlerNumpy  # noqa: E402
 from tests.handler_cases import HandlerCase  # noqa: E402
 
 
-def _make_handler(tmp_path):
+def _make_handler(tmp_path, **options):
   x = np.arange(10, dtype=np.float32).reshape(-1, 1)
   model = LinearRegression().fit(x, 5 * x.ravel())
   path = tmp_path / 'five.onnx'
   path.write_bytes(skl2onnx.to_onnx(model, x[:1]).SerializeToString())
-  return OnnxModelHandlerNumpy(str(path))
+  return OnnxModelHandlerNumpy(str(path), **options)
 
 
 def _check_five(example, inference):

@@ -24,18 +24,19 @@ class KeyedSum(torch.nn.Module):
     return (a + b).sum(dim=1)
 
 
-def _state_dict_handler(tmp_path):
+def _state_dict_handler(tmp_path, **options):
   path = tmp_path / 'five.pt'
   torch.save(TimesFive().state_dict(), path)
   return PytorchModelHandlerTensor(
       state_dict_path=str(path), model_class=TimesFive,
-      model_params={'dim': 1})
+      model_params={'dim': 1}, **options)
 
 
-def _keyed_handler(tmp_path):
+def _keyed_handler(tmp_path, **options):
   path = tmp_path / 'sum.pt'
   torch.jit.save(torch.jit.script(KeyedSum()), str(path))
-  return PytorchModelHandlerKeyedTensor(torch_script_model_path=str(path))
+  return PytorchModelHandlerKeyedTensor(torch_script_model_path=str(path),
+                                         **options)
 
 
 def _check_five(example, inference):

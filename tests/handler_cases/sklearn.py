@@ -30,20 +30,20 @@ def _pandas_examples():
   return [pd.DataFrame({'x': [float(i)]}) for i in range(3)]
 
 
-def _save_pandas(tmp_path):
+def _save_pandas(tmp_path, **options):
   import pandas as pd
   frame = pd.DataFrame({'x': np.arange(10, dtype=float)})
   model = LinearRegression().fit(frame, 5 * frame['x'])
   path = tmp_path / 'pandas.joblib'
   import joblib
   joblib.dump(model, path)
-  return SklearnModelHandlerPandas(str(path), ModelFileType.JOBLIB)
+  return SklearnModelHandlerPandas(str(path), ModelFileType.JOBLIB, **options)
 
 
 CASES = [
     HandlerCase(
         name='sklearn-numpy',
-        make_handler=lambda tmp: SklearnModelHandlerNumpy(_save(tmp)),
+        make_handler=lambda tmp, **o: SklearnModelHandlerNumpy(_save(tmp), **o),
         make_examples=lambda: [np.array([float(i)]) for i in range(3)],
         bad_example='not an array',
         expected_namespace='BeamML_Sklearn',

@@ -37,12 +37,12 @@ class _Serving(tf.Module):
     return {'output_0': self.model(tf.expand_dims(x, -1), training=False)}
 
 
-def _example_handler(tmp_path):
+def _example_handler(tmp_path, **options):
   _, model = _save_five(tmp_path)
   module = _Serving(model)
   path = str(tmp_path / 'saved_model')
   tf.saved_model.save(module, path, signatures={'serving_default': module.serve})
-  return TFExampleModelHandler(path, output_key='output_0')
+  return TFExampleModelHandler(path, output_key='output_0', **options)
 
 
 def _example(v):
@@ -61,14 +61,16 @@ def _check_five(example, inference):
 CASES = [
     HandlerCase(
         name='tf-numpy',
-        make_handler=lambda tmp: TFModelHandlerNumpy(_save_five(tmp)[0]),
+        make_handler=lambda tmp, **o: TFModelHandlerNumpy(_save_five(tmp)[0],
+                                                         **o),
         make_examples=lambda: [np.array([float(i)], np.float32) for i in range(3)],
         bad_example='not an array',
         expected_namespace='BeamML_TF_Numpy',
         check=_check_five),
     HandlerCase(
         name='tf-tensor',
-        make_handler=lambda tmp: TFModelHandlerTensor(_save_five(tmp)[0]),
+        make_handler=lambda tmp, **o: TFModelHandlerTensor(_save_five(tmp)[0],
+                                                          **o),
         make_examples=lambda: [tf.constant([float(i)]) for i in range(3)],
         bad_example='not a tensor',
         expected_namespace='BeamML_TF_Tensor',

@@ -11,20 +11,21 @@ from tests.handler_cases import HandlerCase  # noqa: E402
 _X = np.arange(50, dtype=float).reshape(-1, 1)
 
 
-def _numpy_handler(tmp_path):
+def _numpy_handler(tmp_path, **options):
   model = xgboost.XGBRegressor(n_estimators=10).fit(_X, 5 * _X.ravel())
   path = tmp_path / 'xgb.json'
   model.save_model(str(path))
-  return XGBoostModelHandlerNumpy(xgboost.XGBRegressor, str(path))
+  return XGBoostModelHandlerNumpy(xgboost.XGBRegressor, str(path), **options)
 
 
-def _pandas_handler(tmp_path):
+def _pandas_handler(tmp_path, **options):
   import pandas as pd
   frame = pd.DataFrame({'x': _X.ravel()})
   model = xgboost.XGBRegressor(n_estimators=10).fit(frame, 5 * _X.ravel())
   path = tmp_path / 'xgb_pandas.json'
   model.save_model(str(path))
-  return XGBoostModelHandlerPandas(xgboost.XGBRegressor, str(path))
+  return XGBoostModelHandlerPandas(xgboost.XGBRegressor, str(path),
+                                    **options)
 
 
 def _pandas_examples():
