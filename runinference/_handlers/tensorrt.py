@@ -19,7 +19,7 @@ from typing import Any, Callable, Iterable, Optional, Sequence
 
 import numpy as np
 
-from ..exceptions import (ConfigurationError, InvalidInputError)
+from ..exceptions import ConfigurationError, InvalidInputError
 from .common import (DeviceUnavailableError, ModelLoadError, read_model_bytes,
                      require, stack_numpy)
 from .._core.contract import ModelHandler
@@ -127,12 +127,46 @@ def _build_engine(network, builder, max_batch_size: Optional[int] = None):
   return trt.Runtime(_logger(trt)).deserialize_cuda_engine(plan)
 
 
+class _CudaBuffers:
+  """Device memory and the stream of a ``TensorRTEngine``, through a CUDA
+  build of torch: each buffer is ``(handle, device address)``."""
+  def __init__(self):
+    self._torch = _cuda_torch()
+    self._stream = self._torch.cuda.Stream()
+
+  def scope(self):
+    return self._torch.cuda.stream(self._stream)
+
+  def upload(self, array: np.ndarray) -> tuple:
+    device = self._torch.from_numpy(array).to('cuda', non_blocking=True)
+    return device, device.data_ptr()
+
+  def empty(self, shape: tuple, dtype: np.dtype) -> tuple:
+    torch_dtype = self._torch.from_numpy(np.empty(0, dtype)).dtype
+    buffer = self._torch.empty(shape, dtype=torch_dtype, device='cuda')
+    return buffer, buffer.data_ptr()
+
+  def stream_handle(self) -> int:
+    return self._stream.cuda_stream
+
+  def synchronize(self) -> None:
+    self._stream.synchronize()
+
+  def download(self, handle) -> np.ndarray:
+    return handle.cpu().numpy()
+
+
+def _buffers():
+  """The device buffers engines use (CUDA through torch)."""
+  return _CudaBuffers()
+
+
 class TensorRTEngine:
   """A TensorRT engine with its execution context; ``infer`` runs one batch
-  (numpy in, numpy out) with torch-allocated device buffers."""
+  (numpy in, numpy out) in device buffers."""
   def __init__(self, engine: Any):
     trt = _trt()
-    self._torch = _cuda_torch()
+    self._buffers = _buffers()
     self.engine = engine
     self.context = engine.create_execution_context()
     self.context_lock = threading.RLock()
@@ -144,11 +178,10 @@ class TensorRTEngine:
     self.output_names = [n for n in names if n not in self.input_names]
     self._dtypes = {n: np.dtype(trt.nptype(engine.get_tensor_dtype(n)))
                     for n in names}
-    self._stream = self._torch.cuda.Stream()
 
   def infer(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
-    torch = self._torch
-    with self.context_lock, torch.cuda.stream(self._stream):
+    buffers = self._buffers
+    with self.context_lock, buffers.scope():
       keep = []
       for name in self.input_names:
         if name not in feeds:
@@ -163,21 +196,20 @@ class TensorRTEngine:
               f'got a batch of shape {array.shape}. Set min_batch_size = '
               f'max_batch_size = {declared[0]}, or build the engine with a '
               'dynamic batch dimension.')
-        device = torch.from_numpy(array).to('cuda', non_blocking=True)
-        keep.append(device)
+        handle, address = buffers.upload(array)
+        keep.append(handle)
         self.context.set_input_shape(name, tuple(array.shape))
-        self.context.set_tensor_address(name, device.data_ptr())
+        self.context.set_tensor_address(name, address)
       outputs = []
       for name in self.output_names:
         shape = tuple(self.context.get_tensor_shape(name))
-        dtype = torch.from_numpy(np.empty(0, self._dtypes[name])).dtype
-        buffer = torch.empty(shape, dtype=dtype, device='cuda')
-        outputs.append(buffer)
-        self.context.set_tensor_address(name, buffer.data_ptr())
-      if not self.context.execute_async_v3(self._stream.cuda_stream):
+        handle, address = buffers.empty(shape, self._dtypes[name])
+        outputs.append(handle)
+        self.context.set_tensor_address(name, address)
+      if not self.context.execute_async_v3(buffers.stream_handle()):
         raise TensorRTError('TensorRT execution failed (see the TensorRT log).')
-      self._stream.synchronize()
-      return [o.cpu().numpy() for o in outputs]
+      buffers.synchronize()
+      return [buffers.download(o) for o in outputs]
 
   def get_engine_attrs(self):
     return (self.engine, self.context, self.context_lock, self.input_names,
