@@ -207,3 +207,25 @@ def test_a_sklearn_run_imports_no_other_framework(tmp_path):
   done = subprocess.run([sys.executable, '-c', code], capture_output=True,
                         text=True, timeout=300)
   assert done.returncode == 0, done.stderr
+
+
+def test_progress_counts_rows_per_step(tmp_path, capsys):
+  model = sklearn_linear(tmp_path / 'five.pkl')
+  steps = ''.join(f'''\
+    - type: RunInference
+      name: {name}
+      input: Create
+      config:
+        model_handler:
+          type: SklearnModelHandlerNumpy
+          config:
+            model_uri: "{model}"
+            preprocess: {{expression: '[1 / value]'}}
+''' for name in ('Alpha', 'Beta'))
+  path = tmp_path / 'two.yaml'
+  path.write_text('pipeline:\n  transforms:\n    - type: Create\n      config:\n'
+                  '        elements: [{value: 1.0}, {value: 2.0}, {value: 4.0}]\n'
+                  + steps)
+  assert main(['run', str(path), '--log-level', 'warning']) == 0
+  err = capsys.readouterr().err
+  assert 'Alpha 3→3, Beta 3→3' in err, err

@@ -21,6 +21,7 @@ class Counts:
   elapsed_s: float
   transformed: int = 0  # rows out of MLTransform steps
   transform_in: int = 0  # rows into MLTransform steps
+  steps: dict = dataclasses.field(default_factory=dict)  # step -> in/out
 
   @property
   def rows_per_s(self) -> float:
@@ -38,7 +39,8 @@ def read_counts(start: float) -> Counts:
              snap.counter('failed_inferences'))
   return Counts(rows_in, inferred, dead, time.monotonic() - start,
                 snap.counter('mltransform_rows_out', _YAML_NS),
-                snap.counter('mltransform_rows_in', _YAML_NS))
+                snap.counter('mltransform_rows_in', _YAML_NS),
+                live_metrics.step_counts())
 
 
 def describe(c: Counts) -> str:
@@ -49,8 +51,12 @@ def describe(c: Counts) -> str:
   if c.rows_in or c.inferred or not parts:
     parts.append(f'{c.rows_in:,} rows in · {c.inferred:,} inferred '
                  f'({c.rows_per_s:,.0f}/s)')
-  return (' · '.join(parts) + f' · {c.dead_letters:,} dead letters · '
+  text = (' · '.join(parts) + f' · {c.dead_letters:,} dead letters · '
           f'{c.elapsed_s:,.1f}s')
+  if len(c.steps) > 1:  # which step the rows are at
+    text += ' | ' + ', '.join(f'{step} {n["in"]:,}→{n["out"]:,}'
+                              for step, n in c.steps.items())
+  return text
 
 
 class ProgressDisplay:

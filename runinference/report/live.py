@@ -23,7 +23,7 @@ __all__ = [
     'Distribution', 'LiveCounter', 'LiveDistribution', 'MetricsServer',
     'Snapshot', 'counter', 'counter_inc', 'disable', 'distribution',
     'distribution_update', 'enable', 'enabled', 'error_sample',
-    'error_samples', 'reset', 'serve', 'snapshot'
+    'error_samples', 'reset', 'serve', 'snapshot', 'step_count', 'step_counts'
 ]
 
 _enabled = False
@@ -32,6 +32,8 @@ _counters: dict[tuple[str, str], int] = {}
 _distributions: dict[tuple[str, str], 'Distribution'] = {}
 # The first dead letters of the run, for the report: (step, error, example).
 _errors: list[tuple[str, str, str]] = []
+# Rows per YAML step, for the progress line: (step, 'in' | 'out') -> rows.
+_steps: dict[tuple[str, str], int] = {}
 MAX_ERROR_SAMPLES = 20
 
 
@@ -103,6 +105,7 @@ def reset() -> None:
     _counters.clear()
     _distributions.clear()
     _errors.clear()
+    _steps.clear()
 
 
 def error_sample(step: str, error: str, example: str = '') -> None:
@@ -113,6 +116,25 @@ def error_sample(step: str, error: str, example: str = '') -> None:
   with _lock:
     if len(_errors) < MAX_ERROR_SAMPLES:
       _errors.append((str(step), str(error), str(example)[:200]))
+
+
+def step_count(step: str, direction: str, rows: int = 1) -> None:
+  """Counts ``rows`` into (``direction='in'``) or out of a pipeline step,
+  when recording is on (the CLI's per-step progress; not exported)."""
+  if not _enabled:
+    return
+  key = (step, direction)
+  with _lock:
+    _steps[key] = _steps.get(key, 0) + rows
+
+
+def step_counts() -> dict[str, dict[str, int]]:
+  """``{step: {'in': rows, 'out': rows}}``, steps by name."""
+  with _lock:
+    out: dict[str, dict[str, int]] = {}
+    for (step, direction), rows in sorted(_steps.items()):
+      out.setdefault(step, {'in': 0, 'out': 0})[direction] = rows
+    return out
 
 
 def error_samples() -> list[tuple[str, str, str]]:

@@ -83,10 +83,20 @@ class _WriteChunk:
     yield path
 
 
-def _count(chunk):
-  live_metrics.counter_inc(_NAMESPACE, 'rows_in', chunk.num_rows
-                           if hasattr(chunk, 'num_rows') else len(chunk))
-  return chunk
+def _rows(chunk) -> int:
+  return chunk.num_rows if hasattr(chunk, 'num_rows') else len(chunk)
+
+
+@dataclasses.dataclass
+class _Count:
+  step: str
+  direction: str
+
+  def __call__(self, chunk):
+    if self.direction == 'in':
+      live_metrics.counter_inc(_NAMESPACE, 'rows_in', _rows(chunk))
+    live_metrics.step_count(self.step, self.direction, _rows(chunk))
+    return chunk
 
 
 @dataclasses.dataclass
@@ -190,10 +200,12 @@ class RunInferenceColumnar(beam.PTransform):
 
   def expand(self, pbegin):
     from runinference.columnar import RunInferenceColumnar as _Columnar
-    chunks = self._read(pbegin) | 'CountIn' >> beam.Map(_count)
+    chunks = self._read(pbegin) | 'CountIn' >> beam.Map(
+        _Count(self.label, 'in'))
     scored = chunks | 'RunInferenceColumnar' >> _Columnar(
         self._handler, self._features, self._output,
-        rows_per_call=self._rows_per_call)
+        rows_per_call=self._rows_per_call) | 'CountOut' >> beam.Map(
+            _Count(self.label, 'out'))
     if self._sink is not None:
       return scored | 'WriteParquet' >> beam.FlatMap(
           _WriteChunk(self._sink)).with_output_types(str)

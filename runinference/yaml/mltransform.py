@@ -72,11 +72,14 @@ def build_operation(spec, path: list):
 class _Count:
   """Counts rows in the live metrics (the CLI's progress line) as they pass."""
 
-  def __init__(self, name: str):
+  def __init__(self, name: str, step: str = 'MLTransform'):
     self.name = name
+    self.step = step
 
   def __call__(self, row):
     live_metrics.counter_inc(_NAMESPACE, self.name, 1)
+    live_metrics.step_count(self.step, 'in' if self.name.endswith('_in')
+                            else 'out')
     return row
 
 
@@ -130,14 +133,16 @@ class MLTransform(beam.PTransform):
       self._errors = error_handling['output']
 
   def expand(self, pcoll):
-    rows = pcoll | 'CountIn' >> beam.Map(_Count('mltransform_rows_in')
+    rows = pcoll | 'CountIn' >> beam.Map(_Count('mltransform_rows_in', self.label)
                                          ).with_output_types(pcoll.element_type)
     if self._errors is None:
       out = rows | 'MLTransform' >> self._inner
-      return out | 'CountOut' >> beam.Map(_Count('mltransform_rows_out')
+      return out | 'CountOut' >> beam.Map(_Count('mltransform_rows_out',
+                                                 self.label)
                                           ).with_output_types(out.element_type)
     good, bad = rows | 'MLTransform' >> self._inner.with_exception_handling()
-    good = good | 'CountOut' >> beam.Map(_Count('mltransform_rows_out')
+    good = good | 'CountOut' >> beam.Map(_Count('mltransform_rows_out',
+                                                self.label)
                                          ).with_output_types(good.element_type)
     errors = bad | 'ErrorRows' >> beam.Map(_ErrorRow(self.label)
                                            ).with_output_types(

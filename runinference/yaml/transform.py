@@ -119,9 +119,23 @@ class _ErrorRow:
                     stack=''.join(stack) if not isinstance(stack, str) else stack)
 
 
-def _count_in(row):
-  live_metrics.counter_inc(_NAMESPACE, 'rows_in', 1)
-  return row
+@dataclasses.dataclass
+class _CountIn:
+  step: str
+
+  def __call__(self, row):
+    live_metrics.counter_inc(_NAMESPACE, 'rows_in', 1)
+    live_metrics.step_count(self.step, 'in')
+    return row
+
+
+@dataclasses.dataclass
+class _CountOut:
+  step: str
+
+  def __call__(self, row):
+    live_metrics.step_count(self.step, 'out')
+    return row
 
 
 @dataclasses.dataclass
@@ -226,7 +240,7 @@ class RunInference(beam.PTransform):
 
   def expand(self, pcoll):
     schema = self._output_schema(pcoll)
-    rows = pcoll | 'CountIn' >> beam.Map(_count_in)
+    rows = pcoll | 'CountIn' >> beam.Map(_CountIn(self.label))
     if self._key is not None:
       rows = rows | 'KeyBy' >> beam.Map(_KeyBy(self._key))
     inference = _CoreRunInference(self._handler, inference_args=self._inference_args)
@@ -238,7 +252,8 @@ class RunInference(beam.PTransform):
       main = rows | 'RunInference' >> inference
     if self._key is not None:
       main = main | 'DropKey' >> beam.Map(lambda kv: kv[1])
-    main = main | 'ToRows' >> beam.Map(lambda row: row).with_output_types(schema)
+    main = main | 'ToRows' >> beam.Map(_CountOut(self.label)).with_output_types(
+        schema)
     if not self._errors:
       return main
     failed = ([dlq.failed_inferences, *dlq.failed_preprocessing,
