@@ -125,3 +125,34 @@ pipeline:
 ''')
   assert main(['run', str(path), '--log-level', 'warning']) == 0
   assert 'MLTransform 4 rows in · 4 out' in capsys.readouterr().err
+
+
+def test_parquet_to_parquet_under_beams_own_main(data):
+  """The same step under `python -m apache_beam.yaml.main`, the provider
+  declared in the file."""
+  from apache_beam.yaml import main as yaml_main
+  d, model = data
+  path = d / 'p.yaml'
+  path.write_text(f'''\
+providers:
+  - type: python
+    config: {{}}
+    transforms:
+      RunInferenceColumnar: runinference.yaml.RunInferenceColumnar
+pipeline:
+  transforms:
+    - type: RunInferenceColumnar
+      config:
+        source: {{parquet: "{d}/in-*.parquet"}}
+        model_handler:
+          type: SklearnModelHandlerNumpy
+          config: {{model_uri: "{model}"}}
+        feature_columns: [x]
+        sink: {{parquet: "{d}/out/scored"}}
+''')
+  yaml_main.run([f'--yaml_pipeline_file={path}', '--runner=apache_beam.runners.'
+                 'portability.fn_api_runner.fn_runner.FnApiRunner'])
+  table = pa.concat_tables([pq.read_table(f) for f in
+                            sorted((d / 'out').glob('scored-*.parquet'))])
+  assert sorted(table['prediction'].to_pylist()) == pytest.approx(
+      [5.0 * i for i in range(1500)])
