@@ -2,7 +2,8 @@
 letters) out, each with its own timestamp and window."""
 from __future__ import annotations
 
-from typing import Optional
+import time
+from typing import Union
 
 import apache_beam as beam
 from apache_beam.pvalue import TaggedOutput
@@ -12,15 +13,19 @@ from .._core.failures import FAILED_INFERENCES
 from .._core.overlap import CallThread
 from .frames import chunk_ops
 from .scorer import ColumnarScorer
+from .sizing import CallSizer
+
+AUTO = 'auto'
 
 
 class ColumnarDoFn(beam.DoFn):
   """Beam shell around ``ColumnarScorer``: one output chunk per input chunk,
   with the input's timestamp and window. With ``rows_per_call`` chunks are
-  held (as windowed values) and scored together. With ``overlap`` scoring
-  runs on a call thread: a call is submitted, the one before it collected."""
-  def __init__(self, scorer: ColumnarScorer, rows_per_call: Optional[int],
-               overlap: bool = False):
+  held (as windowed values) and scored together ('auto': as many rows as
+  ``CallSizer`` learns from call times). With ``overlap`` scoring runs on a
+  call thread: a call is submitted, the one before it collected."""
+  def __init__(self, scorer: ColumnarScorer,
+               rows_per_call: Union[int, str, None], overlap: bool = False):
     self._scorer = scorer
     self._rows_per_call = rows_per_call
     self._overlap = overlap
@@ -28,6 +33,7 @@ class ColumnarDoFn(beam.DoFn):
     self._rows = 0
 
   def setup(self):
+    self._sizer = CallSizer() if self._rows_per_call == AUTO else None
     self._calls = CallThread() if self._overlap else None
     self._flight = None  # (windowed values, future of their scores)
     if self._calls is not None:
@@ -41,30 +47,47 @@ class ColumnarDoFn(beam.DoFn):
 
   def process(self, chunk, timestamp=beam.DoFn.TimestampParam,
               window=beam.DoFn.WindowParam, pane=beam.DoFn.PaneInfoParam):
-    if not self._rows_per_call and self._calls is None:
+    if self._rows_per_call is None and self._calls is None:
       scored, dead = self._scorer.score(chunk)
       out = [] if scored is None else [scored]
       out.extend(TaggedOutput(FAILED_INFERENCES, rec) for rec in dead)
       return out
     self._rows += chunk_ops(chunk).num_rows(chunk)
     self._pending.append(WindowedValue(chunk, timestamp, [window], pane))
-    if self._rows >= (self._rows_per_call or 1):
+    if self._rows >= self._target():
       return self._flush()
     return []
 
+  def _target(self) -> int:
+    if self._sizer is not None:
+      return self._sizer.rows
+    return self._rows_per_call or 1
+
+  def _score(self, chunks: list, rows: int) -> tuple:
+    start = time.perf_counter()
+    scores = self._scorer.score_many(chunks)
+    return scores, rows, time.perf_counter() - start
+
   def _flush(self) -> list:
-    pending, self._pending, self._rows = self._pending, [], 0
+    pending, rows = self._pending, self._rows
+    self._pending, self._rows = [], 0
     chunks = [wv.value for wv in pending]
     if self._calls is None:
-      return self._outputs(pending, self._scorer.score_many(chunks))
+      return self._outputs(pending, self._scored(self._score(chunks, rows)))
     previous = self._flight
     self._flight = (pending, self._calls.submit(
-        lambda: self._scorer.score_many(chunks)))
+        lambda: self._score(chunks, rows)))
     return [] if previous is None else self._collect(previous)
 
   def _collect(self, flight) -> list:
-    pending, scores = flight
-    return self._outputs(pending, scores.result())
+    pending, future = flight
+    return self._outputs(pending, self._scored(future.result()))
+
+  def _scored(self, timed: tuple) -> list:
+    scores, rows, seconds = timed
+    if self._sizer is not None:
+      self._sizer.observe(rows, seconds)
+    return scores
 
   @staticmethod
   def _outputs(pending: list, scores: list) -> list:

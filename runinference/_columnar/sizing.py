@@ -1,0 +1,62 @@
+"""How many rows one model call of the columnar path gets (``rows_per_call=
+'auto'``): from measured call times, enough rows that the call's fixed cost
+(Python dispatch, thread hand-off, a tree ensemble's set-up, an OpenMP
+fork/join) is a small share of it. Knows nothing of Beam or chunk types."""
+from __future__ import annotations
+
+import collections
+from typing import Optional
+
+from ..exceptions import ConfigurationError
+
+
+class CallSizer:
+  """Rows per model call, learned from ``(rows, seconds)`` of past calls.
+
+  Calls start at one chunk; until calls of two sizes are known each call
+  doubles (to tell the fixed part of a call from the per-row part). Then a
+  least-squares line ``seconds = fixed + per_row * rows`` over the recent
+  calls gives the rows at which ``fixed`` is ``fixed_share`` of a call,
+  approached by at most 8x a step and kept within ``[1, max_rows]``.
+  """
+  _HISTORY = 16
+  _MAX_GROWTH = 8.0
+
+  def __init__(self, fixed_share: float = 0.05, max_rows: int = 1 << 18):
+    if not 0 < fixed_share < 1:
+      raise ConfigurationError(
+          f'fixed_share must be in (0, 1), got {fixed_share}.')
+    self._share = fixed_share
+    self._max = max_rows
+    self.rows = 1  # the first call: whatever one chunk holds
+    self._seen: collections.deque = collections.deque(maxlen=self._HISTORY)
+
+  def observe(self, rows: int, seconds: float) -> None:
+    """Records a call of ``rows`` rows that took ``seconds``."""
+    if rows <= 0:
+      return
+    self._seen.append((rows, max(seconds, 0.0)))
+    line = self._fit()
+    if line is None:  # one size so far: learn the slope with a larger call
+      self.rows = min(self._max, max(self.rows, rows) * 2)
+      return
+    fixed, per_row = line
+    if per_row <= 0:  # the fit says nothing yet (noise): keep growing
+      want = self.rows * 2
+    elif fixed <= 0:  # no fixed cost to amortize: stay where calls are
+      want = self.rows
+    else:
+      want = fixed * (1 - self._share) / (self._share * per_row)
+    want = min(want, max(self.rows, rows) * self._MAX_GROWTH)
+    self.rows = int(min(self._max, max(1, want)))
+
+  def _fit(self) -> Optional[tuple[float, float]]:
+    seen = self._seen
+    n = len(seen)
+    mean_x = sum(x for x, _ in seen) / n
+    var = sum((x - mean_x) ** 2 for x, _ in seen)
+    if var == 0:
+      return None
+    mean_y = sum(y for _, y in seen) / n
+    slope = sum((x - mean_x) * (y - mean_y) for x, y in seen) / var
+    return mean_y - slope * mean_x, slope
