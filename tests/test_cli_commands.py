@@ -229,3 +229,14 @@ def test_progress_counts_rows_per_step(tmp_path, capsys):
   assert main(['run', str(path), '--log-level', 'warning']) == 0
   err = capsys.readouterr().err
   assert 'Alpha 3→3, Beta 3→3' in err, err
+
+
+def test_validate_names_a_model_file_of_another_framework(tmp_path, capsys):
+  (tmp_path / 'm.onnx').write_bytes(b'onnx bytes')
+  path = _pipeline(tmp_path, model=str(tmp_path / 'm.onnx'))
+  assert main(['validate', str(path)]) == 2
+  err = capsys.readouterr().err
+  line = next(i for i, text in enumerate(path.read_text().splitlines(), 1)
+              if 'm.onnx' in text)
+  assert f'{path}:{line}: ' in err and 'is a model file for onnx' in err, err
+  assert 'did you mean OnnxModelHandlerNumpy?' in err, err

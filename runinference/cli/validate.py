@@ -45,7 +45,48 @@ def _handler_specs(spec) -> Iterator[tuple[list, dict]]:
       where = [*path, 'config', 'model_handler'] + (
           [i] if isinstance(handler, list) else [])
       if isinstance(entry, dict) and isinstance(entry.get('config'), dict):
-        yield [*where, 'config'], entry['config']
+        yield [*where, 'config'], entry['config'], entry.get('type')
+
+
+# A model file's extension -> the framework module of the handlers that load
+# it (as runinference's public modules are named).
+_FILE_FRAMEWORKS = {
+    '.pkl': 'sklearn', '.pickle': 'sklearn', '.joblib': 'sklearn',
+    '.skops': 'sklearn', '.onnx': 'onnx', '.pt': 'pytorch', '.pth': 'pytorch',
+    '.safetensors': 'pytorch', '.ubj': 'xgboost', '.bst': 'xgboost',
+    '.keras': 'tensorflow', '.h5': 'tensorflow',
+}
+_SUGGEST = {'sklearn': 'SklearnModelHandlerNumpy', 'onnx': 'OnnxModelHandlerNumpy',
+            'pytorch': 'PytorchModelHandlerTensor',
+            'xgboost': 'XGBoostModelHandlerNumpy',
+            'tensorflow': 'TFModelHandlerNumpy'}
+
+
+def _handler_framework(handler_type) -> str:
+  """'sklearn' for runinference.sklearn_inference's handlers, ...; '' when
+  the type does not resolve or is not one of ours."""
+  from runinference.yaml.handlers import resolve_handler_class
+  try:
+    module = resolve_handler_class(handler_type, []).__module__
+  except Exception:  # reported by the config check
+    return ''
+  name = module.rsplit('.', 1)[-1]
+  return name[:-len('_inference')] if name.endswith('_inference') else ''
+
+
+def _check_file_type(value: str, handler_type, where: str, field: str) -> None:
+  """A model file whose extension says another framework than the
+  handler's: the handler could not load it."""
+  wanted = _handler_framework(handler_type)
+  found = _FILE_FRAMEWORKS.get(os.path.splitext(value)[1].lower())
+  # pickles are also how some other handlers are fed (a pickled module):
+  # only flag files that can only be one framework's.
+  if not wanted or not found or wanted == found or found == 'sklearn' and \
+      wanted not in ('onnx', 'xgboost', 'tensorflow'):
+    return
+  raise CliError(f'{where}: {field}: {value!r} is a model file for {found}; '
+                 f'{handler_type} loads {wanted} models (did you mean '
+                 f'{_SUGGEST[found]}?)')
 
 
 def _looks_remote(value: str) -> bool:
@@ -54,11 +95,12 @@ def _looks_remote(value: str) -> bool:
 
 def check_model_files(spec: dict, file: str) -> None:
   """Raises ``CliError`` naming FILE:LINE for a model file that is not
-  there (remote URIs and Hub ids are left to the run)."""
+  there, or whose type another framework's handler loads (remote URIs and
+  Hub ids are left to the run)."""
   from runinference.yaml.check import line_of
   from runinference.yaml.errors import format_path
   base = os.path.dirname(os.path.abspath(file))
-  for path, config in _handler_specs(spec):
+  for path, config, handler_type in _handler_specs(spec):
     for field in _MODEL_FIELDS:
       value = config.get(field)
       if not isinstance(value, str) or _looks_remote(value):
@@ -67,13 +109,14 @@ def check_model_files(spec: dict, file: str) -> None:
       if field == 'model' and not (local.startswith(('.', '/'))
                                    or os.path.exists(local)):
         continue  # a Hugging Face Hub id, fetched at run time
-      if os.path.exists(local) or os.path.exists(os.path.join(base, local)):
-        continue
-      if any(c in local for c in '*?['):
-        continue  # a refresh pattern: files may come later
       full = [*path, field]
       line = line_of(spec, full)
       where = f'{file}:{line}' if line else file
+      if os.path.exists(local) or os.path.exists(os.path.join(base, local)):
+        _check_file_type(local, handler_type, where, format_path(full))
+        continue
+      if any(c in local for c in '*?['):
+        continue  # a refresh pattern: files may come later
       raise CliError(f'{where}: {format_path(full)}: model file {value!r} '
                      'does not exist')
 
