@@ -1,8 +1,10 @@
 """A central model manager: which models a process holds is decided by a
 memory budget, not by a model count.
 
-Each model's cost is measured when it loads (the growth of the process's
-resident memory, and of device memory where a GPU is in use); models nobody
+Each model's cost is measured when it loads: the larger of the growth of the
+process's resident (and device) memory and the size of the model's own
+objects (``model_bytes``: numpy buffers, torch storage), so that a model
+landing in memory an evicted one freed still counts; models nobody
 is using are evicted least-recently-used first until a new one fits, and a
 model larger than the whole budget is a clear error. Knows nothing of Beam's
 pipeline or of frameworks.
@@ -14,8 +16,11 @@ import dataclasses
 import gc
 import logging
 import os
+import sys
 import threading
 import time
+import types
+import weakref
 from typing import Any, Callable, Optional
 
 from ..exceptions import ConfigurationError, RunInferenceError
@@ -72,6 +77,67 @@ def _device_bytes() -> int:
     return int(torch.cuda.memory_allocated())
   except Exception:  # pylint: disable=broad-except
     return 0
+
+
+_NOT_WALKED = (type, types.ModuleType, types.FunctionType,
+               types.BuiltinFunctionType, types.MethodType,
+               types.CodeType, types.FrameType, threading.Thread)
+_MAX_OBJECTS = 200_000
+
+
+def model_bytes(model: Any) -> int:
+  """The memory a model's own objects hold: numpy arrays' buffers, torch
+  tensors' storage, and the size of every other object reachable from it
+  (classes, modules and functions are shared, not counted). A lower bound
+  that does not depend on the allocator: the growth of the process's RSS
+  during a load reads near zero when the model lands in memory freed by an
+  evicted one, which let many more models in than the budget holds."""
+  np = sys.modules.get('numpy')
+  torch = sys.modules.get('torch')
+  seen: set = set()
+  storages: set = set()
+  total = 0
+  stack = [model]
+  while stack and len(seen) < _MAX_OBJECTS:
+    obj = stack.pop()
+    if id(obj) in seen or isinstance(obj, _NOT_WALKED) or isinstance(
+        obj, (ModelManager, threading.Condition)):
+      continue  # a keyed manager's budget holds the *other* models
+    seen.add(id(obj))
+    if np is not None and isinstance(obj, np.ndarray):
+      if obj.base is None:
+        total += obj.nbytes
+      else:
+        stack.append(obj.base)
+      continue
+    if torch is not None and isinstance(obj, torch.Tensor):
+      try:
+        storage = obj.untyped_storage()
+        if storage.data_ptr() not in storages:
+          storages.add(storage.data_ptr())
+          total += storage.nbytes()
+      except Exception:  # pylint: disable=broad-except  (meta, sparse...)
+        pass
+      continue
+    try:
+      total += sys.getsizeof(obj)
+    except TypeError:
+      pass
+    stack.extend(gc.get_referents(obj))
+  return total
+
+
+def _weak_refs(model: Any) -> list:
+  """Weak references to ``model`` and to what a ``LoadedModel`` wraps."""
+  refs = []
+  for obj in (model, getattr(model, 'model', None)):
+    if obj is None:
+      continue
+    try:
+      refs.append(weakref.ref(obj))
+    except TypeError:
+      pass
+  return refs
 
 
 @dataclasses.dataclass
@@ -137,6 +203,7 @@ class ModelManager:
     self._cv = threading.Condition()
     self.loads = 0
     self.evictions = 0
+    self._collected = 0.0
 
   @property
   def used(self) -> int:
@@ -182,9 +249,20 @@ class ModelManager:
       self._cv.wait(min(left, 1.0))
 
   def _drop(self, tag: str) -> None:
-    self._held.pop(tag, None)
+    entry = self._held.pop(tag, None)
     self.evictions += 1
-    gc.collect()
+    if entry is None:
+      return
+    refs = _weak_refs(entry.model)
+    del entry
+    # A model freed by reference counting needs no collection (which takes
+    # ~0.2 s in a large process); one still alive may be in a cycle -- or
+    # just still in a caller's hands, which a collection cannot change, so
+    # at most one collection a second.
+    now = time.monotonic()
+    if any(r() is not None for r in refs) and now - self._collected > 1.0:
+      self._collected = now
+      gc.collect()
 
   def _load(self, tag: str, load: Callable[[], Any]) -> _Entry:
     known = self._estimates.get(tag)
@@ -199,9 +277,17 @@ class ModelManager:
           wait=False)  # only a guess: never wait for models in use for it
     else:
       self._evict_for(known)
+    modules = len(sys.modules)
     before = rss_bytes() + _device_bytes()
     model = load()
-    cost = max(0, rss_bytes() + _device_bytes() - before)
+    grown = rss_bytes() + _device_bytes() - before
+    walked = model_bytes(model)
+    # The RSS growth counts the libraries a first load imports (sklearn alone
+    # is ~80 MiB), and reads ~0 when the model reuses memory an evicted one
+    # freed; the walked size is exact for numpy/torch models but misses
+    # native ones (ONNX Runtime, XGBoost boosters): take the larger, unless
+    # the load imported modules.
+    cost = walked if len(sys.modules) != modules else max(grown, walked)
     self.loads += 1
     if tag in self._estimates:
       cost = int(self._smoothing * cost +
