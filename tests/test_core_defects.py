@@ -285,7 +285,10 @@ def test_watched_files_new_to_the_pattern_are_loaded_whatever_their_mtime(
     tmp_path):
   from runinference._core.refresh import FilePatternPoller, WatchSpec
   there = _save(str(tmp_path / 'm0.pkl'), _linear(1))
-  spec = WatchSpec(str(tmp_path / '*.pkl'), 1, time.time(), float('inf'))
+  # (allow_pickle: the files have no sidecar digest; vetting is tested in
+  # test_robust_refresh.py)
+  spec = WatchSpec(str(tmp_path / '*.pkl'), 1, time.time(), float('inf'),
+                   allow_pickle=True)
   poller = FilePatternPoller(spec)
   assert poller.check() is None  # there at the start
   staged = _save(str(tmp_path / 'staging.bin'), _linear(2))
