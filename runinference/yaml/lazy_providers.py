@@ -45,7 +45,9 @@ def _load_source(source):
   return python_callable.PythonCallableWithSource.load_from_source(source)
 
 
-def _inline_provider(urns: dict):
+def inline_provider(urns: dict):
+  """Beam's ``python`` provider of ``{type: qualified name}``, each factory
+  imported on first use."""
   from apache_beam.yaml.yaml_provider import InlineProvider
   return InlineProvider(_LazyFactories(urns, _load_source))
 
@@ -84,7 +86,7 @@ def _file_providers():
     plain = SafeLineLoader.strip_metadata(spec)
     if (plain.get('type') == 'python' and not plain.get('config')
         and 'include' not in plain):
-      out.append(_inline_provider(plain['transforms']))
+      out.append(inline_provider(plain['transforms']))
     else:
       out.extend(yaml_provider.parse_providers(path, [spec]))
   return out

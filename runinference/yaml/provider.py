@@ -25,5 +25,7 @@ def provider_spec() -> dict:
 def providers() -> dict:
   """``{type name: [Provider]}`` for ``apache_beam.yaml.yaml_transform``."""
   from apache_beam.yaml import yaml_provider
-  return yaml_provider.merge_providers(
-      yaml_provider.parse_providers('', [provider_spec()]))
+
+  from .lazy_providers import inline_provider
+  # Each factory is imported when a pipeline first uses its type.
+  return yaml_provider.merge_providers(inline_provider(TRANSFORMS))
