@@ -157,3 +157,88 @@ def test_table_name_in_other_case_is_the_same_table(tmp_path, mode):
   _write(db, [{'ID': 2, 'Score': 0.25}], table='Scores', mode=mode)
   rows = query(db, 'SELECT id, score FROM scores ORDER BY id')
   assert rows == ([(1, 0.5), (2, 0.25)] if mode == 'append' else [(2, 0.25)])
+
+
+# -- the class of input: value kinds mixed across batches and commits --------
+
+_KINDS = {
+    'int': st.integers(-2**62, 2**62),
+    'float': st.floats(allow_nan=False, allow_infinity=False, width=64),
+    'str': st.text(max_size=5),
+    'bool': st.booleans(),
+    'ints': st.lists(st.integers(-99, 99), max_size=3),
+}
+
+
+def _fits(kind, column_kind):
+  return kind == column_kind or (kind, column_kind) == ('int', 'float')
+
+
+@st.composite
+def _commits(draw):
+  """1-2 commits, each of 1-3 batches; each batch one kind of value (or
+  None) in column 'v'."""
+  commits = []
+  for _ in range(draw(st.integers(1, 2))):
+    batches = []
+    for _ in range(draw(st.integers(1, 3))):
+      kind = draw(st.sampled_from(sorted(_KINDS)))
+      values = draw(st.lists(st.one_of(st.none(), _KINDS[kind]), min_size=1,
+                             max_size=3))
+      batches.append((kind, values))
+    commits.append(batches)
+  return commits
+
+
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(commits=_commits())
+def test_property_values_keep_their_kind_or_the_column_is_named(
+    tmp_path_factory, commits):
+  from runinference.io._duckdb_write import (CommitStaged, StageBatches,
+                                             WriteSpec)
+  folder = tmp_path_factory.mktemp('w')
+  db = str(folder / 'w.duckdb')
+  spec = WriteSpec(db, 't', str(folder / 'staging'))
+  stage = StageBatches(spec.staging_dir, 100)
+  column_kind = None   # decided by the first commit
+  written = []
+  con = duckdb.connect(db)
+  try:
+    for batches in commits:
+      paths = [stage._flush([{'v': v} for v in values])
+               for _, values in batches]
+      kinds = {k for k, values in batches
+               if any(v is not None for v in values)}
+      if column_kind is None:
+        ok = len(kinds) <= 1 or kinds == {'int', 'float'}
+        # a column NULL in every record of the first commit is VARCHAR
+        decided = ('float' if kinds == {'int', 'float'} else
+                   next(iter(kinds), 'str'))
+      else:
+        ok = all(_fits(k, column_kind) for k in kinds)
+        decided = column_kind
+      con.execute('BEGIN TRANSACTION')
+      try:
+        CommitStaged(spec)._insert(con, paths)
+        con.execute('COMMIT')
+      except DuckDBSchemaError as e:
+        con.execute('ROLLBACK')
+        assert not ok, e
+        assert "'v'" in str(e)
+        continue
+      assert ok, (batches, column_kind)
+      column_kind = column_kind or decided
+      written += [v for _, values in batches for v in values]
+    got = [r[0] for r in con.execute('SELECT v FROM t').fetchall()] if (
+        written) else []
+  finally:
+    con.close()
+  assert len(got) == len(written)
+  for want, have in zip(sorted(written, key=repr), sorted(got, key=repr)):
+    if want is None or have is None:
+      continue
+    if isinstance(want, (int, float)) and not isinstance(want, bool):
+      assert not isinstance(have, str)
+    else:
+      assert type(have) is type(want)
