@@ -1,7 +1,7 @@
 """Public core API, import-compatible with ``apache_beam.ml.inference.base``."""
 from ._core.contract import ModelHandler
 from ._core.beam_internals import _ModelHandlerManager, _ModelStatus
-from ._core.naming import label
+from ._core.naming import relabel
 from ._handlers.remote import RateLimiter, RateLimitExceeded, RemoteModelHandler
 from ._core.keyed import (KeyedModelHandler, KeyModelMapping,
                           MaybeKeyedModelHandler, SingleModelKeyedHandler)
@@ -9,12 +9,6 @@ from ._core.keyed_multi import MultiModelKeyedHandler
 from ._core.transform import RunInference
 from ._core.types import (KeyModelPathMapping, ModelMetadata, PredictionResult,
                      RunInferenceDLQ)
-
-label(__name__, KeyModelMapping, KeyModelPathMapping, KeyedModelHandler,
-      MaybeKeyedModelHandler, ModelHandler, ModelMetadata, PredictionResult,
-      RemoteModelHandler, RunInference, RunInferenceDLQ,
-      # The two forms KeyedModelHandler(...) builds (pickled by this path).
-      SingleModelKeyedHandler, MultiModelKeyedHandler)
 
 __all__ = [
     'KeyModelMapping',
@@ -30,3 +24,6 @@ __all__ = [
     'RunInference',
     'RunInferenceDLQ',
 ]
+
+# The two forms KeyedModelHandler(...) builds are pickled by this path too.
+relabel(globals(), SingleModelKeyedHandler, MultiModelKeyedHandler)

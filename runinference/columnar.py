@@ -19,11 +19,9 @@ imported only when chunks of theirs arrive.
 """
 from ._columnar.transform import RunInferenceColumnar
 from ._core.contract import MatrixPredictor
-from ._core.naming import label
+from ._core.naming import relabel
 from .exceptions import MissingColumnsError
 
 __all__ = ['MatrixPredictor', 'MissingColumnsError', 'RunInferenceColumnar']
 
-label(__name__, RunInferenceColumnar)
-if MatrixPredictor.__module__.startswith('runinference._'):
-  label(__name__, MatrixPredictor)  # its public home (unless base has it)
+relabel(globals())

@@ -3,8 +3,8 @@ from ._core.refresh import (_START_TIME_STAMP, WatchFilePattern,
                        _ConvertIterToSingleton, _GetLatestFileByTimeStamp)
 from ._core.results import to_results as _convert_to_result
 
-from ._core.naming import label
-
-label(__name__, WatchFilePattern)
+from ._core.naming import relabel
 
 __all__ = ['WatchFilePattern']
+
+relabel(globals())

@@ -24,6 +24,23 @@ def publish(namespace: dict, public_module: str, *, alias: bool = False) -> None
     sys.modules.setdefault(public_module, sys.modules[impl])
 
 
+def _private(module: str) -> bool:
+  return module.split('.')[0] == 'runinference' and any(
+      part.startswith('_') for part in module.split('.'))
+
+
+def relabel(namespace: dict, *extra) -> None:
+  """The one relabelling loop of a public module (as httpx's ``__init__``):
+  every class and function in its ``__all__`` -- and ``extra`` objects it
+  hands out under other names -- that a private module defines reports this
+  module. One re-exported by two public modules keeps the first."""
+  public = namespace['__name__']
+  for obj in [namespace[n] for n in namespace.get('__all__', ())] + list(extra):
+    if (isinstance(obj, (type, types.FunctionType)) and
+        _private(obj.__module__)):
+      obj.__module__ = public
+
+
 def label(public_module: str, *objects) -> None:
   """Gives ``objects`` (re-exported by ``public_module``) that module's name."""
   for obj in objects:

@@ -36,6 +36,7 @@ import time
 from pathlib import Path
 from typing import Callable, Iterable, Optional, Sequence, Union
 
+from .._core.naming import relabel
 from ..exceptions import ConfigurationError, ConfigurationTypeError
 
 from ._case import (NO_EXAMPLE, ConformanceError, HandlerCase, SkipCheck,
@@ -231,7 +232,4 @@ def parametrize_with_checks(cases: Iterable, *,
   return pytest.mark.parametrize('case, check', params)
 
 
-HandlerCase.__module__ = CheckResult.__module__ = __name__
-ConformanceError.__module__ = SkipCheck.__module__ = __name__
-for _fn in (check_model_handler, parametrize_with_checks, default_compare):
-  _fn.__module__ = __name__
+relabel(globals())

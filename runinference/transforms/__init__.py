@@ -7,6 +7,9 @@ Modules: ``base`` (``MLTransform``, ``ArtifactMode``, provider base classes),
 ``register_artifact_class`` lets artifacts name your own classes and functions
 (docs/security.md). Nothing heavy is imported here.
 """
+from .._core.naming import relabel
 from ._registry import register_artifact_class
 
 __all__ = ['register_artifact_class']
+
+relabel(globals())

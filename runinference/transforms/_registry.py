@@ -122,5 +122,3 @@ def _load_builtins() -> None:
     _ENTRIES.setdefault(t, None)
   _builtins_loaded = True
 
-
-register_artifact_class.__module__ = 'runinference.transforms'

@@ -20,7 +20,7 @@ from ._columns import NUMERIC, Column, Reader
 from ._errors import ColumnTypeError
 from ._stats import MOMENTS, QUANTILES, TUKEY, rows_matrix
 from ._tft_base import TFTOperation, register_input_dtype
-from ..exceptions import ConfigurationError
+from ..exceptions import ConfigurationError, UnsupportedOptionError
 
 _FINITE = Reader(NUMERIC, finite=True)
 
@@ -214,7 +214,7 @@ class Bucketize(_VectorOp):
     if not isinstance(num_buckets, int) or num_buckets < 1:
       raise ConfigurationError(f'num_buckets must be a positive int, got {num_buckets!r}.')
     if elementwise:
-      raise NotImplementedError(
+      raise UnsupportedOptionError(
           'Bucketize(elementwise=True) is not supported; bucketize each '
           'position as its own column instead.')
     self.num_buckets = num_buckets

@@ -28,9 +28,10 @@ from ._embedding_handlers import (EmbeddingTypeAdapter,
 from ._contract import (METRICS_NAMESPACE, ArtifactMode, BaseOperation, EmbeddingsManager,
                         MLTransformProvider, ProcessHandler)
 from ._errors import ArtifactExistsError, ArtifactFormatError
+from .._core.naming import relabel
 from ._registry import register_artifact_class
 from ..exceptions import (ConfigurationError, ConfigurationRuntimeError,
-                          ConfigurationTypeError)
+                          ConfigurationTypeError, MLTransformError)
 
 _LOGGER = logging.getLogger(__name__)
 _ATTRIBUTE_FILE_NAME = 'attributes.json'
@@ -160,7 +161,7 @@ def _dead_letters(bad, ptransform, label):
     return bad.failed_inferences | f'{label}_Errors' >> beam.Map(
         _map_errors_to_beam_row, name)
   if not isinstance(bad, beam.PCollection):
-    raise NotImplementedError(f'Unexpected type for bad_results: {type(bad)}')
+    raise MLTransformError(f'Unexpected type for bad_results: {type(bad)}')
   return bad
 
 
@@ -303,6 +304,4 @@ class _MLTransformToPTransformMapper:
     return _transform_attribute_manager.load_attributes(artifact_location)
 
 
-for _cls in (MLTransform, MLTransformProvider, BaseOperation, ProcessHandler,
-             EmbeddingsManager, ArtifactMode, MLTransformMetricsUsage):
-  _cls.__module__ = __name__
+relabel(globals(), MLTransformMetricsUsage)

@@ -28,7 +28,7 @@ from ._stats import StageStatsFn
 from ._contract import (_EXPECTED_TYPES, ArtifactMode, BaseOperation,
                         ProcessHandler)
 from ..exceptions import (ConfigurationError, ConfigurationRuntimeError,
-                          UnknownOperationError)
+                          UnknownOperationError, UnsupportedOptionError)
 
 __all__ = ['TFTProcessHandler']
 
@@ -81,10 +81,10 @@ class TFTProcessHandler(ProcessHandler):
     ``beam.Row(element, msg, stack, transform_name)`` (and are left out of
     the statistics)."""
     if use_subprocess:
-      raise NotImplementedError(
+      raise UnsupportedOptionError(
           'use_subprocess is not supported by MLTransform column transforms.')
     if threshold != 1:
-      raise NotImplementedError(
+      raise UnsupportedOptionError(
           'threshold is not supported by MLTransform column transforms; '
           'count the dead letters downstream instead.')
     self._catch = exc_class
@@ -218,4 +218,3 @@ def _write_stage(stats, directory, stage, analyzers):
 
 tft_process_handler_input_type = Union[NamedTuple, beam.Row, dict[str, Any]]
 tft_process_handler_output_type = Union[beam.Row, dict[str, np.ndarray]]
-TFTProcessHandler.__module__ = __name__

@@ -4,6 +4,7 @@
 the pipeline runs. Outputs are numpy arrays per column: float32 for scaled
 values, int64 for indices/buckets, object arrays of bytes for text.
 """
+from .._core.naming import relabel
 from ._tft_base import (_EXPECTED_TYPES, TFTOperation, analyzer_key,
                         register_input_dtype)
 from ._tft_numeric import (ApplyBuckets, ApplyBucketsWithInterpolation,
@@ -21,5 +22,4 @@ __all__ = [
 _KEEP = (_EXPECTED_TYPES, analyzer_key, register_input_dtype)
 
 # Saved artifacts name each class by its public module.
-for _name in __all__:
-  globals()[_name].__module__ = __name__
+relabel(globals())

@@ -213,6 +213,3 @@ class InferenceAPIEmbeddings(EmbeddingsManager):
     return RunInference(
         model_handler=_TextEmbeddingHandler(self), inference_args=args)
 
-
-for _cls in (SentenceTransformerEmbeddings, InferenceAPIEmbeddings):
-  _cls.__module__ = __name__
