@@ -5,8 +5,7 @@ fork/join) is a small share of it. Knows nothing of Beam or chunk types."""
 from __future__ import annotations
 
 import collections
-from typing import Optional
-
+from .._core.batching import fit_line
 from ..exceptions import ConfigurationError
 
 
@@ -36,7 +35,7 @@ class CallSizer:
     if rows <= 0:
       return
     self._seen.append((rows, max(seconds, 0.0)))
-    line = self._fit()
+    line = fit_line(self._seen)
     if line is None:  # one size so far: learn the slope with a larger call
       self.rows = min(self._max, max(self.rows, rows) * 2)
       return
@@ -49,14 +48,3 @@ class CallSizer:
       want = fixed * (1 - self._share) / (self._share * per_row)
     want = min(want, max(self.rows, rows) * self._MAX_GROWTH)
     self.rows = int(min(self._max, max(1, want)))
-
-  def _fit(self) -> Optional[tuple[float, float]]:
-    seen = self._seen
-    n = len(seen)
-    mean_x = sum(x for x, _ in seen) / n
-    var = sum((x - mean_x) ** 2 for x, _ in seen)
-    if var == 0:
-      return None
-    mean_y = sum(y for _, y in seen) / n
-    slope = sum((x - mean_x) * (y - mean_y) for x, y in seen) / var
-    return mean_y - slope * mean_x, slope

@@ -176,14 +176,23 @@ class SizeEstimator:
   def _per_element_secs(self) -> Optional[float]:
     """The slope of seconds over batch size, or None while every call so
     far had the same size."""
-    seen = self._seen
-    n = len(seen)
-    mean_x = sum(x for x, _ in seen) / n
-    var = sum((x - mean_x) ** 2 for x, _ in seen)
-    if var == 0:
-      return None
-    mean_y = sum(y for _, y in seen) / n
-    return sum((x - mean_x) * (y - mean_y) for x, y in seen) / var
+    line = fit_line(self._seen)
+    return None if line is None else line[1]
+
+
+def fit_line(points) -> Optional[tuple[float, float]]:
+  """Least squares ``y = intercept + slope * x`` over ``(x, y)`` points:
+  ``(intercept, slope)``, or None while every x is the same."""
+  n = len(points)
+  if not n:
+    return None
+  mean_x = sum(x for x, _ in points) / n
+  var = sum((x - mean_x) ** 2 for x, _ in points)
+  if var == 0:
+    return None
+  mean_y = sum(y for _, y in points) / n
+  slope = sum((x - mean_x) * (y - mean_y) for x, y in points) / var
+  return mean_y - slope * mean_x, slope
 
 
 class Batcher:
