@@ -13,11 +13,13 @@ import weakref
 import apache_beam as beam
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sklearn.neighbors import KNeighborsRegressor
 
 from runinference._core.model_manager import model_bytes
 from runinference.base import KeyedModelHandler, KeyModelMapping, RunInference
-from runinference.model_manager import ModelManager
+from runinference.model_manager import ModelManager, ModelTooLargeError
 from runinference.sklearn_inference import SklearnModelHandlerNumpy
 from tests.test_duckdb_io import gather
 
@@ -165,3 +167,39 @@ def test_peak_rss_stays_within_budget_plus_one_model(tmp_path):
   # Peak growth over the RSS after a warm-up: the budget, one model
   # loading, its file's bytes while unpickled, and a little slack.
   assert growth <= budget + 2 * mb * MB + 8 * MB, growth / MB
+
+
+class _Sized:
+  """A model whose parameters take ``kib`` KiB."""
+  def __init__(self, kib):
+    self.coef_ = np.ones(kib * 128)
+
+
+@settings(max_examples=25, deadline=None)
+@given(budget_kib=st.integers(256, 4096),
+       calls=st.lists(st.tuples(st.integers(0, 9), st.integers(64, 2048)),
+                      min_size=1, max_size=40))
+def test_property_held_models_fit_the_budget_and_evicted_ones_are_gone(
+    budget_kib, calls):
+  # Sizes differ per key (a key keeps its size), as many models would.
+  sizes = {}
+  mm = ModelManager(memory_budget_bytes=budget_kib * 1024)
+  refs = {}
+  for key, kib in calls:
+    kib = sizes.setdefault(key, kib)
+    tag = f'k{key}'
+    try:
+      model = mm.acquire(tag, lambda: _Sized(kib))
+    except ModelTooLargeError:
+      assert kib * 1024 > mm.budget - 8192  # only what does not fit
+      continue
+    assert kib * 1024 <= mm.budget
+    refs.setdefault(tag, []).append(weakref.ref(model))
+    mm.release(tag)
+    del model
+    held = set(mm.held())
+    assert sum(sizes[int(t[1:])] * 1024 for t in held) <= mm.used
+    assert mm.used <= mm.budget
+    for t, rs in refs.items():
+      alive = {id(r()) for r in rs if r() is not None}
+      assert len(alive) == (1 if t in held else 0), (t, held)
