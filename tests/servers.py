@@ -4,6 +4,7 @@ proxy. A server that cannot be installed or started here makes its tests
 skip, saying why."""
 from __future__ import annotations
 
+import dataclasses
 import http.server
 import json
 import os
@@ -18,7 +19,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 import pytest
 
@@ -353,3 +354,117 @@ def shared_server(request, name: str, make: Callable[[], Server]) -> Server:
   if found.process is None or found.process.poll() is not None:
     found.start()  # a fault test stopped it
   return found
+
+
+# -- a scripted fake server ------------------------------------------------
+
+@dataclasses.dataclass
+class Reply:
+  """What ``FakeServer`` answers to one request.
+
+  ``body``: bytes, or a value sent as JSON. ``delay``: seconds to wait
+  first. ``trickle``: a chunked answer that never finishes (a chunk every
+  50 ms until the client goes away or the server closes). ``truncate``: send
+  only this many bytes of the body (the Content-Length announces all), then
+  close. ``drop``: close the connection unanswered."""
+  status: int = 200
+  body: Any = b''
+  headers: dict = dataclasses.field(default_factory=dict)
+  delay: float = 0.0
+  trickle: bool = False
+  truncate: Optional[int] = None
+  drop: bool = False
+
+
+class FakeServer:
+  """A scripted HTTP server on 127.0.0.1: ``answer(n, path, request)``
+  gives the ``Reply`` to the n-th request (0-based; ``request`` is the
+  decoded JSON body, or None). Records ``paths`` and ``bodies``."""
+  def __init__(self, answer: Callable[[int, str, Any], Reply]):
+    self.answer = answer
+    self.count = 0
+    self.paths: list = []
+    self.bodies: list = []
+    self._lock = threading.Lock()
+    self._closing = threading.Event()
+    fake = self
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+      protocol_version = 'HTTP/1.1'
+
+      def log_message(self, *args):
+        pass
+
+      def _serve(self):
+        raw = self.rfile.read(int(self.headers.get('content-length') or 0))
+        try:
+          request = json.loads(raw) if raw else None
+        except ValueError:
+          request = None
+        with fake._lock:
+          n = fake.count
+          fake.count += 1
+          fake.paths.append(self.path)
+          fake.bodies.append(request)
+        try:
+          fake._reply(self, fake.answer(n, self.path, request))
+        except OSError:
+          self.close_connection = True
+
+      do_POST = do_GET = _serve
+
+    self.server = http.server.ThreadingHTTPServer(('127.0.0.1', 0), Handler)
+    self.server.daemon_threads = True
+    self.url = f'http://127.0.0.1:{self.server.server_address[1]}'
+    self._thread = threading.Thread(target=self.server.serve_forever,
+                                    daemon=True)
+    self._thread.start()
+
+  def _reply(self, h, reply: 'Reply') -> None:
+    if reply.delay:
+      self._closing.wait(reply.delay)
+    if reply.drop:
+      h.close_connection = True
+      h.connection.shutdown(socket.SHUT_RDWR)
+      return
+    body = reply.body
+    if not isinstance(body, bytes):
+      body = json.dumps(body).encode()
+    h.send_response(reply.status)
+    for k, v in {'content-type': 'application/json', **reply.headers}.items():
+      h.send_header(k, v)
+    if reply.trickle:
+      h.send_header('transfer-encoding', 'chunked')
+      h.end_headers()
+      while not self._closing.is_set():
+        h.wfile.write(b'1\r\n \r\n')
+        h.wfile.flush()
+        self._closing.wait(0.05)
+      h.close_connection = True
+      return
+    h.send_header('content-length', str(len(body)))
+    h.end_headers()
+    if reply.truncate is not None:
+      h.wfile.write(body[:reply.truncate])
+      h.wfile.flush()
+      h.close_connection = True
+      h.connection.shutdown(socket.SHUT_RDWR)
+      return
+    h.wfile.write(body)
+
+  def reset(self, answer: Callable[[int, str, Any], 'Reply']) -> None:
+    """A new script, the request count back to 0."""
+    with self._lock:
+      self.answer, self.count = answer, 0
+      self.paths, self.bodies = [], []
+
+  def close(self) -> None:
+    self._closing.set()
+    self.server.shutdown()
+    self.server.server_close()
+
+  def __enter__(self):
+    return self
+
+  def __exit__(self, *exc):
+    self.close()
