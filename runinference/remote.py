@@ -10,18 +10,25 @@ from ._handlers.openai_compat import (OpenAIChatModelHandler,
                                       OpenAICompletionsModelHandler,
                                       OpenAIEmbeddingsModelHandler)
 from ._handlers.remote import RateLimitedBatchError, RemoteModelHandler
-from ._handlers.remote_errors import (RemoteConnectionError,
-                                      RemoteRequestError, RemoteServerError,
-                                      RemoteTimeoutError, is_transient,
-                                      retry_on_transient)
+from ._handlers.remote_errors import (BisectionBudgetSpent,
+                                      RemoteConnectionError,
+                                      RemoteProtocolError,
+                                      RemoteRedirectError,
+                                      RemoteRequestError,
+                                      RemoteRequestRejected,
+                                      RemoteResultCountError,
+                                      RemoteServerError, RemoteTimeoutError,
+                                      is_transient, retry_on_transient)
 from .exceptions import BatchFailedError, RateLimitExceeded
 
 label(__name__, HttpModelHandler, RateLimitedBatchError, RemoteConnectionError,
       RemoteRequestError, RemoteServerError, RemoteTimeoutError, is_transient,
-      retry_on_transient)
+      retry_on_transient, BisectionBudgetSpent, RemoteProtocolError,
+      RemoteRedirectError, RemoteRequestRejected, RemoteResultCountError)
 
 __all__ = [
     'BatchFailedError',
+    'BisectionBudgetSpent',
     'HttpModelHandler',
     'KServeV1ModelHandler',
     'KServeV2ModelHandler',
@@ -33,7 +40,11 @@ __all__ = [
     'RateLimitedBatchError',
     'RemoteConnectionError',
     'RemoteModelHandler',
+    'RemoteProtocolError',
+    'RemoteRedirectError',
     'RemoteRequestError',
+    'RemoteRequestRejected',
+    'RemoteResultCountError',
     'RemoteServerError',
     'RemoteTimeoutError',
     'is_transient',

@@ -6,6 +6,18 @@ from typing import Any, Callable, Optional
 from .live_hook import live_metrics
 
 
+def counter(namespace: str, name: str):
+  """A Beam counter that the live registry (``--metrics-port``) sees too, as
+  ``MetricsCollector``'s: for metrics recorded outside it (a remote
+  handler's request counters)."""
+  return live_metrics.counter(namespace, name)
+
+
+def distribution(namespace: str, name: str):
+  """A Beam distribution that the live registry sees too (see ``counter``)."""
+  return live_metrics.distribution(namespace, name)
+
+
 class MetricsCollector:
   """Counters and distributions for one model (or one key cohort).
 

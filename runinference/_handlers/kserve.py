@@ -3,13 +3,15 @@ spoken by Triton, MLServer, TorchServe) with typed tensors, and V1
 (``{"instances": [...]}`` → ``{"predictions": [...]}``)."""
 from __future__ import annotations
 
+import math
 from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 
 from ..exceptions import InvalidInputError
 from .._core.naming import publish
-from .http_handler import HttpModelHandler, to_json
+from .http_handler import HttpModelHandler, expect_list, to_json
+from .remote_errors import AnswerFormatError
 
 __all__ = ['KServeV2ModelHandler', 'KServeV1ModelHandler']
 
@@ -80,14 +82,21 @@ class KServeV2ModelHandler(HttpModelHandler):
     return body
 
   def decode(self, answer, batch):
-    outputs = {o['name']: _array(o) for o in answer['outputs']}
-    # A wrong row count is reported by RemoteModelHandler (ResultCountError).
-    outputs = {k: a.reshape(1) if a.ndim == 0 else a for k, a in outputs.items()}
-    if len(outputs) == 1 and not self.output_names:
-      (array,) = outputs.values()
-      return list(array)
-    n = min(len(a) for a in outputs.values())
-    return [{name: a[i] for name, a in outputs.items()} for i in range(n)]
+    outputs = expect_list(answer['outputs'], '"outputs"')
+    if not outputs:
+      raise AnswerFormatError('expected at least one output, got "outputs": []')
+    arrays = {o['name']: _array(o) for o in outputs}
+    arrays = {k: a.reshape(1) if a.ndim == 0 else a for k, a in arrays.items()}
+    if len(arrays) == 1 and not self.output_names:
+      (array,) = arrays.values()
+      return list(array)  # a wrong row count is reported by the caller
+    for name, a in arrays.items():
+      if len(a) != len(batch):
+        raise AnswerFormatError(
+            f'output {name!r}: expected shape[0] = {len(batch)} (one per '
+            f'row), got shape {list(a.shape)}')
+    return [{name: a[i] for name, a in arrays.items()}
+            for i in range(len(batch))]
 
   def __repr__(self):
     return (f'KServeV2ModelHandler(base_url={self.base_url!r}, '
@@ -120,8 +129,35 @@ def _tensor(name: str, array: np.ndarray) -> dict:
 
 
 def _array(output: Mapping[str, Any]) -> np.ndarray:
-  dtype = _NUMPY_TYPES.get(output.get('datatype'), object)
-  return np.asarray(output['data'], dtype=dtype).reshape(output['shape'])
+  """An output tensor as an array, checked against its ``shape`` and
+  ``datatype``."""
+  name, datatype = output['name'], output.get('datatype')
+  shape = expect_list(output['shape'], f'output {name!r} "shape"')
+  if not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0
+             for d in shape):
+    raise AnswerFormatError(
+        f'expected output {name!r} "shape" to hold sizes, got {shape!r}')
+  data = expect_list(output['data'], f'output {name!r} "data"')
+  dtype = _NUMPY_TYPES.get(datatype)
+  try:
+    array = np.asarray(data, dtype=None if dtype else object)
+  except (TypeError, ValueError) as e:  # ragged nested lists
+    raise AnswerFormatError(
+        f'output {name!r}: "data" is not a tensor ({e})') from e
+  if dtype is not None:
+    if array.size and array.dtype.kind not in 'biuf':
+      bad = next((x for x in array.reshape(-1) if isinstance(x, (str, bytes))
+                  or x is None or isinstance(x, (dict, list))), array.dtype)
+      raise AnswerFormatError(
+          f'output {name!r}: expected {datatype} numbers in "data", got '
+          f'{bad!r}')
+    array = array.astype(dtype, copy=False)
+  if array.size != math.prod(shape):
+    raise AnswerFormatError(
+        f'output {name!r}: "shape" {shape} holds {math.prod(shape)} values, '
+        f'"data" has {array.size}')
+  return array.reshape(shape)
+
 
 
 class KServeV1ModelHandler(HttpModelHandler):
@@ -142,7 +178,7 @@ class KServeV1ModelHandler(HttpModelHandler):
     return body
 
   def decode(self, answer, batch):
-    return list(answer['predictions'])
+    return expect_list(answer['predictions'], '"predictions"')
 
   def __repr__(self):
     return (f'KServeV1ModelHandler(base_url={self.base_url!r}, '

@@ -6,11 +6,16 @@ from typing import Any, Mapping, Optional, Sequence
 
 from ..exceptions import InvalidInputError
 from .._core.naming import publish
-from .http_handler import HttpModelHandler, check_choice, to_json
+from .http_handler import (HttpModelHandler, check_choice, expect_list,
+                           to_json)
+from .remote_errors import AnswerFormatError
 
 __all__ = ['MLflowModelHandler']
 
 _FORMATS = ('dataframe_split', 'instances', 'inputs')
+# How MLflow's scoring server says that the data sent could not be scored.
+_ROW_MESSAGES = ('Failed to', 'evaluating the model', 'Incompatible input',
+                 'could not convert', 'Invalid input')
 
 
 class MLflowModelHandler(HttpModelHandler):
@@ -81,13 +86,32 @@ class MLflowModelHandler(HttpModelHandler):
       split['columns'] = self.columns
     return split
 
+  def row_error(self, status, answer):
+    """MLflow's scoring server answers 400 BAD_REQUEST (or
+    INVALID_PARAMETER_VALUE) for data it fails to convert, check against
+    the signature or predict on: about the rows. Not for a payload of the
+    wrong format (``Received dictionary with input fields ...``)."""
+    if status != 400 or not isinstance(answer, Mapping):
+      return False
+    message = str(answer.get('message', ''))
+    return (answer.get('error_code') in ('BAD_REQUEST',
+                                         'INVALID_PARAMETER_VALUE')
+            and any(w in message for w in _ROW_MESSAGES))
+
   def decode(self, answer, batch):
     if isinstance(answer, Mapping):
       answer = answer['predictions']
     if isinstance(answer, Mapping):  # one list per output column
-      names = list(answer)
-      return [{n: answer[n][i] for n in names} for i in range(len(batch))]
-    return list(answer)
+      columns = {n: expect_list(v, f'predictions[{n!r}]')
+                 for n, v in answer.items()}
+      for n, v in columns.items():
+        if len(v) != len(batch):
+          raise AnswerFormatError(
+              f'expected {len(batch)} values (one per row) in '
+              f'predictions[{n!r}], got {len(v)}')
+      return [{n: v[i] for n, v in columns.items()}
+              for i in range(len(batch))]
+    return expect_list(answer, 'the predictions')
 
 
 publish(globals(), 'runinference.remote')

@@ -11,7 +11,12 @@ import numpy as np
 
 from ..exceptions import ConfigurationError, InvalidInputError
 from .._core.naming import publish
-from .http_handler import HttpModelHandler
+from .http_handler import HttpModelHandler, by_index, expect_list
+from .remote_errors import AnswerFormatError
+
+# Words of an OpenAI-style error that put the blame on the rows sent (a text
+# too long for the model, an invalid input), not on the request as a whole.
+_ROW_WORDS = ('token', 'input', 'prompt', 'messages', 'context length')
 
 __all__ = [
     'OpenAIEmbeddingsModelHandler',
@@ -40,6 +45,18 @@ class _OpenAIHandler(HttpModelHandler):
   def _params(self, inference_args: dict) -> dict:
     return {**self.request_params, **inference_args, 'model': self.model}
 
+  def row_error(self, status, answer):
+    """A 400, 413 or 422 whose error names the input (its ``param``, or its
+    message: too many tokens, an invalid input) is about the rows."""
+    if status not in (400, 413, 422):
+      return False
+    error = answer.get('error', answer) if isinstance(answer, dict) else answer
+    if isinstance(error, dict):
+      if error.get('param') in ('input', 'prompt', 'messages'):
+        return True
+      error = error.get('message', '')
+    return any(w in str(error).lower() for w in _ROW_WORDS)
+
   def __repr__(self):
     return (f'{type(self).__name__}(base_url={self.base_url!r}, '
             f'model={self.model!r})')
@@ -59,8 +76,8 @@ class OpenAIEmbeddingsModelHandler(_OpenAIHandler):
     return {**self._params(inference_args), 'input': list(batch)}
 
   def decode(self, answer, batch):
-    data = sorted(answer['data'], key=lambda d: d.get('index', 0))
-    return [np.asarray(d['embedding'], dtype=np.float32) for d in data]
+    data = by_index(expect_list(answer['data'], '"data"'), '"data"')
+    return [_vector(d['embedding'], i) for i, d in enumerate(data)]
 
 
 class OpenAICompletionsModelHandler(_OpenAIHandler):
@@ -84,11 +101,12 @@ class OpenAICompletionsModelHandler(_OpenAIHandler):
     return {**self._params(inference_args), 'prompt': prompt}
 
   def decode(self, answer, batch):
-    return [c['text'] for c in self.choices(answer, batch)]
+    return [_text(c['text'], f'choices[{i}].text')
+            for i, c in enumerate(self.choices(answer, batch))]
 
   @staticmethod
   def choices(answer, batch) -> list:
-    return sorted(answer['choices'], key=lambda c: c.get('index', 0))
+    return by_index(expect_list(answer['choices'], '"choices"'), '"choices"')
 
 
 def one_per_request(name: str, kwargs: dict) -> None:
@@ -139,7 +157,27 @@ class OpenAIChatModelHandler(_OpenAIHandler):
             'messages': chat_messages(conversation)}
 
   def decode(self, answer, batch):
-    return [answer['choices'][0]['message']['content']]
+    choices = expect_list(answer['choices'], '"choices"')
+    return [_text(choices[0]['message']['content'],
+                  'choices[0].message.content')]
+
+
+def _vector(embedding: Any, i: int) -> np.ndarray:
+  """An embedding as a float32 vector; a ValueError unless it is a
+  non-empty list of numbers."""
+  vector = np.asarray(expect_list(embedding, f'data[{i}].embedding'))
+  if vector.ndim != 1 or not vector.size or vector.dtype.kind not in 'iuf':
+    raise AnswerFormatError(
+        f'expected data[{i}].embedding to be a list of numbers, got '
+        f'{str(embedding)[:100]}')
+  return vector.astype(np.float32)
+
+
+def _text(value: Any, what: str) -> str:
+  if not isinstance(value, str):
+    raise AnswerFormatError(
+        f'expected {what} to be a string, got {value!r:.100}')
+  return value
 
 
 publish(globals(), 'runinference.remote')

@@ -13,15 +13,19 @@ recorded on the calling thread.
 
 Once retries are spent, an error that is not about the rows (server error,
 throttling, timeout, lost connection) is raised as ``BatchFailedError``, which
-the engine does not bisect; an error about the payload is raised as is.
+the engine does not bisect; an answer that breaks the protocol (wrong shape,
+count or type, an unfollowed redirect) and a 4xx the protocol does not tie to
+a row are ``BatchFailedError`` subclasses too. Only a row error is raised for
+the engine to bisect, and the requests of that bisection are capped
+(``max_bisect_requests``, see ``remote_budget``). A request that runs past its
+timeout is abandoned on a daemon thread and its connections discarded
+(``discard_connections``), so it holds neither a pool slot nor the process.
 """
 from __future__ import annotations
 
 import abc
 import concurrent.futures as cf
 import dataclasses
-import difflib
-import inspect
 import logging
 import math
 import random
@@ -29,13 +33,17 @@ import threading
 import time
 from typing import Any, Callable, Iterable, Optional, Sequence
 
-from apache_beam.metrics.metric import Metrics
 from apache_beam.utils import shared
 
 from ..exceptions import (BatchFailedError, ConfigurationError,
-                          RateLimitExceeded, ResultCountError)
+                          ConfigurationTypeError, RateLimitExceeded)
 from .._core.contract import ExampleT, ModelHandler, ModelT, PredictionT
-from .remote_errors import RemoteTimeoutError, is_transient, retry_on_transient
+from .._core.failures import not_bisected
+from .remote_budget import BisectionBudget
+from .remote_errors import (RemoteResultCountError, RemoteTimeoutError,
+                            is_transient, retry_on_transient)
+from .remote_options import RemoteMetrics, check_known, check_positive
+from .remote_pool import DaemonPool
 from .throttling import AdaptiveThrottler
 from ..exceptions import RateLimitedBatchError  # noqa: F401  (re-exported)
 
@@ -57,26 +65,6 @@ class _Part:
   stop: int
   result: Optional[list] = None
   error: Optional[BaseException] = None
-
-
-class _RemoteMetrics:
-  """Counters and a latency distribution under the handler's namespace."""
-  def __init__(self, namespace: str):
-    c = lambda name: Metrics.counter(namespace, name)
-    self.requests = c('remote_requests')
-    self.retries = c('remote_retries')
-    self.request_failures = c('remote_request_failures')
-    self.failed_batches = c('remote_failed_batches')
-    self.throttled_ms = c('remote_throttled_ms')
-    # The name Beam's throttling signal uses (whole seconds).
-    self.throttled_secs = c('cumulativeThrottlingSeconds')
-    self.backoff_ms = c('remote_backoff_ms')
-    self.latency_ms = Metrics.distribution(namespace, 'remote_request_latency_ms')
-
-  def throttled(self, seconds: float) -> None:
-    self.throttled_ms.inc(int(seconds * 1000))
-    if seconds >= 1:
-      self.throttled_secs.inc(int(seconds))
 
 
 class RemoteModelHandler(abc.ABC, ModelHandler[ExampleT, PredictionT, ModelT]):
@@ -103,6 +91,7 @@ class RemoteModelHandler(abc.ABC, ModelHandler[ExampleT, PredictionT, ModelT]):
       request_timeout_secs: Optional[float] = None,
       initial_retry_delay_secs: float = 1.0,
       max_retry_delay_secs: float = 30.0,
+      max_bisect_requests: Optional[int] = None,
       **kwargs):
     """
     Args:
@@ -120,14 +109,18 @@ class RemoteModelHandler(abc.ABC, ModelHandler[ExampleT, PredictionT, ModelT]):
       request_timeout_secs: bound on one request (None: none).
       initial_retry_delay_secs, max_retry_delay_secs: exponential backoff
         range; each wait is jittered.
+      max_bisect_requests: most requests the bisection of a batch failing
+        with a row error may make (default: 4 per halving of the batch).
       **kwargs: batching options of ``ModelHandler`` (``max_batch_size``...).
     """
-    _check_known(type(self).__name__, kwargs)
+    check_known(type(self).__name__, kwargs)
     super().__init__(**kwargs)
-    _check_positive('num_retries', num_retries, allow_zero=True)
-    _check_positive('max_concurrent_requests', max_concurrent_requests)
+    check_positive('num_retries', num_retries, allow_zero=True)
+    check_positive('max_concurrent_requests', max_concurrent_requests)
     if request_batch_size is not None:
-      _check_positive('request_batch_size', request_batch_size)
+      check_positive('request_batch_size', request_batch_size)
+    if max_bisect_requests is not None:
+      check_positive('max_bisect_requests', max_bisect_requests)
     if request_timeout_secs is not None and not request_timeout_secs > 0:
       raise ConfigurationError(
           f'request_timeout_secs must be > 0 or None, got '
@@ -148,26 +141,37 @@ class RemoteModelHandler(abc.ABC, ModelHandler[ExampleT, PredictionT, ModelT]):
     self.initial_retry_delay_secs = initial_retry_delay_secs
     self.max_retry_delay_secs = max_retry_delay_secs
     self._rate_limiter = rate_limiter
-    self._shared_limiter = None
     self._shared_handle = shared.Shared()
+    self._budget = BisectionBudget(max_bisect_requests)
+    self._reset_runtime()
 
   def __init_subclass__(cls, **kwargs):
     super().__init_subclass__(**kwargs)
     for name, instead in (('load_model', 'create_client'),
                           ('run_inference', 'request')):
       if getattr(cls, name) is not getattr(RemoteModelHandler, name):
-        raise TypeError(
+        raise ConfigurationTypeError(
             f'{cls.__name__} overrides RemoteModelHandler.{name}; implement '
             f'{instead} instead.')
 
   # Runtime state, rebuilt lazily on each worker (never pickled).
   _RUNTIME = ('_pool', '_pool_lock', '_metrics', '_shared_limiter')
 
+  def _reset_runtime(self) -> None:
+    self._pool: Optional[DaemonPool] = None
+    self._pool_lock = threading.Lock()
+    self._metrics: Optional[RemoteMetrics] = None
+    self._shared_limiter = None
+
   def __getstate__(self):
     state = dict(self.__dict__)
     for name in self._RUNTIME:
       state.pop(name, None)
     return state
+
+  def __setstate__(self, state):
+    self.__dict__.update(state)
+    self._reset_runtime()
 
   @abc.abstractmethod
   def create_client(self) -> Any:
@@ -189,18 +193,34 @@ class RemoteModelHandler(abc.ABC, ModelHandler[ExampleT, PredictionT, ModelT]):
     pointing at some row. Override for a service's own error types."""
     return is_transient(exc)
 
+  def discard_connections(self, model: Any) -> None:
+    """Called when a request to ``model`` was abandoned past its timeout:
+    drop whatever it may still hold (a connection, a pool slot) so later
+    requests get fresh ones. The default does nothing."""
+
   # -- the retry loop -------------------------------------------------------
 
   def run_inference(self, batch, model, inference_args=None):
     batch = list(batch)
     if not batch:
       return []
+    probe = self._budget.begin(batch)  # a bisection call of a failed batch?
+    try:
+      out = self._run_rounds(batch, model, inference_args, probe)
+    except Exception as e:
+      self._budget.end(batch, probe, None if not_bisected(e) else e)
+      raise
+    self._budget.end(batch, probe, None)
+    return out
+
+  def _run_rounds(self, batch, model, inference_args, probe) -> list:
     parts = self._partition(len(batch))
     pending = parts
     metrics = self._remote_metrics()
     for attempt in range(self.num_retries + 1):
       if attempt:
         metrics.retries.inc(len(pending))
+      self._budget.spend(probe, len(pending))
       self._send_round(batch, model, inference_args, pending, metrics)
       failed = [p for p in pending if p.error is not None]
       if not failed:
@@ -281,7 +301,9 @@ class RemoteModelHandler(abc.ABC, ModelHandler[ExampleT, PredictionT, ModelT]):
     for p, (result, error, started, latency) in zip(admitted, outcomes):
       metrics.latency_ms.update(int(latency * 1000))
       if error is None and len(result) != p.stop - p.start:
-        error = _count_error(type(self).__name__, len(result), p)
+        error = RemoteResultCountError(
+            f'{type(self).__name__}.request returned {len(result)} '
+            f'predictions for {p.stop - p.start} rows; expected one per row.')
       if error is not None:
         p.error = error
         metrics.request_failures.inc()
@@ -293,7 +315,7 @@ class RemoteModelHandler(abc.ABC, ModelHandler[ExampleT, PredictionT, ModelT]):
     """Applies the rate limit shared by the process's workers."""
     if self._rate_limiter is None:
       return
-    if getattr(self, '_shared_limiter', None) is None:
+    if self._shared_limiter is None:
       limiter = self._rate_limiter
       self._shared_limiter = self._shared_handle.acquire(lambda: limiter)
     if not self._shared_limiter.allow(hits_added=rows):
@@ -331,7 +353,7 @@ class RemoteModelHandler(abc.ABC, ModelHandler[ExampleT, PredictionT, ModelT]):
     # a grace for the client's own timeout to fire first).
     waves = math.ceil(len(parts) / self.max_concurrent_requests)
     bound = (None if self.request_timeout_secs is None else
-             (self.request_timeout_secs * 1.5 + 1) * waves)
+             (self.request_timeout_secs * 2 + 1) * waves)
     deadline = None if bound is None else time.monotonic() + bound
     outcomes = []
     for f in futures:
@@ -339,64 +361,41 @@ class RemoteModelHandler(abc.ABC, ModelHandler[ExampleT, PredictionT, ModelT]):
       try:
         outcomes.append(f.result(timeout=left))
       except (cf.TimeoutError, cf.CancelledError):
-        self._abandon_pool(pool)  # cancels the queued ones: resent next round
+        if self._abandon_pool(pool):  # cancels the queued: resent next round
+          self.discard_connections(model)
         outcomes.append((None, RemoteTimeoutError(
             f'request took longer than request_timeout_secs='
             f'{self.request_timeout_secs}'), time.time(), bound))
     return outcomes
 
-  def _executor(self) -> cf.ThreadPoolExecutor:
-    if getattr(self, '_pool_lock', None) is None:
-      self._pool_lock = threading.Lock()
+  def _executor(self) -> DaemonPool:
     with self._pool_lock:
-      if getattr(self, '_pool', None) is None:
-        self._pool = cf.ThreadPoolExecutor(
-            self.max_concurrent_requests,
-            thread_name_prefix=f'{self._namespace}-request')
+      if self._pool is None:
+        self._pool = DaemonPool(self.max_concurrent_requests,
+                                f'{self._namespace}-request')
       return self._pool
 
-  def _abandon_pool(self, pool: cf.ThreadPoolExecutor) -> None:
-    """Leaves a hung request's thread behind: later requests get a fresh
-    pool instead of queueing behind it."""
+  def _abandon_pool(self, pool: DaemonPool) -> bool:
+    """Leaves a hung request's (daemon) thread behind: later requests get a
+    fresh pool instead of queueing behind it. False if already done."""
     with self._pool_lock:
-      if self._pool is pool:
-        self._pool = None
-    pool.shutdown(wait=False, cancel_futures=True)
+      if self._pool is not pool:
+        return False
+      self._pool = None
+    pool.shutdown()
+    return True
 
-  def _remote_metrics(self) -> _RemoteMetrics:
-    if getattr(self, '_metrics', None) is None:
-      self._metrics = _RemoteMetrics(self.metrics_namespace)
+  def _remote_metrics(self) -> RemoteMetrics:
+    if self._metrics is None:
+      self._metrics = RemoteMetrics(self.metrics_namespace)
     return self._metrics
 
   @property
   def metrics_namespace(self) -> str:
     """The namespace of this handler's request metrics."""
-    return getattr(self, '_namespace', None) or type(self).__name__
+    return self._namespace
 
 
 def _is_throttling(exc: BaseException) -> bool:
   return (isinstance(exc, RateLimitExceeded) or
           getattr(exc, 'status', None) == 429)
-
-
-def _count_error(name: str, got: int, part: _Part):
-  return ResultCountError(
-      f'{name}.request returned {got} predictions for {part.stop - part.start}'
-      ' rows; it must return one per row.')
-
-
-def _check_known(name: str, kwargs: dict) -> None:
-  known = set(inspect.signature(ModelHandler.__init__).parameters) | {
-      'env_vars'}
-  for key in kwargs:
-    if key not in known:
-      close = difflib.get_close_matches(key, sorted(known), n=1)
-      hint = f' Did you mean {close[0]!r}?' if close else ''
-      raise ConfigurationError(f'{name} got an unknown option {key!r}.{hint}')
-
-
-def _check_positive(name: str, value, allow_zero: bool = False) -> None:
-  low = 0 if allow_zero else 1
-  if isinstance(value, bool) or not isinstance(value, int) or value < low:
-    raise ConfigurationError(
-        f'{name} must be an integer >= {low}, got {value!r}.')

@@ -11,7 +11,7 @@ from typing import Any, Callable, Optional
 from ..exceptions import ConfigurationError, MissingDependencyError
 from .._core.naming import publish
 from .._core.types import PredictionResult
-from .http_handler import HttpModelHandler, to_json
+from .http_handler import HttpModelHandler, expect_list, to_json
 from .remote_errors import retry_on_transient
 
 __all__ = ['VertexAIModelHandlerJSON']
@@ -54,7 +54,7 @@ class VertexAIModelHandlerJSON(HttpModelHandler):
       **kwargs: ``HttpModelHandler`` options and batching options.
     """
     if private and network is None:
-      raise ValueError(
+      raise ConfigurationError(
           'A VPC network must be provided to use a private endpoint.')
     if private and endpoint_url is None:
       raise ConfigurationError(
@@ -107,7 +107,7 @@ class VertexAIModelHandlerJSON(HttpModelHandler):
 
   def decode(self, answer, batch):
     model_id = answer.get('deployedModelId') or answer.get('model_name')
-    predictions = list(answer['predictions'])
+    predictions = expect_list(answer['predictions'], '"predictions"')
     if len(predictions) != len(batch):
       return predictions  # RemoteModelHandler reports the count mismatch
     return [PredictionResult(x, y, model_id)
