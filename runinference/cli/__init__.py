@@ -61,9 +61,12 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Optional[Sequence[str]] = None) -> int:
   """The ``runinference`` console script; returns the exit status."""
   args, rest = _parser().parse_known_args(argv)
-  setup_logging(args.log_level)
-  module = importlib.import_module(COMMANDS[args.command], __name__)
-  return module.command(args, rest)
+  restore = setup_logging(args.log_level)
+  try:
+    module = importlib.import_module(COMMANDS[args.command], __name__)
+    return module.command(args, rest)
+  finally:
+    restore()
 
 
 __all__ = ['main']

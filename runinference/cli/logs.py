@@ -97,8 +97,10 @@ class _StderrHandler(logging.StreamHandler):
 _HANDLER: list = []
 
 
-def setup_logging(level: str = DEFAULT_LEVEL) -> None:
-  """Configures the root logger for a ``runinference`` command."""
+def setup_logging(level: str = DEFAULT_LEVEL):
+  """Configures the root logger for a ``runinference`` command; returns a
+  function that puts the previous configuration back (for callers of
+  ``main`` in a process that goes on, e.g. tests)."""
   level = level.lower()
   if level not in LEVELS:
     from ..exceptions import CliError
@@ -108,6 +110,8 @@ def setup_logging(level: str = DEFAULT_LEVEL) -> None:
     for key, value in _QUIET_ENV.items():
       os.environ.setdefault(key, value)
   root = logging.getLogger()
+  saved_handlers, saved_level = list(root.handlers), root.level
+  saved = {name: logging.getLogger(name).level for name in _THIRD_PARTY}
   for old in list(root.handlers):  # the basicConfig an import's warning made
     if type(old) is logging.StreamHandler:  # pylint: disable=unidiomatic-typecheck
       root.removeHandler(old)
@@ -125,3 +129,13 @@ def setup_logging(level: str = DEFAULT_LEVEL) -> None:
   third_party = numeric if level == 'debug' else max(numeric, logging.WARNING)
   for name in _THIRD_PARTY:
     logging.getLogger(name).setLevel(third_party)
+
+  def restore() -> None:
+    for handler in list(root.handlers):
+      root.removeHandler(handler)
+    for handler in saved_handlers:
+      root.addHandler(handler)
+    root.setLevel(saved_level)
+    for name, value in saved.items():
+      logging.getLogger(name).setLevel(value)
+  return restore
