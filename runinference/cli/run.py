@@ -48,6 +48,19 @@ def add_parser(sub, parents) -> None:
                    'longer than this')
 
 
+def _since_process_start() -> str:
+  """'N.NNs after the process started, ' where /proc tells (Linux)."""
+  try:
+    with open('/proc/self/stat') as f:
+      ticks = int(f.read().rsplit(')', 1)[1].split()[19])
+    with open('/proc/uptime') as f:
+      uptime = float(f.read().split()[0])
+    return f'{uptime - ticks / os.sysconf("SC_CLK_TCK"):.2f}s after the ' \
+        'process started, '
+  except (OSError, ValueError, IndexError):
+    return ''
+
+
 def add_jinja_argument(parser) -> None:
   parser.add_argument(
       '--jinja_variables', '--jinja-variables', default=None,
@@ -280,8 +293,8 @@ def run_file(path: str, *, jinja_variables: Optional[dict] = None,
         raise CliError(f'--metrics-port {metrics_port}: cannot serve on '
                        f'{metrics_host}:{metrics_port}: {e.strerror or e}') from e
       print(f'metrics: {server.url}', file=sys.stderr, flush=True)
-    _LOG.debug('pipeline starts %.2fs after the command began',
-               time.monotonic() - started)
+    _LOG.debug('pipeline starts %s%.2fs after run_file began',
+               _since_process_start(), time.monotonic() - started)
     try:
       result, seconds = _run_with_progress(pipeline, quiet, timeout, recorder)
     except BaseException as e:
