@@ -10,7 +10,7 @@ from ._handlers.openai_compat import (OpenAIChatModelHandler,
                                       OpenAICompletionsModelHandler,
                                       OpenAIEmbeddingsModelHandler)
 from ._handlers.remote import RateLimitedBatchError, RemoteModelHandler
-from ._handlers.remote_errors import (BisectionBudgetSpent,
+from ._handlers.remote_errors import (AnswerFormatError, BisectionBudgetSpent,
                                       RemoteConnectionError,
                                       RemoteProtocolError,
                                       RemoteRedirectError,
@@ -23,10 +23,12 @@ from .exceptions import BatchFailedError, RateLimitExceeded
 
 label(__name__, HttpModelHandler, RateLimitedBatchError, RemoteConnectionError,
       RemoteRequestError, RemoteServerError, RemoteTimeoutError, is_transient,
-      retry_on_transient, BisectionBudgetSpent, RemoteProtocolError,
-      RemoteRedirectError, RemoteRequestRejected, RemoteResultCountError)
+      retry_on_transient, AnswerFormatError, BisectionBudgetSpent,
+      RemoteProtocolError, RemoteRedirectError, RemoteRequestRejected,
+      RemoteResultCountError)
 
 __all__ = [
+    'AnswerFormatError',
     'BatchFailedError',
     'BisectionBudgetSpent',
     'HttpModelHandler',
