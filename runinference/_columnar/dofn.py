@@ -13,7 +13,7 @@ from .._core.failures import FAILED_INFERENCES
 from .._core.overlap import CallThread
 from .frames import chunk_ops
 from .scorer import ColumnarScorer
-from .sizing import CallSizer
+from .._core.call_sizing import CallSizer
 
 AUTO = 'auto'
 

@@ -129,7 +129,9 @@ class HuggingFacePipelineModelHandler(ModelHandler):
       load_pipeline_args: keyword arguments of ``transformers.pipeline``.
       max_tokens_per_batch: with the default ``inference_fn`` on text, a
         batch runs shortest first in sub-batches of at most this many padded
-        tokens (rows x longest); default 512 on the CPU, 65536 on a GPU.
+        tokens (rows x longest). Default None: learned from the calls'
+        times (enough tokens that a call's fixed cost is ~5% of it),
+        starting at 512 on the CPU, 65536 on a GPU.
       kwargs: batching and sharing options of ``ModelHandler``, ``env_vars``.
     """
     super().__init__(**kwargs)
@@ -155,7 +157,7 @@ class HuggingFacePipelineModelHandler(ModelHandler):
           f'inference_fn must be callable, got {inference_fn!r}.')
     self._inference_fn = inference_fn
     self._framework = 'pt'
-    self._max_tokens_per_batch = sub_batches.check_budget(max_tokens_per_batch)
+    self._budget = sub_batches.TokenBudget(max_tokens_per_batch)
 
   def load_model(self):
     transformers = require('transformers', 'HuggingFacePipelineModelHandler')
@@ -186,7 +188,7 @@ class HuggingFacePipelineModelHandler(ModelHandler):
           f'for model {self._model!r}: {e}. For a Hub id the workers need '
           'network access or a cache that has it (HF_HOME).') from e
     if self.share_model_across_processes():
-      return SharedPipeline(pipeline, self._max_tokens_per_batch)
+      return SharedPipeline(pipeline, self._budget)
     return pipeline
 
   def run_inference(self, batch, pipeline, inference_args=None):
@@ -206,8 +208,7 @@ class HuggingFacePipelineModelHandler(ModelHandler):
           all(isinstance(x, str) for x in batch)):
         predictions = (
             pipeline.run_text_batch(list(batch), args) if shared else
-            run_text_batch(pipeline, list(batch), args,
-                           self._max_tokens_per_batch))
+            run_text_batch(pipeline, list(batch), args, self._budget))
     if predictions is None:
       predictions = self._inference_fn(batch, pipeline, args)
     return to_results(batch, predictions, self._model or None)
@@ -227,9 +228,9 @@ class SharedPipeline:
   """What a ``large_model=True`` handler loads: the pipeline with its
   length-aware text path, both run in the process that holds the model (a
   process-shared proxy forwards method calls, not attribute reads)."""
-  def __init__(self, pipeline: Any, max_tokens_per_batch: Optional[int]):
+  def __init__(self, pipeline: Any, budget: sub_batches.TokenBudget):
     self._pipeline = pipeline
-    self._max_tokens = max_tokens_per_batch
+    self._budget = budget
 
   def __call__(self, *args, **kwargs):
     return self._pipeline(*args, **kwargs)
@@ -238,7 +239,7 @@ class SharedPipeline:
     return getattr(self._pipeline, 'task', '') or ''
 
   def run_text_batch(self, texts: list, call_args: dict) -> Optional[list]:
-    return run_text_batch(self._pipeline, texts, call_args, self._max_tokens)
+    return run_text_batch(self._pipeline, texts, call_args, self._budget)
 
 
 publish(globals(), 'runinference.huggingface_inference')

@@ -164,7 +164,7 @@ class _HFModelHandler(ModelHandler):
   _device = 'CPU'
   _inference_fn = None
   _model_config_args: dict = {}
-  _max_tokens_per_batch: Optional[int] = None
+  _budget: sub_batches.TokenBudget
   # The default inference fn per framework ('pt', 'tf'), set by subclasses.
   _default_fns: dict = {}
 
@@ -195,7 +195,7 @@ class _HFModelHandler(ModelHandler):
           f'inference_fn must be callable, got {inference_fn!r}.')
     self._inference_fn = inference_fn
     self._model_config_args = dict(load_model_args or {})
-    self._max_tokens_per_batch = sub_batches.check_budget(max_tokens_per_batch)
+    self._budget = sub_batches.TokenBudget(max_tokens_per_batch)
 
   def load_model(self):
     model = load_pretrained(
@@ -226,10 +226,7 @@ class _HFModelHandler(ModelHandler):
     if lengths is None:
       return run(batch)
     device = getattr(getattr(model, 'device', None), 'type', 'cpu')
-    budget = sub_batches.budget_for(self._max_tokens_per_batch,
-                                    on_gpu=device != 'cpu')
-    groups = sub_batches.plan(lengths, budget)
-    return sub_batches.run_planned(batch, groups, run)
+    return self._budget.run(batch, lengths, device != 'cpu', run)
 
   def __repr__(self):
     return (f'{type(self).__name__}(model_uri={self._model_uri!r}, '
@@ -271,8 +268,9 @@ class HuggingFaceModelHandlerKeyedTensor(_HFModelHandler):
       inference_fn: ``fn(batch, model, device, inference_args, model_id)``.
       load_model_args: keyword arguments of ``from_pretrained``.
       max_tokens_per_batch: most padded tokens (rows x longest) per model
-        call; default 512 on the CPU, 65536 on a GPU. Applies to the
-        default inference fn.
+        call. Default None: learned from the calls' times (enough tokens
+        that a call's fixed cost is ~5% of it), starting at 512 on the CPU,
+        65536 on a GPU. Applies to the default inference fn.
       kwargs: batching and sharing options of ``ModelHandler``, ``env_vars``.
     """
     if framework not in ('pt', 'tf'):

@@ -82,29 +82,26 @@ def _trim(output: Any, n: int) -> Any:
 
 
 def run_text_batch(pipeline: Any, texts: Sequence[str], call_args: dict,
-                   max_tokens_per_batch: Optional[int]) -> Optional[list]:
-  """The pipeline's outputs for ``texts`` (strings), length-aware; None if
-  this pipeline cannot be run that way (then call it as it is)."""
+                   budget: sub_batches.TokenBudget) -> Optional[list]:
+  """The pipeline's outputs for ``texts`` (strings), length-aware under
+  ``budget``; None if this pipeline cannot be run that way (then call it as
+  it is)."""
   params = _call_params(pipeline, {
       k: v for k, v in call_args.items() if k != 'batch_size'})
   if params is None:
     return None
   tokenize, forward, post = params
-  if len(texts) == 1:
-    lengths, groups = None, [[0]]
-  else:
-    lengths = token_lengths(pipeline.tokenizer, texts, tokenize)
-    device = getattr(getattr(pipeline, 'device', None), 'type', 'cpu')
-    groups = sub_batches.plan(lengths, sub_batches.budget_for(
-        max_tokens_per_batch, on_gpu=device != 'cpu'))
-  if _is_feature_extraction(pipeline, forward, post):
+  fast = _is_feature_extraction(pipeline, forward, post)
+  if fast:
     as_tensors = bool(post.get('return_tensors'))
-    return sub_batches.run_planned(
-        texts, groups,
-        lambda sub: _feature_extraction(pipeline, sub, tokenize, as_tensors))
-  outputs = sub_batches.run_planned(
-      texts, groups,
-      lambda sub: pipeline(sub, **{**call_args, 'batch_size': len(sub)}))
-  if lengths and type(pipeline).__name__ == 'FeatureExtractionPipeline':
+    run = lambda sub: _feature_extraction(pipeline, sub, tokenize, as_tensors)
+  else:
+    run = lambda sub: pipeline(sub, **{**call_args, 'batch_size': len(sub)})
+  if len(texts) == 1:
+    return sub_batches.run_planned(list(texts), [[0]], run)
+  lengths = token_lengths(pipeline.tokenizer, texts, tokenize)
+  device = getattr(getattr(pipeline, 'device', None), 'type', 'cpu')
+  outputs = budget.run(list(texts), lengths, device != 'cpu', run)
+  if not fast and type(pipeline).__name__ == 'FeatureExtractionPipeline':
     outputs = [_trim(o, n) for o, n in zip(outputs, lengths)]
   return outputs

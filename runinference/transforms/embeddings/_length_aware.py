@@ -60,15 +60,6 @@ def _flattens(model: Any) -> bool:
 CPU_TOKENS_PER_CALL = 1024
 
 
-def _budget(model: Any, max_tokens: Optional[int]) -> int:
-  if max_tokens is not None:
-    return max_tokens
-  device = getattr(getattr(model, 'device', None), 'type', 'cpu')
-  if device == 'cpu':
-    return CPU_TOKENS_PER_CALL
-  return sub_batches.budget_for(None, on_gpu=True)
-
-
 def _in_order(parts: list, groups: list[list[int]], n: int) -> Any:
   """The sub-batches' outputs as one output in input order: an array or
   tensor like ``encode``'s when every part is one, else a list."""
@@ -95,8 +86,9 @@ def _in_order(parts: list, groups: list[list[int]], n: int) -> Any:
 
 
 def encode(model: Any, texts: Sequence[Any], encode_args: dict,
-           max_tokens: Optional[int] = None) -> Any:
-  """``model.encode(texts, **encode_args)``, run length-aware when the texts
+           budget: Optional[sub_batches.TokenBudget] = None) -> Any:
+  """``model.encode(texts, **encode_args)``, run length-aware under
+  ``budget`` (default: learned, from 1024 tokens on the CPU) when the texts
   are strings and ``encode_args`` leave the grouping to us."""
   texts = list(texts)
   if (len(texts) < 2 or _as_is(encode_args) or _flattens(model) or
@@ -105,9 +97,14 @@ def encode(model: Any, texts: Sequence[Any], encode_args: dict,
   lengths = _token_lengths(model, texts)
   if lengths is None:
     return model.encode(texts, **encode_args)
-  groups = sub_batches.plan(lengths, _budget(model, max_tokens))
-  if len(groups) == 1:
-    return model.encode(texts, batch_size=len(texts), **encode_args)
-  parts = [model.encode([texts[i] for i in g], batch_size=len(g),
-                        **encode_args) for g in groups]
+  if budget is None:
+    budget = sub_batches.TokenBudget(start={'CPU': CPU_TOKENS_PER_CALL})
+  device = getattr(getattr(model, 'device', None), 'type', 'cpu')
+  on_gpu = device != 'cpu'
+  groups = budget.groups(lengths, on_gpu)
+  parts = [
+      budget.call(g, lengths, on_gpu, lambda g=g: model.encode(
+          [texts[i] for i in g], batch_size=len(g), **encode_args))
+      for g in groups
+  ]
   return _in_order(parts, groups, len(texts))

@@ -60,7 +60,9 @@ class _SentenceTransformerModelHandler(ModelHandler):
     self._model_class = model_class
     self._load_model_args = load_model_args or {}
     self._max_seq_length = max_seq_length
-    self._max_tokens = sub_batches.check_budget(max_tokens_per_batch)
+    self._budget = sub_batches.TokenBudget(
+        max_tokens_per_batch,
+        start={'CPU': _length_aware.CPU_TOKENS_PER_CALL})
 
   def load_model(self):
     cls = self._model_class or _sentence_transformer_class()
@@ -72,7 +74,7 @@ class _SentenceTransformerModelHandler(ModelHandler):
   def run_inference(self, batch: Sequence[Any], model: Any,
                     inference_args: Optional[dict[str, Any]] = None):
     return _length_aware.encode(
-        model, batch, dict(inference_args or {}), self._max_tokens)
+        model, batch, dict(inference_args or {}), self._budget)
 
   def get_metrics_namespace(self) -> str:
     return 'BeamML_SentenceTransformerEmbeddings'
@@ -93,9 +95,11 @@ class SentenceTransformerEmbeddings(EmbeddingsManager):
     max_seq_length: truncate inputs to this many tokens.
     image_model: the model embeds images (PIL) instead of text.
     max_tokens_per_batch: most padded tokens (rows x longest) in one model
-      call; each batch of texts runs shortest first in such sub-batches
-      (default: 1024 on the CPU, 65536 on a GPU). Passing ``batch_size`` in
-      ``inference_args`` runs ``encode`` on the whole batch instead.
+      call; each batch of texts runs shortest first in such sub-batches.
+      Default None: learned from the calls' times (enough tokens that a
+      call's fixed cost is ~5% of it), starting at 1024 on the CPU, 65536
+      on a GPU. Passing ``batch_size`` in ``inference_args`` runs ``encode``
+      on the whole batch instead.
     min_batch_size, max_batch_size, large_model, load_model_args,
     inference_args: as for every ``EmbeddingsManager``.
   """

@@ -1,33 +1,37 @@
-"""How many rows one model call of the columnar path gets (``rows_per_call=
-'auto'``): from measured call times, enough rows that the call's fixed cost
-(Python dispatch, thread hand-off, a tree ensemble's set-up, an OpenMP
-fork/join) is a small share of it. Knows nothing of Beam or chunk types."""
+"""How much work one model call gets, from measured call times: enough that
+the call's fixed cost (Python dispatch, thread hand-off, a tree ensemble's
+set-up, an OpenMP fork/join, a transformer's layer launches) is a small
+share of it. Rows per call for the columnar path (``rows_per_call='auto'``),
+padded tokens per call for length-aware text. Knows nothing of Beam."""
 from __future__ import annotations
 
 import collections
-from .._core.batching import fit_line
 from ..exceptions import ConfigurationError
+from .batching import fit_line
 
 
 class CallSizer:
-  """Rows per model call, learned from ``(rows, seconds)`` of past calls.
+  """Units (rows, tokens) per model call, learned from ``(units, seconds)``
+  of past calls.
 
-  Calls start at one chunk; until calls of two sizes are known each call
-  doubles (to tell the fixed part of a call from the per-row part). Then a
-  least-squares line ``seconds = fixed + per_row * rows`` over the recent
-  calls gives the rows at which ``fixed`` is ``fixed_share`` of a call,
-  approached by at most 8x a step and kept within ``[1, max_rows]``.
+  Calls start at ``start`` units; until calls of two sizes are known each
+  call doubles (to tell the fixed part of a call from the per-unit part).
+  Then a least-squares line ``seconds = fixed + per_unit * units`` over the
+  recent calls gives the size at which ``fixed`` is ``fixed_share`` of a
+  call, approached by at most 8x a step and kept within ``[min_rows, max_rows]``.
   """
   _HISTORY = 16
   _MAX_GROWTH = 8.0
 
-  def __init__(self, fixed_share: float = 0.05, max_rows: int = 1 << 18):
+  def __init__(self, fixed_share: float = 0.05, max_rows: int = 1 << 18,
+               start: int = 1, min_rows: int = 1):
     if not 0 < fixed_share < 1:
       raise ConfigurationError(
           f'fixed_share must be in (0, 1), got {fixed_share}.')
     self._share = fixed_share
     self._max = max_rows
-    self.rows = 1  # the first call: whatever one chunk holds
+    self._min = min_rows
+    self.rows = start  # columnar: 1, i.e. whatever one chunk holds
     self._seen: collections.deque = collections.deque(maxlen=self._HISTORY)
 
   def observe(self, rows: int, seconds: float) -> None:
@@ -47,4 +51,4 @@ class CallSizer:
     else:
       want = fixed * (1 - self._share) / (self._share * per_row)
     want = min(want, max(self.rows, rows) * self._MAX_GROWTH)
-    self.rows = int(min(self._max, max(1, want)))
+    self.rows = int(min(self._max, max(self._min, want)))
