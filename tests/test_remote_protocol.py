@@ -86,15 +86,19 @@ def test_process_exits_after_a_never_ending_answer_is_abandoned(serve):
   request_timeout_secs, used to keep the process from exiting."""
   server = serve(lambda n, path, request: Reply(trickle=True))
   script = textwrap.dedent(f'''
-      import time
+      import apache_beam as beam
+      from runinference.base import RunInference
       from runinference.remote import KServeV1ModelHandler
       h = KServeV1ModelHandler({server.url!r}, 'm', request_timeout_secs=0.5,
                                num_retries=0, max_concurrent_requests=1)
-      start = time.monotonic()
-      try:
-        h.run_inference([[1.0]], h.load_model())
-      except Exception as e:
-        print('failed', type(e).__name__, round(time.monotonic() - start, 1))
+      with beam.Pipeline() as p:
+        _, dlq = (p | beam.Create([[1.0], [2.0]])
+                  | RunInference(h).with_exception_handling())
+        _ = dlq.failed_inferences | beam.Map(
+            lambda r: print('failed', type(r[1][0]).__name__ if
+                            isinstance(r[1][0], BaseException) else
+                            r[1][0].__name__, flush=True))
+      print('pipeline done', flush=True)
   ''')
   start = time.monotonic()
   try:
@@ -103,7 +107,8 @@ def test_process_exits_after_a_never_ending_answer_is_abandoned(serve):
   except subprocess.TimeoutExpired:
     pytest.fail('the process did not exit after the request was abandoned')
   assert done.returncode == 0, done.stderr[-2000:]
-  assert 'failed BatchFailedError' in done.stdout
+  assert done.stdout.count('failed BatchFailedError') == 2
+  assert 'pipeline done' in done.stdout
   assert time.monotonic() - start < 45
 
 
