@@ -99,9 +99,6 @@ class HttpClient:
                 headers: Optional[Mapping[str, str]] = None) -> Any:
     return self.post(path, payload, headers).body
 
-  def get(self, path: str) -> bytes:
-    return self._send('GET', path)[2]
-
   def _send(self, method: str, path: str, **kwargs) -> tuple[int, str, bytes]:
     """(status, url, body) of a 2xx answer, redirects followed if asked."""
     url = f'{self._base}{path}'

@@ -55,8 +55,6 @@ except ImportError:  # older Beam
 __all__ = ['RemoteModelHandler', 'RateLimiter', 'RateLimitExceeded',
            'RateLimitedBatchError']
 
-_LOGGER = logging.getLogger(__name__)
-
 
 @dataclasses.dataclass
 class _Part:
