@@ -15,6 +15,8 @@ from .run_report import (ErrorSample, RunContext, RunReport, StepReport,
 __all__ = ['ErrorSample', 'RunContext', 'RunReport', 'StepReport',
            'TimelinePoint', 'live', 'public_step_name']
 
-for _cls in (ErrorSample, RunContext, RunReport, StepReport, TimelinePoint):
-  _cls.__module__ = __name__
-del _cls
+from runinference._core.naming import label  # noqa: E402
+
+# Public classes report this module (their pickles and reprs too).
+label(__name__, ErrorSample, RunContext, RunReport, StepReport, TimelinePoint,
+      public_step_name)

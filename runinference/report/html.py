@@ -7,6 +7,8 @@ import datetime
 import html
 from typing import Sequence
 
+from .names import public_step_name
+
 _W = 760  # SVG user units; the page scales it to its width
 _LABEL_W = 230
 
@@ -24,7 +26,6 @@ def _num(value) -> str:
 
 
 def _step_label(step) -> str:
-  from .run_report import public_step_name
   label = public_step_name(step.step)
   return f'{label} · {step.model}' if step.model else label
 

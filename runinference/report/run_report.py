@@ -11,10 +11,11 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import re
 from typing import Any, Iterable, Optional, Sequence
 
 from runinference.exceptions import ConfigurationTypeError
+
+from .names import public_step_name
 
 _COUNTERS = ('num_inferences', 'failed_batches_counter', 'failed_inferences',
              'model_load_failures', 'model_swaps')
@@ -72,23 +73,6 @@ def _split(name: str) -> Optional[tuple[str, str, bool]]:
   return None
 
 
-_INTERNAL_PART = re.compile(r'^(ParDo|Map|FlatMap|MapTuple|FlatMapTuple)\(.*\)$'
-                            r'|^BeamML_\w+$')
-
-
-def public_step_name(step: str) -> str:
-  """A metric's step as the pipeline's author named it: Beam's internal
-  parts (``BeamML_RunInference``, ``ParDo(GlobalBatchDoFn)``) dropped, a
-  part repeated by a nested transform of the same name shown once, and the
-  inner ``RunInference`` of a named step (``Score/RunInference``) dropped."""
-  parts = [p for p in step.split('/') if p and not _INTERNAL_PART.match(p)]
-  out: list[str] = []
-  for part in parts:
-    if not out or out[-1] != part:
-      out.append(part)
-  if len(out) > 1 and out[-1] in ('RunInference', 'RunInferenceColumnar'):
-    out.pop()
-  return '/'.join(out) or step
 
 
 @dataclasses.dataclass(frozen=True)

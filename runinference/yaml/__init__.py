@@ -22,7 +22,10 @@ with ``runinference run FILE.yaml``::
 
 See docs/yaml.md for every option and handler.
 """
+from runinference._core.naming import label
+
 from .callables import UserFunction
+from .check import YamlFileError
 from .errors import YamlConfigError
 from .handlers import known_handler_types
 from .provider import TRANSFORMS, provider_spec, providers
@@ -42,7 +45,11 @@ def __getattr__(name):
 
 __all__ = [
     'MLTransform', 'ReadFromDuckDB', 'RunInference', 'RunInferenceColumnar',
-    'TRANSFORMS', 'UserFunction',
+    'TRANSFORMS', 'UserFunction', 'YamlFileError',
     'WriteToDuckDB', 'YamlConfigError', 'known_handler_types', 'provider_spec',
     'providers'
 ]
+
+# Public classes report this module (their pickles and reprs too).
+label(__name__, MLTransform, RunInference, UserFunction, YamlConfigError,
+      YamlFileError)

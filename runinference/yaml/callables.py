@@ -93,8 +93,6 @@ class UserFunction:
     return UserFunction, (self.kind, self.source)
 
 
-UserFunction.__module__ = 'runinference.yaml'
-
 
 def _is_qualified_name(text: str) -> bool:
   parts = text.split('.')

@@ -30,8 +30,6 @@ class YamlFileError(ConfigurationError):
     super().__init__(f'{where}: {path}: {message}')
 
 
-YamlFileError.__module__ = 'runinference.yaml'
-
 
 def _strip(node):
   if isinstance(node, dict):

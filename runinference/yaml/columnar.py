@@ -24,6 +24,7 @@ from typing import Any, Optional, Sequence
 
 import apache_beam as beam
 
+from runinference._core.naming import label
 from runinference.report import live as live_metrics
 
 from .errors import YamlConfigError, expect_mapping, reject_unknown
@@ -228,4 +229,4 @@ def _python_type(arrow_type) -> type:
   return Any
 
 
-RunInferenceColumnar.__module__ = 'runinference.yaml'
+label('runinference.yaml', RunInferenceColumnar)  # its public home

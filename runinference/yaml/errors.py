@@ -33,8 +33,6 @@ class YamlConfigError(ConfigurationError):
     return YamlConfigError([*prefix, *self.path], self.detail)
 
 
-YamlConfigError.__module__ = 'runinference.yaml'
-
 
 def expect_mapping(value, path: Sequence[PathPart], what: str) -> dict:
   if not isinstance(value, dict):

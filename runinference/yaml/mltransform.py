@@ -150,5 +150,3 @@ class MLTransform(beam.PTransform):
                                        ('msg', str), ('stack', str)]))
     return {'good': good, self._errors: errors}
 
-
-MLTransform.__module__ = 'runinference.yaml'

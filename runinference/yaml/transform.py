@@ -264,5 +264,3 @@ class RunInference(beam.PTransform):
                                            ('msg', str), ('stack', str)]))
     return {'good': main, self._errors['output']: errors}
 
-
-RunInference.__module__ = 'runinference.yaml'
