@@ -26,6 +26,17 @@ Runner: the DirectRunner's in-process FnApiRunner (as ``bench_sklearn.py``).
 
     .venv/bin/python benchmarks/bench_model_manager.py                 # 640 elements, batch 64
     .venv/bin/python benchmarks/bench_model_manager.py --repeat 2
+
+``--many-keys`` runs instead the scenario of issue 18 (item 6): ``--keys``
+(200) keys, each its own copy of a pickled scikit-learn
+``KNeighborsRegressor`` holding ``--model-mb`` (20) MiB, through a
+multi-model ``KeyedModelHandler`` with ``use_model_manager=True`` and a
+``--budget-mb`` (70) MiB budget, each key seen twice, in a fresh process;
+and the same with ``max_models_per_worker_hint=3`` (no manager). Reported:
+peak RSS above the RSS before the pipeline (``VmHWM`` reset first), which
+should stay within the budget plus one model.
+
+    .venv/bin/python benchmarks/bench_model_manager.py --many-keys --out /tmp/mm.json
 """
 from __future__ import annotations
 
@@ -158,6 +169,66 @@ def run_variant(variant: str, n: int, rows: int, batch: int, folder: Path) -> di
   return out
 
 
+def run_many_keys(variant: str, keys: int, model_mb: float, budget_mb: float,
+                  folder: Path) -> dict:
+  """One run of the many-keys scenario in this process."""
+  import pickle
+  import numpy as np
+  import apache_beam as beam
+  from sklearn.neighbors import KNeighborsRegressor
+  sys.path.insert(0, str(REPO))
+  from runinference.base import KeyedModelHandler, KeyModelMapping, RunInference
+  from runinference.sklearn_inference import SklearnModelHandlerNumpy
+
+  path = folder / f"knn{model_mb:g}.pkl"
+  if not path.exists():
+    x = np.random.RandomState(0).rand(int(model_mb * 2**20 / 8 / 16), 16)
+    path.write_bytes(pickle.dumps(
+        KNeighborsRegressor(n_neighbors=1, algorithm="brute").fit(x, x[:, 0])))
+  mappings = [KeyModelMapping([f"k{i}"], SklearnModelHandlerNumpy(str(path)))
+              for i in range(keys)]
+  if variant == "manager":
+    step = RunInference(KeyedModelHandler(mappings), use_model_manager=True,
+                        model_manager_args={"memory_budget_bytes": int(budget_mb * 2**20)})
+  else:
+    step = RunInference(KeyedModelHandler(mappings, max_models_per_worker_hint=3))
+  with open("/proc/self/clear_refs", "w") as f:
+    f.write("5")  # VmHWM := VmRSS
+  rss_before = _status_mb("VmRSS")
+  t0 = time.perf_counter()
+  with beam.Pipeline() as p:
+    _ = (p | beam.Create(list(range(keys * 2)))
+         | beam.Map(lambda i: (f"k{i % keys}", np.full(16, 0.5)))
+         | step)
+  return {"variant": variant, "keys": keys, "model_mb": model_mb,
+          "budget_mb": budget_mb if variant == "manager" else None,
+          "seconds": time.perf_counter() - t0, "rss_before_mb": rss_before,
+          "peak_above_before_mb": _status_mb("VmHWM") - rss_before}
+
+
+def many_keys(args) -> int:
+  import subprocess
+  results = []
+  with tempfile.TemporaryDirectory(prefix="ri_bench_mm_keys_") as tmp:
+    for variant in ("manager", "hint3"):
+      out = subprocess.run(
+          [sys.executable, __file__, "--_many_keys_child", variant, "--keys", str(args.keys),
+           "--model-mb", str(args.model_mb), "--budget-mb", str(args.budget_mb),
+           "--_folder", tmp], capture_output=True, text=True, check=True)
+      results.append(json.loads(out.stdout.strip().splitlines()[-1]))
+  for r in results:
+    print(f"  {r['variant']:<8} {r['keys']} keys x {r['model_mb']:g} MiB, budget "
+          f"{r['budget_mb'] or '-'} MiB: peak {r['peak_above_before_mb']:.0f} MiB above "
+          f"start, {r['seconds']:.1f} s")
+  Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+  Path(args.out).write_text(json.dumps(
+      {"benchmark": "bench_model_manager --many-keys",
+       "when": time.strftime("%Y-%m-%d %H:%M:%S"),
+       "machine": {"cpus": os.cpu_count(), "loadavg": os.getloadavg()},
+       "results": results}, indent=1) + "\n")
+  return 0
+
+
 def main(argv=None) -> int:
   ap = argparse.ArgumentParser(description="model manager vs max_models_per_worker_hint")
   ap.add_argument("--n", type=int, default=640, help="elements (default 640)")
@@ -169,10 +240,24 @@ def main(argv=None) -> int:
   ap.add_argument("--repeat", type=int, default=1, help="runs per variant; best is kept")
   ap.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS))
   ap.add_argument("--out", default=str(RESULTS / "bench_model_manager.json"))
+  ap.add_argument("--many-keys", action="store_true",
+                  help="the issue-18 scenario: many keys, small models, a tight budget")
+  ap.add_argument("--keys", type=int, default=200)
+  ap.add_argument("--model-mb", type=float, default=20)
+  ap.add_argument("--budget-mb", type=float, default=70)
+  ap.add_argument("--_many_keys_child", help=argparse.SUPPRESS)
   ap.add_argument("--_child", help=argparse.SUPPRESS)
   ap.add_argument("--_folder", help=argparse.SUPPRESS)
   args = ap.parse_args(argv)
 
+  if args._many_keys_child:
+    print(json.dumps(run_many_keys(args._many_keys_child, args.keys, args.model_mb,
+                                   args.budget_mb, Path(args._folder))))
+    return 0
+  if args.many_keys:
+    if args.out == str(RESULTS / "bench_model_manager.json"):
+      args.out = str(RESULTS / "bench_model_manager_keys.json")
+    return many_keys(args)
   if args._child:
     import torch
     torch.set_num_threads(args.threads)

@@ -48,12 +48,12 @@ class KeyedModelHandler(Generic[KeyT, ExampleT, PredictionT, ModelT],
   """
   def __new__(cls, *args, **kwargs):
     if cls is KeyedModelHandler:
+      # The form that takes this argument: each form says so itself
+      # (``_takes``), so this module needs no import of keyed_multi's.
       unkeyed = args[0] if args else kwargs.get('unkeyed')
-      if isinstance(unkeyed, list):
-        from .keyed_multi import MultiModelKeyedHandler
-        cls = MultiModelKeyedHandler
-      else:
-        cls = SingleModelKeyedHandler
+      forms = [c for c in KeyedModelHandler.__subclasses__()
+               if c.__dict__.get('_takes') and c._takes(unkeyed)]
+      cls = forms[0] if forms else SingleModelKeyedHandler
     return super().__new__(cls)
 
   def run_inference(self, batch, model, inference_args=None):
@@ -106,6 +106,10 @@ class _UnkeyedDelegate:
 
 class SingleModelKeyedHandler(_UnkeyedDelegate, KeyedModelHandler):
   """``KeyedModelHandler`` over one unkeyed handler."""
+  @staticmethod
+  def _takes(unkeyed) -> bool:
+    return not isinstance(unkeyed, list)
+
   def __init__(self, unkeyed: ModelHandler, max_models_per_worker_hint=None):
     if not isinstance(unkeyed, ModelHandler) and not hasattr(
         unkeyed, 'run_inference'):

@@ -15,7 +15,7 @@ from ..exceptions import (ConfigurationError, ConfigurationTypeError,
 from .contract import ModelHandler
 from .keyed import KeyedModelHandler, KeyModelMapping, check_count, split_keys
 from .metrics import MetricsCollector
-from .model_holder import KeyedModelManager
+from .keyed_models import KeyedModelManager
 from .types import KeyModelPathMapping
 
 _LOGGER = logging.getLogger(__name__)
@@ -23,6 +23,10 @@ _LOGGER = logging.getLogger(__name__)
 
 class MultiModelKeyedHandler(KeyedModelHandler):
   """``KeyedModelHandler`` over a list of ``KeyModelMapping``."""
+  @staticmethod
+  def _takes(unkeyed) -> bool:
+    return isinstance(unkeyed, list)
+
   def __init__(
       self,
       unkeyed: list[KeyModelMapping],
