@@ -298,3 +298,18 @@ def test_dofns_set_up_once_per_worker_and_torn_down(dask_address, tmp_path):
   assert 1 <= len(setups) <= 2
   assert teardowns == setups
   assert sum(fx.read_outputs(str(tmp_path / 'out'))['n'].values()) == 1000
+
+
+@pytest.mark.parametrize('items, options, want', [
+    (16, {'min_partitions': 4}, {'npartitions': 4}),   # a few items fan out
+    (3, {'min_partitions': 4}, {'npartitions': 3}),    # never more than items
+    (100_000, {'min_partitions': 4}, {'partition_size': 128}),
+    (16, {'min_partitions': 4, 'npartitions': 1}, {'npartitions': 1}),
+    (16, {'min_partitions': 4, 'partition_size': 8}, {'partition_size': 8}),
+])
+def test_a_create_spreads_over_every_worker_unless_told(items, options, want):
+  """Create(range(16)) | FlatMap(make rows): 16 items in one partition
+  would be one worker's work; without --dask_npartitions/partition_size
+  the runner asks for 2 partitions per worker thread."""
+  from runinference.runners import _dask_ops
+  assert _dask_ops._partition_kwargs(options, items) == want

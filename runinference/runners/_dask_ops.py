@@ -36,6 +36,9 @@ from apache_beam.utils.windowed_value import WindowedValue
 from ..exceptions import UnsupportedOnDaskError  # noqa: F401  (re-exported)
 
 DEFAULT_PARTITION_SIZE = 128
+#: bag_kwargs key (set by the runner): the fewest partitions a Create makes
+#: without --dask_npartitions/--dask_partition_size (2 per worker thread).
+MIN_PARTITIONS = 'min_partitions'
 
 
 def _in_global_window(value) -> WindowedValue:
@@ -219,10 +222,14 @@ def _partition_kwargs(bag_kwargs: dict, n_items: int) -> dict:
     return {'npartitions': npartitions}
   if partition_size:
     return {'partition_size': partition_size}
-  return {
-      'partition_size': max(DEFAULT_PARTITION_SIZE,
-                            math.ceil(math.sqrt(max(n_items, 1)) / 10))
-  }
+  size = max(DEFAULT_PARTITION_SIZE, math.ceil(math.sqrt(max(n_items, 1)) / 10))
+  # Every worker thread gets partitions even when a few items fan out into
+  # many (Create(range(16)) | FlatMap(make rows)): one partition would be
+  # one worker's work.
+  spread = min(n_items, bag_kwargs.get(MIN_PARTITIONS, 1))
+  if math.ceil(n_items / size) < spread:
+    return {'npartitions': spread}
+  return {'partition_size': size}
 
 
 class CreateOp(Op):

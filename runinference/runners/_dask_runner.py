@@ -105,6 +105,8 @@ class DaskRunner(beam_dask.DaskRunner):
     bag_kwargs = beam_dask.DaskOptions._extract_bag_kwargs(dask_options)
     client = ddist.Client(**dask_options)
     try:
+      bag_kwargs[_dask_ops.MIN_PARTITIONS] = 2 * max(
+          sum(client.nthreads().values()), 1)
       pipeline.replace_all(dask_overrides())
       graph = t.cast(_BagGraph, self.to_dask_bag_visitor(bag_kwargs))
       pipeline.visit(graph)
