@@ -313,3 +313,71 @@ def test_a_create_spreads_over_every_worker_unless_told(items, options, want):
   the runner asks for 2 partitions per worker thread."""
   from runinference.runners import _dask_ops
   assert _dask_ops._partition_kwargs(options, items) == want
+
+
+def _combines(p, directory):
+  """Combines the Dask runner lifts (and one it must not: a side input)."""
+  from apache_beam.transforms import window
+  rows = (p | beam.Create([(i % 7, i) for i in range(2000)])
+          | 'Stamp' >> beam.Map(lambda kv: window.TimestampedValue(kv, kv[1])))
+  sink = lambda name: beam.ParDo(fx.Sink(directory, name))  # noqa: E731
+  _ = (rows | 'Count' >> beam.combiners.Count.Globally()
+       | 'CountSink' >> sink('count'))
+  _ = (rows | 'Fixed' >> beam.WindowInto(window.FixedWindows(500))
+       | 'SumPerKey' >> beam.CombinePerKey(sum)
+       | 'WithWindow' >> beam.Map(
+           lambda kv, w=beam.DoFn.WindowParam, ts=beam.DoFn.TimestampParam:
+           f'{kv[0]}:{kv[1]}:{int(w.start)}:{ts.micros // 1000}')
+       | 'SumSink' >> sink('sum'))
+  _ = (rows | 'Mean' >> beam.combiners.Mean.PerKey()
+       | 'MeanText' >> beam.MapTuple(lambda k, v: f'{k}:{v}')
+       | 'MeanSink' >> sink('mean'))
+  floor = p | 'Floor' >> beam.Create([5000])
+  _ = (rows | 'Values' >> beam.Values()
+       | 'SideMax' >> beam.CombineGlobally(
+           lambda xs, k: max([k, *xs]), k=beam.pvalue.AsSingleton(floor))
+       | 'SideSink' >> sink('side'))
+
+
+def test_combines_are_lifted_and_exact_on_dask(dask_address, tmp_path):
+  """Count, a windowed sum per key, a mean per key and a combine with a side
+  input (not lifted) give the DirectRunner's results, windows and times."""
+  from runinference.runners import DaskRunner
+  outputs = {}
+  for name, runner, options in [
+      ('direct', 'DirectRunner', ['--direct_num_workers=1']),
+      ('dask', DaskRunner(), [f'--dask_client_address={dask_address}'])]:
+    directory = tmp_path / name
+    directory.mkdir()
+    with beam.Pipeline(runner=runner, options=PipelineOptions(options)) as p:
+      _combines(p, str(directory))
+    outputs[name] = fx.read_outputs(str(directory))
+  assert outputs['dask'] == outputs['direct']
+  assert outputs['dask']['count'] == collections.Counter([2000])
+  assert len(outputs['dask']['sum']) == 7 * 4  # 7 keys x 4 windows
+  assert outputs['dask']['side'] == collections.Counter([5000])
+
+
+def test_only_combines_that_lift_exactly_are_lifted():
+  from apache_beam.transforms import window
+
+  from runinference.runners import _dask_combine
+  p = beam.Pipeline()
+  rows = p | beam.Create([(1, 2)])
+  lifted = rows | 'Plain' >> beam.CombinePerKey(sum)
+  sessions = (rows | beam.WindowInto(window.Sessions(10))
+              | 'Sessions' >> beam.CombinePerKey(sum))
+  side = rows | 'Side' >> beam.CombinePerKey(
+      lambda xs, k: max([k, *xs]), k=beam.pvalue.AsSingleton(
+          p | 'One' >> beam.Create([1])))
+  del lifted, sessions, side
+  composites = {}
+
+  class Composites(beam.pipeline.PipelineVisitor):
+    def enter_composite_transform(self, node):
+      composites[node.full_label] = node
+
+  p.visit(Composites())
+  assert _dask_combine.liftable(composites['Plain'])
+  assert not _dask_combine.liftable(composites['Sessions'])  # merging
+  assert not _dask_combine.liftable(composites['Side'])  # a side input

@@ -307,7 +307,9 @@ class ParDoOp(Op):
     }
 
 
-def _key_coder(applied: AppliedPTransform) -> coders.Coder:
+def key_coder(applied: AppliedPTransform) -> coders.Coder:
+  """The deterministic coder of a keyed step's keys (same bytes in every
+  worker process)."""
   element_type = next(iter(applied.main_inputs.values())).element_type
   try:
     key_type, _ = typehints.trivial_inference.key_value_types(element_type)
@@ -334,7 +336,7 @@ class GroupByKeyOp(Op):
   """Groups by the deterministic encoding of the key (same in every worker
   process), keeping every value's window for GroupAlsoByWindow."""
   def apply(self, inputs, side_bags):
-    grouper = functools.partial(_encoded_key, _key_coder(self.applied))
+    grouper = functools.partial(_encoded_key, key_coder(self.applied))
     return self.single(inputs[0].groupby(grouper, shuffle='tasks').map(_grouped))
 
 

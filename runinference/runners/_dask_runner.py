@@ -26,7 +26,7 @@ from apache_beam.runners.runner import PipelineState
 from apache_beam.utils.interactive_utils import is_in_notebook
 
 from ..exceptions import UnsupportedOnDaskError
-from . import _dask_ops
+from . import _dask_combine, _dask_ops
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -38,9 +38,27 @@ class _BagGraph(PipelineVisitor):
   run_id: str = dataclasses.field(default_factory=lambda: uuid.uuid4().hex)
   bags: dict = dataclasses.field(default_factory=dict)
   consumed: set = dataclasses.field(default_factory=set)
+  # A composite translated whole (a lifted CombinePerKey): its parts are
+  # not visited.
+  whole: t.Optional[AppliedPTransform] = None
+
+  def enter_composite_transform(self, transform_node: AppliedPTransform):
+    if self.whole is None and _dask_combine.liftable(transform_node):
+      self.whole = transform_node
+      self._apply(transform_node, _dask_combine.CombinePerKeyOp(
+          transform_node, self.bag_kwargs, self.run_id))
+
+  def leave_composite_transform(self, transform_node: AppliedPTransform):
+    if transform_node is self.whole:
+      self.whole = None
 
   def visit_transform(self, transform_node: AppliedPTransform) -> None:
-    op = _dask_ops.translate(transform_node, self.bag_kwargs, self.run_id)
+    if self.whole is not None:
+      return
+    self._apply(transform_node, _dask_ops.translate(
+        transform_node, self.bag_kwargs, self.run_id))
+
+  def _apply(self, transform_node: AppliedPTransform, op) -> None:
     inputs = [
         self.bags[pc] for pc in transform_node.inputs
         if not isinstance(pc, pvalue.PBegin)
