@@ -67,14 +67,6 @@ def test_log_for_testing_shows_by_default_and_noise_does_not(tmp_path):
   assert quiet.returncode == 0 and '"value"' not in quiet.stderr, quiet.stderr
 
 
-# Beam logs "apitools not found" while `import apache_beam` runs; the
-# runinference package's __init__ imports Beam eagerly, before the CLI's
-# logging set-up can filter it (and costs ~1.2 s of --help's time).
-_EAGER_FACADE = pytest.mark.xfail(
-    strict=True, reason='runinference/__init__.py imports apache_beam before '
-    'the CLI runs: needs a lazy (PEP 562) facade')
-
-
 def _apitools_free(text):
   return '\n'.join(l for l in text.splitlines() if 'apitools not found' not in l)
 
@@ -88,12 +80,18 @@ def test_help_and_inspect_are_free_of_noise(tmp_path):
   assert _apitools_free(inspected.stderr) == '', inspected.stderr
 
 
-@_EAGER_FACADE
-def test_help_is_silent_and_fast():
-  import time
-  start = time.monotonic()
+def test_help_is_silent_and_imports_no_beam():
+  """--help answers without importing Apache Beam (the package's names load
+  on first use): nothing logged, and the start-up cost is Python's own
+  (measured in docs/cli.md, not timed here)."""
   helped = _cli('--help')
-  assert helped.stderr == '' and time.monotonic() - start < 1.0, helped.stderr
+  assert helped.returncode == 0 and helped.stderr == '', helped.stderr
+  code = ('import sys\nfrom runinference.cli import main\n'
+          'try:\n  main(["--help"])\nexcept SystemExit:\n  pass\n'
+          'print(sorted(m for m in sys.modules if m.startswith("apache_beam")))')
+  done = subprocess.run([sys.executable, '-c', code], capture_output=True,
+                        text=True, timeout=120, check=True)
+  assert done.stdout.strip().splitlines()[-1] == '[]', done.stdout
 
 
 def test_validate_passes_a_good_file_without_running_it(tmp_path, capsys):
