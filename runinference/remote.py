@@ -2,7 +2,7 @@
 MLServer), OpenAI-compatible embeddings/completions/chat, and the base
 classes to write another protocol on (``RemoteModelHandler``,
 ``HttpModelHandler``). See docs/remote.md."""
-from ._core.naming import label
+from ._core.naming import relabel
 from ._handlers.http_handler import HttpModelHandler
 from ._handlers.kserve import KServeV1ModelHandler, KServeV2ModelHandler
 from ._handlers.mlflow import MLflowModelHandler
@@ -21,11 +21,6 @@ from ._handlers.remote_errors import (AnswerFormatError, BisectionBudgetSpent,
                                       is_transient, retry_on_transient)
 from .exceptions import BatchFailedError, RateLimitExceeded
 
-label(__name__, HttpModelHandler, RateLimitedBatchError, RemoteConnectionError,
-      RemoteRequestError, RemoteServerError, RemoteTimeoutError, is_transient,
-      retry_on_transient, AnswerFormatError, BisectionBudgetSpent,
-      RemoteProtocolError, RemoteRedirectError, RemoteRequestRejected,
-      RemoteResultCountError)
 
 __all__ = [
     'AnswerFormatError',
@@ -52,3 +47,5 @@ __all__ = [
     'is_transient',
     'retry_on_transient',
 ]
+
+relabel(globals())

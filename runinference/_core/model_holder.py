@@ -17,7 +17,7 @@ from apache_beam.utils import multi_process_shared
 from apache_beam.utils import shared
 
 from .integrity import verify_model_file
-from .model_manager import ModelManager, manager_for
+from .model_manager import ModelManager, process_model_manager
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -161,7 +161,7 @@ class ModelHolder:
       return timed_load(handler.load_model, model_id, self._clock)
 
     if self._manager_args is not None:
-      return self._from_manager(manager_for(self._manager_args), load, version)
+      return self._from_manager(process_model_manager(self._manager_args), load, version)
     return _shared_for(self._tag).acquire(load, tag=version)
 
   def _from_manager(self, manager: ModelManager, load, version) -> LoadedModel:

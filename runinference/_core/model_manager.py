@@ -318,7 +318,7 @@ _MANAGERS: dict[tuple, ModelManager] = {}
 _MANAGERS_LOCK = threading.Lock()
 
 
-def manager_for(args: Optional[dict]) -> ModelManager:
+def process_model_manager(args: Optional[dict]) -> ModelManager:
   """The process's manager for these ``model_manager_args`` (one per set of
   arguments, shared by every step that names the same ones)."""
   key = tuple(sorted((args or {}).items(), key=lambda kv: kv[0]))

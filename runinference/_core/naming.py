@@ -24,24 +24,25 @@ def publish(namespace: dict, public_module: str, *, alias: bool = False) -> None
     sys.modules.setdefault(public_module, sys.modules[impl])
 
 
-def _private(module: str) -> bool:
-  return module.split('.')[0] == 'runinference' and any(
-      part.startswith('_') for part in module.split('.'))
+def _claimable(module: str, public: str) -> bool:
+  """A home a public module takes its names from: a private module, or one
+  of its own submodules."""
+  parts = module.split('.')
+  return parts[0] == 'runinference' and (
+      any(part.startswith('_') for part in parts) or
+      module.startswith(public + '.'))
 
 
 def relabel(namespace: dict, *extra) -> None:
   """The one relabelling loop of a public module (as httpx's ``__init__``):
   every class and function in its ``__all__`` -- and ``extra`` objects it
-  hands out under other names -- that a private module defines reports this
-  module. One re-exported by two public modules keeps the first."""
+  hands out under other names -- defined in a private module or in one of
+  its own submodules reports this module. One re-exported by two public
+  modules keeps the first; names not loaded yet (lazy) are skipped."""
   public = namespace['__name__']
-  for obj in [namespace[n] for n in namespace.get('__all__', ())] + list(extra):
+  objects = [namespace[n] for n in namespace.get('__all__', ())
+             if n in namespace]
+  for obj in objects + list(extra):
     if (isinstance(obj, (type, types.FunctionType)) and
-        _private(obj.__module__)):
+        _claimable(obj.__module__, public)):
       obj.__module__ = public
-
-
-def label(public_module: str, *objects) -> None:
-  """Gives ``objects`` (re-exported by ``public_module``) that module's name."""
-  for obj in objects:
-    obj.__module__ = public_module

@@ -17,6 +17,7 @@ from ..exceptions import (  # noqa: F401  (handler errors re-exported)
     ConfigurationError, ConfigurationRuntimeError, CorruptModelFileError,
     DeviceUnavailableError, InvalidInputError, InvalidInputTypeError,
     MissingDependencyError, ModelFileNotFoundError, ModelLoadError,
+    ModelSourceError,
     RunInferenceError)
 
 _LOGGER = logging.getLogger(__name__)
@@ -110,7 +111,7 @@ def open_model_file(path: str, what: str,
   except (IOError, OSError) as e:
     if path_exists(path) is False:
       raise missing_model_error(path, what, how_to_save) from e
-    raise IOError(f'Could not read the {what} at {path!r}: {e}') from e
+    raise ModelSourceError(f'Could not read the {what} at {path!r}: {e}') from e
   with f:
     yield f
 

@@ -7,7 +7,7 @@ is the same check on a held-out sample, for ``RunInference(...,
 model_validation=...)``: a new model from a watched pattern is swapped in only
 if it passes. See docs/evaluation.md.
 """
-from .._core.naming import label
+from .._core.naming import relabel
 from ._blocks import Block
 from ._contract import Metric, MetricCombiner
 from ._gate import ModelValidation
@@ -28,7 +28,4 @@ __all__ = [
     'write_html', 'write_json',
 ]
 
-label(__name__, Block, Bucket, ChangeThreshold, EvaluateModel, Metric,
-      MetricCombiner, ModelValidation, SliceMetrics, SliceSpec,
-      ThresholdFailure, ValidationResult, ValueThreshold, WriteEvaluation,
-      evaluate_blocks, render_html, write_duckdb, write_html, write_json)
+relabel(globals())

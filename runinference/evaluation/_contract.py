@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Hashable, Optional
 
+from ..exceptions import ConfigurationError, ConfigurationTypeError
 from ._blocks import Block
 
 
@@ -82,10 +83,12 @@ def as_metric(obj: Any) -> Metric:
     return obj
   if isinstance(obj, MetricCombiner):
     if not obj.name:
-      raise ValueError(f'{type(obj).__name__} needs a name (class attribute '
-                       '`name`).')
+      raise ConfigurationError(
+          f'{type(obj).__name__} needs a name (class attribute `name`).')
     return Metric(obj.name, obj, scalar=obj.scalar)
-  raise TypeError(obj)
+  raise ConfigurationTypeError(
+      f'a metric is a Metric or a MetricCombiner, got {type(obj).__name__}: '
+      f'{obj!r:.80}.')
 
 
 __all__ = ['Metric', 'MetricCombiner']

@@ -42,8 +42,6 @@ class DuckDBWriteResult:
   rows: int
 
 
-DuckDBWriteResult.__module__ = 'runinference.io.duckdb'
-
 
 @dataclasses.dataclass(frozen=True)
 class WriteSpec:

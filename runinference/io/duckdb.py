@@ -19,6 +19,7 @@ from typing import Optional
 
 import apache_beam as beam
 
+from runinference._core.naming import relabel
 from runinference.exceptions import ConfigurationError
 
 from ._duckdb_common import (DuckDBDatabaseNotFoundError,
@@ -157,3 +158,6 @@ class WriteToDuckDB(beam.PTransform):
             | 'GroupStaged' >> beam.GroupByKey()
             | 'Commit' >> beam.ParDo(CommitStaged(self._spec)))
 
+
+
+relabel(globals())

@@ -15,8 +15,6 @@ from .run_report import (ErrorSample, RunContext, RunReport, StepReport,
 __all__ = ['ErrorSample', 'RunContext', 'RunReport', 'StepReport',
            'TimelinePoint', 'live', 'public_step_name']
 
-from runinference._core.naming import label  # noqa: E402
+from runinference._core.naming import relabel  # noqa: E402
 
-# Public classes report this module (their pickles and reprs too).
-label(__name__, ErrorSample, RunContext, RunReport, StepReport, TimelinePoint,
-      public_step_name)
+relabel(globals())

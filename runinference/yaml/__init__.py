@@ -22,7 +22,7 @@ with ``runinference run FILE.yaml``::
 
 See docs/yaml.md for every option and handler.
 """
-from runinference._core.naming import label
+from runinference._core.naming import relabel
 
 from .callables import UserFunction
 from .check import YamlFileError
@@ -50,6 +50,4 @@ __all__ = [
     'providers'
 ]
 
-# Public classes report this module (their pickles and reprs too).
-label(__name__, MLTransform, RunInference, UserFunction, YamlConfigError,
-      YamlFileError)
+relabel(globals())
