@@ -14,6 +14,7 @@ The pipeline stops by itself when the stream ends (about 10 s).
 Run:  python examples/streaming_refresh.py [--workdir DIR] [--items N]
 """
 import argparse
+import hashlib
 import json
 import os
 import pickle
@@ -36,12 +37,18 @@ INTERVAL = 0.1  # seconds between work items
 
 def train_and_save(path: str, slope: float) -> None:
   """A "training job": fit y = slope * x and publish the file atomically
-  (write elsewhere, then rename), so a half-written file is never seen."""
+  (write elsewhere, then rename), so a half-written file is never seen.
+  A pickle runs code when loaded, so the watcher loads it only with its
+  digest beside it: the job writes ``<file>.sha256`` first
+  (docs/security.md)."""
   x = np.arange(20, dtype=float).reshape(-1, 1)
   model = LinearRegression().fit(x, slope * x.ravel())
+  data = pickle.dumps(model)
+  with open(path + '.sha256', 'w') as f:
+    f.write(f'{hashlib.sha256(data).hexdigest()}  {os.path.basename(path)}\n')
   tmp = path + '.partial'
   with open(tmp, 'wb') as f:
-    pickle.dump(model, f)
+    f.write(data)
   os.replace(tmp, path)
 
 

@@ -8,6 +8,8 @@ import hashlib
 import logging
 import time
 
+import apache_beam as beam
+import pytest
 from apache_beam.testing.util import assert_that
 
 from runinference._core.refresh import FilePatternPoller, WatchSpec
@@ -106,3 +108,21 @@ def test_watched_pickle_with_digest_is_served(models):
   result.wait_until_finish()
   assert counters(result, 'model_swaps') == 1
 
+
+
+def test_watch_model_pattern_passes_allow_pickle_on(tmp_path):
+  """RunInference(watch_model_pattern=..., allow_pickle=True) opts in as
+  WatchFilePattern(..., allow_pickle=True) does; alone it is an error."""
+  from runinference.base import RunInference
+  from runinference.exceptions import ConfigurationError
+  from runinference.sklearn_inference import SklearnModelHandlerNumpy
+  handler = SklearnModelHandlerNumpy(str(tmp_path / 'm.pkl'))
+  step = RunInference(handler, watch_model_pattern=str(tmp_path / '*.pkl'),
+                      allow_pickle=True)
+  p = beam.Pipeline()
+  step._metadata_pcoll(p)
+  [watcher] = [part.transform for part in p.transforms_stack[0].parts
+               if isinstance(part.transform, WatchFilePattern)]
+  assert watcher.allow_pickle is True
+  with pytest.raises(ConfigurationError, match='allow_pickle goes with'):
+    RunInference(handler, allow_pickle=True)

@@ -79,7 +79,10 @@ class RunInference(beam.PTransform):
       model_metadata_pcoll: a PCollection of ``ModelMetadata`` (read as a
         singleton side input) that switches the model while the pipeline runs.
       watch_model_pattern: a file glob; the newest matching file becomes the
-        model (shorthand for ``model_metadata_pcoll=WatchFilePattern(...)``).
+        model (shorthand for ``model_metadata_pcoll=WatchFilePattern(...)``;
+        ``interval``, ``stop_timestamp`` and ``allow_pickle`` -- load a
+        watched pickle without its ``.sha256`` digest, docs/security.md --
+        go to it).
       model_identifier: share one loaded model between RunInference steps
         that name the same identifier.
       refresh_sample: examples a new model (from ``model_metadata_pcoll`` or
@@ -124,11 +127,13 @@ class RunInference(beam.PTransform):
         kwargs.pop('model_manager_args', None))
     reject_unknown(
         'RunInference', kwargs,
-        ['interval', 'stop_timestamp', 'clock', 'inference_args',
+        ['interval', 'stop_timestamp', 'allow_pickle', 'clock',
+         'inference_args',
          'metrics_namespace', 'model_metadata_pcoll', 'watch_model_pattern',
          'model_identifier', 'refresh_sample', 'use_model_manager',
          'model_manager_args', 'overlap', 'model_validation'],
-        ' interval and stop_timestamp go with watch_model_pattern.')
+        ' interval, stop_timestamp and allow_pickle go with '
+        'watch_model_pattern.')
     if refresh_sample is not None and (
         isinstance(refresh_sample, (str, bytes)) or
         not hasattr(refresh_sample, '__len__') or not len(refresh_sample)):
@@ -147,6 +152,11 @@ class RunInference(beam.PTransform):
           'model_validation gates a model refresh: it needs '
           'watch_model_pattern or model_metadata_pcoll.')
     self._model_validation = check_model_validation(model_validation)
+    if 'allow_pickle' in kwargs and not watch_model_pattern:
+      raise ConfigurationError(
+          'allow_pickle goes with watch_model_pattern (it configures its '
+          'WatchFilePattern); with model_metadata_pcoll, pass it to '
+          'WatchFilePattern(..., allow_pickle=True).')
     self._kwargs = kwargs
     self._model_tag = model_identifier or uuid.uuid4().hex
     self._policy = ErrorPolicy()
@@ -215,7 +225,8 @@ class RunInference(beam.PTransform):
       from .refresh import WatchFilePattern
       extra = {
           k: self._kwargs[k]
-          for k in ('interval', 'stop_timestamp') if k in self._kwargs
+          for k in ('interval', 'stop_timestamp', 'allow_pickle')
+          if k in self._kwargs
       }
       return pipeline | 'WatchFilePattern' >> WatchFilePattern(
           file_pattern=self._watch_model_pattern, **extra)

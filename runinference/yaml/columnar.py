@@ -24,7 +24,6 @@ from typing import Any, Optional, Sequence
 
 import apache_beam as beam
 
-from runinference._core.naming import label
 from runinference.report import live as live_metrics
 
 from .errors import YamlConfigError, expect_mapping, reject_unknown
@@ -125,7 +124,9 @@ class RunInferenceColumnar(beam.PTransform):
       ``integer``, ``string``, ``boolean``).
     sink: ``{parquet: <prefix>}``: one Parquet file per scored chunk (the
       output is then the written file names); without it, rows.
-    rows_per_call: gather chunks until this many rows per model call.
+    rows_per_call: gather chunks until this many rows per model call;
+      ``auto`` (default) learns it from the calls' times, ``null`` is one
+      call per chunk.
   """
 
   _yaml_requires_inputs = False
@@ -133,7 +134,7 @@ class RunInferenceColumnar(beam.PTransform):
   def __init__(self, source: Any = None, model_handler: Any = None,
                feature_columns: Any = None, output_column: str = 'prediction',
                output_type: str = 'number', sink: Any = None,
-               rows_per_call: Optional[int] = None, **unknown):
+               rows_per_call: Any = 'auto', **unknown):
     super().__init__()
     reject_unknown(unknown, ('source', 'model_handler', 'feature_columns', 'output_column',
                     'output_type', 'sink', 'rows_per_call'),
@@ -151,9 +152,12 @@ class RunInferenceColumnar(beam.PTransform):
     if output_type not in _TYPES:
       raise YamlConfigError(['output_type'], f'one of {sorted(_TYPES)}, got '
                             f'{output_type!r}')
-    if rows_per_call is not None and (not isinstance(rows_per_call, int) or
-                                      rows_per_call < 1):
-      raise YamlConfigError(['rows_per_call'], 'a positive integer')
+    if rows_per_call not in (None, 'auto') and (
+        isinstance(rows_per_call, bool) or not isinstance(rows_per_call, int)
+        or rows_per_call < 1):
+      raise YamlConfigError(['rows_per_call'],
+                            f"'auto', a positive integer or null, got "
+                            f'{rows_per_call!r}')
     self._source = _parse_source(source)
     self._sink = _parse_sink(sink)
     spec = build_handler(model_handler, ['model_handler'])
@@ -228,5 +232,3 @@ def _python_type(arrow_type) -> type:
     return str
   return Any
 
-
-label('runinference.yaml', RunInferenceColumnar)  # its public home
