@@ -381,3 +381,26 @@ def test_only_combines_that_lift_exactly_are_lifted():
   assert _dask_combine.liftable(composites['Plain'])
   assert not _dask_combine.liftable(composites['Sessions'])  # merging
   assert not _dask_combine.liftable(composites['Side'])  # a side input
+
+
+def _fails_on_7(x):
+  if x == 7:
+    raise ValueError('seven')
+  return x
+
+
+def test_workers_collect_garbage_again_after_every_bundle(dask_address):
+  """Bundles run with the cyclic GC paused (whole partitions are held in
+  lists); it is back on in every worker after a run and after a failure."""
+  import distributed
+
+  from runinference.runners import DaskRunner
+  options = PipelineOptions([f'--dask_client_address={dask_address}'])
+  with beam.Pipeline(runner=DaskRunner(), options=options) as p:
+    _ = p | beam.Create(range(100)) | beam.Map(str)
+  with pytest.raises(Exception, match='seven'):
+    with beam.Pipeline(runner=DaskRunner(), options=options) as p:
+      _ = p | beam.Create(range(100)) | beam.Map(_fails_on_7)
+  with distributed.Client(dask_address, timeout=BOUND_S) as client:
+    import gc
+    assert set(client.run(gc.isenabled).values()) == {True}

@@ -10,17 +10,17 @@ from typing import Any, Callable, Optional
 
 import apache_beam as beam
 from apache_beam.pvalue import TaggedOutput
-from apache_beam.transforms.window import GlobalWindows
 
 from .engine import InferenceEngine, Rejected, RunResult
 from .failures import picklable_record
 from .runner_fix import install as _install_runner_fix
 from .stream_batching import unstamp
+from .windowing import in_global_window
 
 # The local runner otherwise keeps every bundle's metrics (runner_fix.py).
 _install_runner_fix()
 
-_global_wv = GlobalWindows.windowed_value
+_global_wv = in_global_window
 # Returned by process while an element waits in the batch (Beam warns about
 # a process that returns None).
 _NOTHING = ()

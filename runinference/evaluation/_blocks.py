@@ -12,8 +12,8 @@ from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
 
 import apache_beam as beam
 import numpy as np
-from apache_beam.transforms.window import GlobalWindows
 
+from .._core.windowing import in_global_window
 from ..exceptions import InvalidInputError
 
 #: Rows gathered before a block is emitted mid-bundle (bounds memory).
@@ -203,7 +203,7 @@ class RowsToBlocks(beam.DoFn):
   def finish_bundle(self):
     for model in list(self._rows):
       for out in self._flush(model):
-        yield GlobalWindows.windowed_value(out)
+        yield in_global_window(out)
 
 
 __all__ = ['Block']

@@ -16,11 +16,10 @@ from typing import Any, Optional
 
 import apache_beam as beam
 import numpy as np
-from apache_beam.transforms.window import GlobalWindow
-from apache_beam.utils.timestamp import MIN_TIMESTAMP
 from apache_beam.utils.windowed_value import WindowedValue
 
 from .._core.gc_pause import GcPause
+from .._core.windowing import in_global_window
 from ._blocks import ARROW_BATCH, ARROW_TABLE, PANDAS, Block, Failure
 from ._errors import ColumnTypeError
 
@@ -207,7 +206,7 @@ class ToBlocks(beam.DoFn):
     yield from self._failures.route(failures)
     block.strip(self._strip)
     if len(block):
-      yield WindowedValue(block, MIN_TIMESTAMP, (GlobalWindow(), ))
+      yield in_global_window(block)
 
 
 class ApplyStage(beam.DoFn):
@@ -250,7 +249,7 @@ class ApplyStage(beam.DoFn):
       if self._output is None:
         yield from self._failures.route(read_stage_inputs(part, self._next))
         if len(part):
-          yield WindowedValue(part, MIN_TIMESTAMP, (GlobalWindow(), ))
+          yield in_global_window(part)
       else:
         yield from self._output.emit(part)
 
