@@ -195,8 +195,9 @@ def _table_columns(con, table: str) -> Optional[dict]:
 
 def _create_sql(table: str, staged: dict, schema: dict) -> str:
   # A column that was NULL in every record has no type yet: VARCHAR, unless
-  # the user's schema says otherwise.
-  types = {c: ('VARCHAR' if t == '"NULL"' else t) for c, t in staged.items()}
+  # the user's schema says otherwise; so has the element of a list column
+  # whose lists were all empty ("NULL"[], a type DuckDB cannot store into).
+  types = {c: t.replace('"NULL"', 'VARCHAR') for c, t in staged.items()}
   types.update(schema)
   columns = ', '.join(f'{quote_identifier(c)} {t}' for c, t in types.items())
   return f'CREATE TABLE {table} ({columns})'
