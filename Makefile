@@ -50,7 +50,7 @@ bench: $(VENV)/.demo-deps
 	$(BIN)/python benchmarks/bench_sklearn.py
 
 compat: $(VENV)/.test-deps
-	$(BIN)/python benchmarks/compat.py
+	$(BIN)/python benchmarks/compat.py --strict
 
 clean:
 	rm -rf $(VENV) demo_out

@@ -68,6 +68,10 @@ TEST_FILES: dict[str, tuple[str, ...]] = {
     "tensorflow_inference_test.py": ("tensorflow",),
     "xgboost_inference_test.py": ("xgboost",),
     "huggingface_inference_test.py": ("transformers",),
+    "model_manager_test.py": (),
+    "vllm_inference_test.py": (),
+    "vertex_ai_inference_test.py": ("google.cloud.aiplatform",),
+    "tensorrt_inference_test.py": ("tensorrt",),
 }
 # MLTransform suite: test file (relative to apache_beam/ml/transforms) -> modules.
 TRANSFORMS_TEST_FILES: dict[str, tuple[str, ...]] = {
@@ -254,6 +258,10 @@ def main(argv=None) -> int:
                  help="run only one half (the other is read from saved results if any)")
   p.add_argument("--timeout", type=int, default=180, help="per-test timeout, seconds")
   p.add_argument("--keep", action="store_true", help="keep the temp dir")
+  p.add_argument("--strict", action="store_true",
+                 help="exit 1 when a test passing on the reference fails on ours "
+                 "without being declared in benchmarks/compat_known_gaps.py, or a "
+                 "declared gap passes (so the list must be updated)")
   p.add_argument("--out", default=None,
                  help="report file (default: benchmarks/results/compat.md, "
                  "or compat_mltransform.md for --suite transforms)")
@@ -457,6 +465,32 @@ def main(argv=None) -> int:
     print(f"temp dir kept: {tmp}")
   else:
     shutil.rmtree(tmp, ignore_errors=True)
+  if args.strict:
+    return strict_check(args.suite, regressions, results, skipped_files)
+  return 0
+
+
+def strict_check(suite: str, regressions: dict, results: dict,
+                 skipped_files: dict) -> int:
+  """1 (and why) when the run and the declared known gaps disagree."""
+  from compat_known_gaps import KNOWN_GAPS
+  gaps = KNOWN_GAPS[suite]
+  problems = []
+  for f, regs in regressions.items():
+    for test, status in regs:
+      if f"{f}::{test}" not in gaps:
+        problems.append(f"undeclared: {f}::{test} ({status})")
+  for key, reason in sorted(gaps.items()):
+    f, test = key.split("::", 1)
+    if f in skipped_files or f not in results or results[f]["ours"] is None:
+      continue
+    if results[f]["ours"].get(test) == "passed":
+      problems.append(f"declared gap now passes (remove it): {key} -- {reason}")
+  if problems:
+    print("\ncompat --strict FAILED:\n  " + "\n  ".join(problems))
+    return 1
+  print(f"\ncompat --strict: every gap is declared ({len(gaps)} in "
+        "benchmarks/compat_known_gaps.py) and none passes")
   return 0
 
 
