@@ -28,7 +28,6 @@ from typing import Any, Callable, Optional
 
 import apache_beam as beam
 from apache_beam.transforms import window
-from apache_beam.transforms.userstate import ReadModifyWriteStateSpec
 from apache_beam.utils.timestamp import MAX_TIMESTAMP, Timestamp
 
 from ..exceptions import ConfigurationError
@@ -371,35 +370,3 @@ class WatchFilePattern(beam.PTransform):
         | 'ApplyGlobalWindow' >> beam.WindowInto(window.GlobalWindows()))
     setattr(out, _WATCH_ATTR, spec)
     return out
-
-
-# -- Beam-compatible helpers (apache_beam.ml.inference.utils) --------------------
-
-
-class _GetLatestFileByTimeStamp(beam.DoFn):
-  """Keyed by path: ``(path, FileMetadata)`` in, ``(path, ModelMetadata)`` out
-  when the file is newer than anything seen for that key (and than the start),
-  else ``('', ModelMetadata('', ''))``."""
-  LATEST = ReadModifyWriteStateSpec('latest', beam.coders.PickleCoder())
-
-  def process(self, element, latest=beam.DoFn.StateParam(LATEST)):
-    _, file_metadata = element
-    seen = latest.read()
-    if seen is None:
-      seen = _START_TIME_STAMP
-    updated = file_metadata.last_updated_in_seconds
-    path = ''
-    if updated > seen:
-      latest.write(updated)
-      path = file_metadata.path
-    yield path, metadata_for(path)
-
-
-class _ConvertIterToSingleton(beam.DoFn):
-  """Keyed: passes the value on the first time a key is seen, drops repeats."""
-  SEEN = ReadModifyWriteStateSpec('seen', beam.coders.BooleanCoder())
-
-  def process(self, element, seen=beam.DoFn.StateParam(SEEN)):
-    if not seen.read():
-      seen.write(True)
-      yield element[1]
