@@ -67,18 +67,26 @@ def _areas(pos: np.ndarray, neg: np.ndarray) -> tuple:
   return roc, ap
 
 
-class Ranking(MetricCombiner):
-  """Accumulator: ``['exact', [scores], [labels], [weights], n]`` or
-  ``['hist', positive weights, negative weights]``."""
+class _Ranked(MetricCombiner):
+  """Exact from sorted scores up to ``exact_limit`` examples, then a
+  histogram of ``buckets`` score bins (always, in bootstrap replicates)."""
+  _KIND = ''
+
   def __init__(self, exact_limit: int = EXACT_LIMIT, buckets: int = BUCKETS):
     self.exact_limit = exact_limit
     self.buckets = buckets
 
   def key(self):
-    return ('ranking', self.exact_limit, self.buckets)
+    return (self._KIND, self.exact_limit, self.buckets)
 
   def for_bootstrap(self):
-    return Ranking(0, self.buckets)
+    return type(self)(0, self.buckets)
+
+
+class Ranking(_Ranked):
+  """Accumulator: ``['exact', [scores], [labels], [weights], n]`` or
+  ``['hist', positive weights, negative weights]``."""
+  _KIND = 'ranking'
 
   def create_accumulator(self):
     if self.exact_limit <= 0:
@@ -153,21 +161,13 @@ def _exact_areas(s: np.ndarray, y: np.ndarray, w: np.ndarray) -> tuple:
   return _areas(np.diff(np.r_[0, pos]), np.diff(np.r_[0, neg]))
 
 
-class OneVsRest(MetricCombiner):
+class OneVsRest(_Ranked):
   """Multiclass ROC AUC and PR AUC, one class against the rest, macro
   averaged over the classes present in the labels (scikit-learn's
   ``roc_auc_score(multi_class='ovr')`` and ``average_precision_score`` of
   the one-hot labels). Exact up to ``exact_limit`` examples, then a
   histogram per class, as ``Ranking``."""
-  def __init__(self, exact_limit: int = EXACT_LIMIT, buckets: int = BUCKETS):
-    self.exact_limit = exact_limit
-    self.buckets = buckets
-
-  def key(self):
-    return ('ovr', self.exact_limit, self.buckets)
-
-  def for_bootstrap(self):
-    return OneVsRest(0, self.buckets)
+  _KIND = 'ovr'
 
   def create_accumulator(self):
     return ['exact', [], [], [], 0] if self.exact_limit > 0 else [
