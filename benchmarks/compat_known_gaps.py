@@ -65,6 +65,17 @@ _TF_SPEC_TESTS = [
 
 KNOWN_GAPS: dict[str, dict[str, str]] = {
     'inference': {
+        'xgboost_inference_test.py::xgboost_inference_test.'
+        'XGBoostRunInferenceTest::test_multiple_inference_calls':
+            'ours predicts a whole batch in one predict call; the test\'s '
+            'stub model does not answer one prediction per row, so ours then '
+            'predicts each example alone: 1 + 5 calls where the test counts '
+            'the reference\'s 5',
+        'xgboost_inference_test.py::xgboost_inference_test.'
+        'XGBoostRunInferenceTest::test_num_bytes_scipy':
+            'get_num_bytes of a sparse matrix counts its data, indices and '
+            'indptr buffers (112 bytes); the reference counts '
+            'sys.getsizeof of the Python object (232)',
         **{f'model_manager_test.py::model_manager_test.{t}': _GPU_MANAGER
            for t in _MODEL_MANAGER_TESTS},
         'vllm_inference_test.py::vllm_inference_test.VLLMInferenceTest::'
