@@ -9,6 +9,10 @@ chunks of ``--chunk`` rows (4 float64 feature columns plus an ``id``), made
 inside the pipeline. Variants, each in its own fresh Python process:
 
 * ``columnar``  -- chunks | runinference.columnar.RunInferenceColumnar      | sink
+  (defaults: ``rows_per_call='auto'``, gathering chunks per model call as
+  the step's own call times say)
+* ``columnar_per_chunk`` -- the same with ``rows_per_call=None`` (one model
+  call per chunk)
 * ``columnar_merged`` -- the same with ``rows_per_call=65536`` (consecutive
                    chunks scored in one model call)
 * ``columnar_sync`` -- ``columnar`` with ``overlap=False`` (each chunk scored on
@@ -58,18 +62,28 @@ from bench_sklearn import _quiet_logs, train_model
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "benchmarks" / "results"
-VARIANTS = ("columnar", "columnar_merged", "columnar_sync", "ours", "reference",
-            "noop", "explode", "raw")
+VARIANTS = ("columnar", "columnar_per_chunk", "columnar_merged",
+            "columnar_sync", "ours", "reference", "noop", "explode", "raw")
 # --model: the features it takes and the variants run by default.
 MODELS = {
     "linear": {"features": 4, "variants": VARIANTS,
                "what": "sklearn LinearRegression, 4 features"},
     "hgb": {"features": 8,
-            "variants": ("columnar", "columnar_merged", "columnar_sync",
+            "variants": ("columnar", "columnar_per_chunk", "columnar_merged",
                          "noop", "raw"),
             "what": "sklearn HistGradientBoostingRegressor, 100 trees, "
                     "8 features"},
 }
+
+
+def _chunked_median(runs: dict):
+  """Median over rounds of columnar / raw predict on chunks, each ratio of
+  the same round (the headline; best-of runs only beside it)."""
+  import statistics
+  pairs = [(c.get("rows_per_s"), r.get("chunked_rows_per_s"))
+           for c, r in zip(runs.get("columnar", []), runs.get("raw", []))]
+  values = [c / r for c, r in pairs if c and r]
+  return statistics.median(values) if values else None
 
 
 def feature_names(model: str) -> list:
@@ -136,13 +150,15 @@ def run_pipeline_variant(variant: str, n: int, chunk: int, model_path: Path,
 
   sys.path.insert(0, str(REPO))
   per_row = variant in ("ours", "reference", "explode")
-  if variant in ("columnar", "columnar_merged", "columnar_sync"):
+  if variant.startswith("columnar"):
     from runinference.columnar import RunInferenceColumnar
     from runinference.sklearn_inference import SklearnModelHandlerNumpy
+    options = {"columnar_per_chunk": {"rows_per_call": None},
+               "columnar_merged": {"rows_per_call": 65_536},
+               "columnar_sync": {"overlap": False}}.get(variant, {})
     step = RunInferenceColumnar(
         SklearnModelHandlerNumpy(model_uri=str(model_path)), features,
-        rows_per_call=65_536 if variant == "columnar_merged" else None,
-        overlap=variant != "columnar_sync")
+        **options)
   elif variant == "ours":
     from runinference.base import RunInference
     from runinference.sklearn_inference import SklearnModelHandlerNumpy
@@ -192,7 +208,7 @@ def run_pipeline_variant(variant: str, n: int, chunk: int, model_path: Path,
     out["error"] = f"sink saw {got} rows, expected {n}"
   if variant.startswith("columnar") and total("checked") != n:
     out["error"] = "some chunks came out without a prediction column"
-  if variant in ("columnar", "columnar_merged", "columnar_sync", "ours"):
+  if variant.startswith("columnar") or variant == "ours":
     out["imported_apache_beam_ml"] = any(
         m.startswith("apache_beam.ml") for m in sys.modules)
   return out
@@ -268,6 +284,9 @@ def main(argv=None) -> int:
                                            rps.get("raw_chunked")),
       "columnar_merged/columnar": ratio(rps.get("columnar_merged"),
                                         rps.get("columnar")),
+      "columnar/raw_chunked (median of rounds)": _chunked_median(runs),
+      **pair_ratios(runs, best, [("columnar", "columnar_per_chunk")],
+                    "rows_per_s"),
       **pair_ratios(runs, best, [("columnar", "columnar_sync")], "rows_per_s"),
       "ours/reference": ratio(rps.get("ours"), rps.get("reference")),
   }
