@@ -258,76 +258,51 @@ _OPTIONS = (
     'env_vars')
 
 
-class _DelegatingModelHandler(ModelHandler):
+#: The contract a wrapper forwards to the handler it wraps (properties
+#: first): ``forwarding(attr, names)`` builds the forwarding methods.
+CONTRACT_PROPERTIES = ('model_location', 'model_sha256')
+CONTRACT_METHODS = (
+    'load_model', 'run_inference', 'get_num_bytes', 'matrix_predictor',
+    'get_metrics_namespace', 'get_resource_hints', 'batch_elements_kwargs',
+    'validate_inference_args', 'update_model_path', 'update_model_paths',
+    'get_preprocess_fns', 'get_postprocess_fns', 'should_skip_batching',
+    'set_environment_vars', 'share_model_across_processes', 'model_copies',
+    'override_metrics', 'should_garbage_collect_on_timeout',
+    'overlap_by_default')
+
+
+def _forward_method(attr: str, name: str):
+  def forward(self, *args, **kwargs):
+    return getattr(getattr(self, attr), name)(*args, **kwargs)
+  forward.__name__ = forward.__qualname__ = name
+  forward.__doc__ = f'``self.{attr}.{name}(...)``.'
+  return forward
+
+
+def _forward_property(attr: str, name: str):
+  return property(lambda self: getattr(getattr(self, attr), name),
+                  doc=f'``self.{attr}.{name}``.')
+
+
+def forwarding(attr: str, names, *, module: str = __name__) -> type:
+  """A mixin whose methods (and contract properties) named in ``names``
+  forward to the handler in ``self.<attr>``: the one way a wrapper hands on
+  the parts of the contract it does not change. Put it before
+  ``ModelHandler`` in the bases so that it wins over the defaults."""
+  namespace: dict = {'__module__': module}
+  for name in names:
+    namespace[name] = (_forward_property(attr, name)
+                       if name in CONTRACT_PROPERTIES else
+                       _forward_method(attr, name))
+  return type(f'Forwarding_{attr.lstrip("_")}', (), namespace)
+
+
+class _DelegatingModelHandler(
+    forwarding('_base', CONTRACT_PROPERTIES + CONTRACT_METHODS), ModelHandler):
   """Forwards the whole contract to ``base``; wrappers override a part."""
   def __init__(self, base: ModelHandler):
     self._base = base
     self._env_vars = base._env_vars
-
-  def load_model(self):
-    return self._base.load_model()
-
-  def run_inference(self, batch, model, inference_args=None):
-    return self._base.run_inference(batch, model, inference_args)
-
-  def get_num_bytes(self, batch):
-    return self._base.get_num_bytes(batch)
-
-  @property
-  def model_location(self):
-    return self._base.model_location
-
-  @property
-  def model_sha256(self):
-    return self._base.model_sha256
-
-  def matrix_predictor(self):
-    return self._base.matrix_predictor()
-
-  def get_metrics_namespace(self):
-    return self._base.get_metrics_namespace()
-
-  def get_resource_hints(self):
-    return self._base.get_resource_hints()
-
-  def batch_elements_kwargs(self):
-    return self._base.batch_elements_kwargs()
-
-  def validate_inference_args(self, inference_args):
-    return self._base.validate_inference_args(inference_args)
-
-  def update_model_path(self, model_path=None):
-    return self._base.update_model_path(model_path=model_path)
-
-  def update_model_paths(self, model, model_paths=None):
-    return self._base.update_model_paths(model, model_paths)
-
-  def get_preprocess_fns(self):
-    return self._base.get_preprocess_fns()
-
-  def get_postprocess_fns(self):
-    return self._base.get_postprocess_fns()
-
-  def should_skip_batching(self):
-    return self._base.should_skip_batching()
-
-  def set_environment_vars(self):
-    return self._base.set_environment_vars()
-
-  def share_model_across_processes(self):
-    return self._base.share_model_across_processes()
-
-  def model_copies(self):
-    return self._base.model_copies()
-
-  def override_metrics(self, metrics_namespace=''):
-    return self._base.override_metrics(metrics_namespace)
-
-  def should_garbage_collect_on_timeout(self):
-    return self._base.should_garbage_collect_on_timeout()
-
-  def overlap_by_default(self):
-    return self._base.overlap_by_default()
 
   def __getattr__(self, name):
     # Framework-specific attributes (e.g. _model_uri) of the wrapped handler.

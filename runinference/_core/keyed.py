@@ -7,7 +7,8 @@ from typing import Any, Generic, Sequence, TypeVar
 from ..exceptions import (ConfigurationError, ConfigurationTypeError,
                           InvalidInputTypeError, ModelUpdateError,
                           ResultCountError)
-from .contract import ExampleT, ModelHandler, ModelT, PredictionT
+from .contract import (ExampleT, ModelHandler, ModelT, PredictionT,
+                       forwarding)
 
 KeyT = TypeVar('KeyT')
 
@@ -65,43 +66,21 @@ class KeyedModelHandler(Generic[KeyT, ExampleT, PredictionT, ModelT],
     raise NotImplementedError(type(self))
 
 
-class _UnkeyedDelegate:
-  """What a handler wrapping one unkeyed handler (``_unkeyed``) takes from
-  it unchanged; placed before ``ModelHandler`` in the bases, so these win
-  over its defaults."""
-  _unkeyed: ModelHandler
-
-  def load_model(self):
-    return self._unkeyed.load_model()
-
-  @property
-  def model_location(self):
-    return self._unkeyed.model_location
-
-  @property
-  def model_sha256(self):
-    return self._unkeyed.model_sha256
-
-  def get_metrics_namespace(self):
-    return self._unkeyed.get_metrics_namespace()
-
-  def get_resource_hints(self):
-    return self._unkeyed.get_resource_hints()
-
-  def validate_inference_args(self, inference_args):
-    return self._unkeyed.validate_inference_args(inference_args)
-
-  def update_model_path(self, model_path=None):
-    return self._unkeyed.update_model_path(model_path=model_path)
-
-  def share_model_across_processes(self):
-    return self._unkeyed.share_model_across_processes()
-
-  def overlap_by_default(self):
-    return self._unkeyed.overlap_by_default()
-
-  def model_copies(self):
-    return self._unkeyed.model_copies()
+# What a handler wrapping one unkeyed handler (``_unkeyed``) takes from it
+# unchanged; placed before ``ModelHandler`` in the bases, so these win over
+# its defaults.
+_UnkeyedDelegate = forwarding('_unkeyed', (
+    'load_model',
+    'model_location',
+    'model_sha256',
+    'get_metrics_namespace',
+    'get_resource_hints',
+    'validate_inference_args',
+    'update_model_path',
+    'share_model_across_processes',
+    'overlap_by_default',
+    'model_copies',
+), module=__name__)
 
 
 class SingleModelKeyedHandler(_UnkeyedDelegate, KeyedModelHandler):

@@ -19,6 +19,7 @@ from runinference.report import live as live_metrics
 from runinference.base import KeyedModelHandler, KeyModelMapping, ModelHandler
 from runinference.base import RunInference as _CoreRunInference
 
+from runinference._core.contract import forwarding
 from runinference.exceptions import ConfigurationError
 
 from .errors import YamlConfigError, expect_mapping, reject_unknown
@@ -27,7 +28,28 @@ from .handlers import HandlerSpec, build_handler
 _NAMESPACE = 'runinference_yaml'
 
 
-class _RowHandler(ModelHandler):
+# What _RowHandler hands on unchanged to the handler it wraps.
+_FORWARDED = (
+    'load_model',
+    'model_location',
+    'model_sha256',
+    'get_metrics_namespace',
+    'get_resource_hints',
+    'batch_elements_kwargs',
+    'validate_inference_args',
+    'update_model_path',
+    'update_model_paths',
+    'set_environment_vars',
+    'share_model_across_processes',
+    'overlap_by_default',
+    'model_copies',
+    'override_metrics',
+    'should_garbage_collect_on_timeout',
+)
+
+
+class _RowHandler(forwarding('_inner', _FORWARDED, module=__name__),
+                  ModelHandler):
   """Runs a handler on rows: converts each row to the model's input, runs the
   wrapped handler, and returns the row with the prediction appended. Row
   conversion and postprocessing run inside the batch, so a row that fails
@@ -38,9 +60,6 @@ class _RowHandler(ModelHandler):
     self._to_input = spec.to_input
     self._postprocess = spec.postprocess
     self._tag = inference_tag
-
-  def load_model(self):
-    return self._inner.load_model()
 
   def run_inference(self, batch, model, inference_args=None):
     rows = list(batch)
@@ -55,50 +74,6 @@ class _RowHandler(ModelHandler):
 
   def get_num_bytes(self, batch) -> int:
     return self._inner.get_num_bytes([self._to_input(r) for r in batch])
-
-  @property
-  def model_location(self):
-    return self._inner.model_location
-
-  @property
-  def model_sha256(self):
-    return self._inner.model_sha256
-
-  def get_metrics_namespace(self):
-    return self._inner.get_metrics_namespace()
-
-  def get_resource_hints(self):
-    return self._inner.get_resource_hints()
-
-  def batch_elements_kwargs(self):
-    return self._inner.batch_elements_kwargs()
-
-  def validate_inference_args(self, inference_args):
-    return self._inner.validate_inference_args(inference_args)
-
-  def update_model_path(self, model_path=None):
-    return self._inner.update_model_path(model_path)
-
-  def update_model_paths(self, model, model_paths=None):
-    return self._inner.update_model_paths(model, model_paths)
-
-  def set_environment_vars(self):
-    return self._inner.set_environment_vars()
-
-  def share_model_across_processes(self):
-    return self._inner.share_model_across_processes()
-
-  def overlap_by_default(self):
-    return self._inner.overlap_by_default()
-
-  def model_copies(self):
-    return self._inner.model_copies()
-
-  def override_metrics(self, metrics_namespace=''):
-    return self._inner.override_metrics(metrics_namespace)
-
-  def should_garbage_collect_on_timeout(self):
-    return self._inner.should_garbage_collect_on_timeout()
 
 
 @dataclasses.dataclass
