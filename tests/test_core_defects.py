@@ -283,7 +283,7 @@ def test_rejected_refresh_is_counted_and_the_pipeline_lives(tmp_path):
 
 def test_watched_files_new_to_the_pattern_are_loaded_whatever_their_mtime(
     tmp_path):
-  from runinference._core.refresh import FilePatternPoller, WatchSpec
+  from runinference._core.watch import FilePatternPoller, WatchSpec
   there = _save(str(tmp_path / 'm0.pkl'), _linear(1))
   # (allow_pickle: the files have no sidecar digest; vetting is tested in
   # test_robust_refresh.py)

@@ -392,7 +392,7 @@ def test_failed_load_keeps_the_old_model(models, caplog):
 def test_background_watcher_loads_while_old_model_serves(models):
   """The watcher loads in its own thread; the serving thread only switches
   (between batches) once the new model is ready."""
-  from runinference._core.refresh import WatchSpec
+  from runinference._core.watch import WatchSpec
   first = save_model(str(models / 'g_x2.pkl'), 2)
   engine = _engine(
       SklearnModelHandlerNumpy(first),
@@ -414,7 +414,7 @@ def test_background_watcher_loads_while_old_model_serves(models):
 
 
 def test_poller_offers_each_newer_file_once_and_retries_changed_failures(models):
-  from runinference._core.refresh import FilePatternPoller, WatchSpec
+  from runinference._core.watch import FilePatternPoller, WatchSpec
   save_model(str(models / 'p_x1.pkl'), 1)
   poller = FilePatternPoller(
       WatchSpec(str(models / '*.pkl'), 1, time.time(), float('inf')))

@@ -12,7 +12,7 @@ import apache_beam as beam
 import pytest
 from apache_beam.testing.util import assert_that
 
-from runinference._core.refresh import FilePatternPoller, WatchSpec
+from runinference._core.watch import FilePatternPoller, WatchSpec
 from runinference.base import ModelMetadata, RunInference
 from runinference.sklearn_inference import SklearnModelHandlerNumpy
 from runinference.utils import WatchFilePattern
@@ -21,7 +21,7 @@ from tests.test_refresh import (check_switches, counters, drop_files_at,
                                 streaming_pipeline, write_atomically)
 
 _ = models  # the fixture
-_LOGGER = 'runinference._core.refresh_digest'
+_LOGGER = 'runinference._core.watch_digest'
 
 
 def _poller(models, allow_pickle=False):

@@ -15,7 +15,7 @@ from .failures import (ErrorPolicy, bisect_failures, is_out_of_memory)
 from .metrics import MetricsCollector
 from .model_holder import (LoadedModel, ModelHolder,
                            loading_ms_on_this_thread)
-from .refresher import RECENT_EXAMPLES, Refresher
+from .model_swap import RECENT_EXAMPLES, Refresher
 from .step import ModelStep
 from .timeouts import TimeoutRunner, TooManyHungCalls
 

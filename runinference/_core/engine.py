@@ -17,8 +17,8 @@ from .gc_pause import gc_paused
 from .metrics import MetricsCollector
 from .model_holder import ModelHolder
 from .overlap import CallThread
-from .refresh import WatchSpec
-from .refresher import CandidateCheck, Refresher, SwitchOutcome
+from .watch import WatchSpec
+from .model_swap import CandidateCheck, Refresher, SwitchOutcome
 from .timeouts import TimeoutRunner
 
 
@@ -85,7 +85,7 @@ class InferenceEngine(ModelCaller):
         a candidate with).
       refresh_sample: examples to check a refresh candidate with.
       model_validation: a candidate must pass it against the serving
-        model before it is swapped in (see ``refresher``).
+        model before it is swapped in (see ``model_swap``).
       model_manager_args: hold the model in the process's central model
         manager (a memory budget shared by every step), None: hold it here.
       overlap: callers may ``submit`` batches, whose model calls then run

@@ -19,8 +19,8 @@ from .failures import (FAILED_INFERENCES, ErrorPolicy, check_exc_class,
 from ..exceptions import (ConfigurationError, ConfigurationTypeError,
                           UnsupportedOptionError)
 from .options import reject_unknown
-from .refresh import watch_spec_of
-from .refresher import check_model_validation
+from .watch import watch_spec_of
+from .model_swap import check_model_validation
 from .stream_batching import batch_across_bundles
 from .types import ModelMetadata, RunInferenceDLQ
 
@@ -222,7 +222,7 @@ class RunInference(beam.PTransform):
   # -- expand ---------------------------------------------------------------
   def _metadata_pcoll(self, pipeline):
     if self._watch_model_pattern:
-      from .refresh import WatchFilePattern
+      from .watch import WatchFilePattern
       extra = {
           k: self._kwargs[k]
           for k in ('interval', 'stop_timestamp', 'allow_pickle')

@@ -6,7 +6,7 @@ from __future__ import annotations
 import apache_beam as beam
 from apache_beam.transforms.userstate import ReadModifyWriteStateSpec
 
-from .refresh import _START_TIME_STAMP, metadata_for
+from .watch import _START_TIME_STAMP, metadata_for
 
 __all__ = ['_GetLatestFileByTimeStamp', '_ConvertIterToSingleton']
 

@@ -31,7 +31,7 @@ from apache_beam.transforms import window
 from apache_beam.utils.timestamp import MAX_TIMESTAMP, Timestamp
 
 from ..exceptions import ConfigurationError
-from .refresh_digest import refuse, sidecar_version, vet_candidate
+from .watch_digest import refuse, sidecar_version, vet_candidate
 from .types import ModelMetadata
 
 _LOGGER = logging.getLogger(__name__)

@@ -20,7 +20,7 @@ import apache_beam as beam
 
 from ..exceptions import ConfigurationTypeError, ModelRefreshRejected
 from .model_holder import LoadedModel, ModelHolder, PreparedModel
-from .refresh import ModelWatcher, WatchSpec
+from .watch import ModelWatcher, WatchSpec
 from .types import ModelMetadata
 
 _LOGGER = logging.getLogger(__name__)
