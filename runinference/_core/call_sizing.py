@@ -44,6 +44,7 @@ class CallSizer:
       self.rows = min(self._max, max(self.rows, rows) * 2)
       return
     fixed, per_row = line
+    want: float
     if per_row <= 0:  # the fit says nothing yet (noise): keep growing
       want = self.rows * 2
     elif fixed <= 0:  # no fixed cost to amortize: stay where calls are

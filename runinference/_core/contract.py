@@ -297,8 +297,10 @@ def forwarding(attr: str, names, *, module: str = __name__) -> type:
   return type(f'Forwarding_{attr.lstrip("_")}', (), namespace)
 
 
-class _DelegatingModelHandler(
-    forwarding('_base', CONTRACT_PROPERTIES + CONTRACT_METHODS), ModelHandler):
+_FORWARD_BASE = forwarding('_base', CONTRACT_PROPERTIES + CONTRACT_METHODS)
+
+
+class _DelegatingModelHandler(_FORWARD_BASE, ModelHandler):  # type: ignore[misc,valid-type]
   """Forwards the whole contract to ``base``; wrappers override a part."""
   def __init__(self, base: ModelHandler):
     self._base = base

@@ -53,7 +53,7 @@ class KeyedModelHandler(Generic[KeyT, ExampleT, PredictionT, ModelT],
       # (``_takes``), so this module needs no import of keyed_multi's.
       unkeyed = args[0] if args else kwargs.get('unkeyed')
       forms = [c for c in KeyedModelHandler.__subclasses__()
-               if c.__dict__.get('_takes') and c._takes(unkeyed)]
+               if c.__dict__.get('_takes') and c._takes(unkeyed)]  # type: ignore[attr-defined]
       cls = forms[0] if forms else SingleModelKeyedHandler
     return super().__new__(cls)
 
@@ -66,10 +66,7 @@ class KeyedModelHandler(Generic[KeyT, ExampleT, PredictionT, ModelT],
     raise NotImplementedError(type(self))
 
 
-# What a handler wrapping one unkeyed handler (``_unkeyed``) takes from it
-# unchanged; placed before ``ModelHandler`` in the bases, so these win over
-# its defaults.
-_UnkeyedDelegate = forwarding('_unkeyed', (
+_FORWARD_UNKEYED = forwarding('_unkeyed', (
     'load_model',
     'model_location',
     'model_sha256',
@@ -81,6 +78,13 @@ _UnkeyedDelegate = forwarding('_unkeyed', (
     'overlap_by_default',
     'model_copies',
 ), module=__name__)
+
+
+class _UnkeyedDelegate(_FORWARD_UNKEYED):  # type: ignore[misc,valid-type]
+  """What a handler wrapping one unkeyed handler (``_unkeyed``) takes from
+  it unchanged; placed before ``ModelHandler`` in the bases, so these win
+  over its defaults."""
+  _unkeyed: ModelHandler
 
 
 class SingleModelKeyedHandler(_UnkeyedDelegate, KeyedModelHandler):

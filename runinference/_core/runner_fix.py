@@ -25,7 +25,7 @@ def _eager(consolidate):
   def consolidate_monitoring_infos(infos, *args, **kwargs):
     return list(consolidate(infos, *args, **kwargs))
 
-  consolidate_monitoring_infos.runinference_eager = True
+  consolidate_monitoring_infos.runinference_eager = True  # type: ignore[attr-defined]
   return consolidate_monitoring_infos
 
 
