@@ -39,12 +39,22 @@ def test_the_fixed_share_settles_near_the_target_or_at_the_cap(
   sizes = _drive(sizer, chunk, fixed, per_row)
   assert all(s <= max(cap, chunk) + chunk for s in sizes)
   want = fixed * 0.95 / (0.05 * per_row)
-  if want <= chunk:  # one chunk is already enough
+  if fixed + per_row * chunk >= 0.05:  # calls long already: no merging
+    assert set(sizes) == {chunk}
+  elif want <= chunk:  # one chunk is already enough
     assert sizer.rows <= max(chunk, 2 * chunk)
   elif want < cap:
     assert abs(sizer.rows - want) <= max(1, 0.02 * want)
   else:
     assert sizer.rows == cap
+
+
+def test_long_calls_are_not_merged_to_explore():
+  """A call of 100 ms: its fixed cost cannot matter much, and merging large
+  chunks would only copy them."""
+  sizer = CallSizer()
+  assert _drive(sizer, chunk=65536, fixed=0.002, per_row=1.5e-6,
+                calls=10) == [65536] * 10
 
 
 def test_without_a_fixed_cost_calls_stop_growing():
