@@ -82,6 +82,15 @@ class _Ranked(MetricCombiner):
   def for_bootstrap(self):
     return type(self)(0, self.buckets)
 
+  def _merge_exact(self, accs):
+    """Exact accumulators merged (a histogram once past ``exact_limit``)."""
+    out = ['exact', [], [], [], 0]
+    for a in accs:
+      for i in (1, 2, 3):
+        out[i].extend(a[i])
+      out[4] += a[4]
+    return self._to_hist(out) if out[4] > self.exact_limit else out
+
 
 class Ranking(_Ranked):
   """Accumulator: ``['exact', [scores], [labels], [weights], n]`` or
@@ -123,12 +132,7 @@ class Ranking(_Ranked):
 
   def merge_accumulators(self, accs):
     if all(a[0] == 'exact' for a in accs):
-      out = ['exact', [], [], [], 0]
-      for a in accs:
-        for i in (1, 2, 3):
-          out[i].extend(a[i])
-        out[4] += a[4]
-      return self._to_hist(out) if out[4] > self.exact_limit else out
+      return self._merge_exact(accs)
     hists = [self._to_hist(a) for a in accs]
     return ['hist', sum(h[1] for h in hists), sum(h[2] for h in hists)]
 
@@ -211,12 +215,7 @@ class OneVsRest(_Ranked):
 
   def merge_accumulators(self, accs):
     if all(a[0] == 'exact' for a in accs):
-      out = ['exact', [], [], [], 0]
-      for a in accs:
-        for i in (1, 2, 3):
-          out[i].extend(a[i])
-        out[4] += a[4]
-      return self._to_hist(out) if out[4] > self.exact_limit else out
+      return self._merge_exact(accs)
     hists = [h for h in (self._to_hist(a) for a in accs) if h[1] is not None]
     if not hists:
       return ['hist', None, None]
