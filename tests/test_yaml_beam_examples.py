@@ -13,10 +13,10 @@ import pytest
 pytest.importorskip('yaml')
 pytest.importorskip('sklearn')
 
+from tests.yaml_helpers import beam_main, our_cli  # noqa: E402
+
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / 'examples' / 'yaml' / 'beam_ml'
-LOCAL_RUNNER = ('--runner=apache_beam.runners.portability.fn_api_runner.'
-                'fn_runner.FnApiRunner')
 
 
 @pytest.fixture(scope='module')
@@ -28,17 +28,6 @@ def prepare():
   spec.loader.exec_module(mod)
   return mod
 
-
-def beam_main(pipeline: Path, variables: dict) -> None:
-  from apache_beam.yaml import main as yaml_main
-  yaml_main.run([f'--yaml_pipeline_file={pipeline}',
-                 f'--jinja_variables={json.dumps(variables)}', LOCAL_RUNNER])
-
-
-def our_cli(pipeline: Path, variables: dict) -> None:
-  from runinference.cli import main
-  assert main(['run', str(pipeline), '--quiet', '--jinja_variables',
-               json.dumps(variables)]) == 0
 
 
 def _rows(prefix: Path) -> list:

@@ -2,7 +2,6 @@
 ``apache_beam.yaml.main`` (the provider is declared in each file) and
 through ``runinference run``; both write the same DuckDB tables."""
 import importlib.util
-import json
 import sys
 from pathlib import Path
 
@@ -14,11 +13,10 @@ pytest.importorskip('sklearn')
 pytest.importorskip('torch')
 duckdb = pytest.importorskip('duckdb')
 
+from tests.yaml_helpers import beam_main, our_cli  # noqa: E402
+
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / 'examples' / 'yaml'
-# Beam's in-process runner by name: no Prism download attempt.
-LOCAL_RUNNER = ('--runner=apache_beam.runners.portability.fn_api_runner.'
-                'fn_runner.FnApiRunner')
 
 
 @pytest.fixture(scope='module')
@@ -30,17 +28,6 @@ def demo():
   spec.loader.exec_module(mod)
   return mod
 
-
-def beam_main(pipeline: Path, variables: dict) -> None:
-  from apache_beam.yaml import main as yaml_main
-  yaml_main.run([f'--yaml_pipeline_file={pipeline}',
-                 f'--jinja_variables={json.dumps(variables)}', LOCAL_RUNNER])
-
-
-def our_cli(pipeline: Path, variables: dict) -> None:
-  from runinference.cli import main
-  assert main(['run', str(pipeline), '--quiet', '--jinja_variables',
-               json.dumps(variables)]) == 0
 
 
 @pytest.mark.parametrize('run', [beam_main, our_cli], ids=['beam-main', 'cli'])

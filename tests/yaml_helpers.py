@@ -69,3 +69,26 @@ def rows_close(expected: dict, field='inference', key='value', tol=1e-3):
       assert abs(float(v) - expected[k]) <= tol * max(1.0, abs(expected[k])), (
           k, v, expected[k])
   return check
+
+
+# Beam's in-process runner by name: no Prism download attempt.
+LOCAL_RUNNER = ('--runner=apache_beam.runners.portability.fn_api_runner.'
+                'fn_runner.FnApiRunner')
+
+
+def beam_main(pipeline, variables: dict) -> None:
+  """The YAML file through Beam's own ``apache_beam.yaml.main``, in process."""
+  import json
+
+  from apache_beam.yaml import main as yaml_main
+  yaml_main.run([f'--yaml_pipeline_file={pipeline}',
+                 f'--jinja_variables={json.dumps(variables)}', LOCAL_RUNNER])
+
+
+def our_cli(pipeline, variables: dict) -> None:
+  """The YAML file through ``runinference run``, which must succeed."""
+  import json
+
+  from runinference.cli import main
+  assert main(['run', str(pipeline), '--quiet', '--jinja_variables',
+               json.dumps(variables)]) == 0
