@@ -43,9 +43,6 @@ DEFAULT_PARTITION_SIZE = 128
 MIN_PARTITIONS = 'min_partitions'
 
 
-_in_global_window = in_global_window
-
-
 # -- bundles --------------------------------------------------------------
 class _ListReceiver(Receiver):
   """Appends ``(tag, windowed_value)`` to the bundle's output list."""
@@ -253,13 +250,13 @@ class CreateOp(Op):
       return self.single(db.from_sequence([], npartitions=1))
     kwargs = _partition_kwargs(self.bag_kwargs, len(items))
     return self.single(
-        db.from_sequence(items, **kwargs).map(_in_global_window))
+        db.from_sequence(items, **kwargs).map(in_global_window))
 
 
 class ImpulseOp(Op):
   def apply(self, inputs, side_bags):
     return self.single(
-        db.from_sequence([b''], npartitions=1).map(_in_global_window))
+        db.from_sequence([b''], npartitions=1).map(in_global_window))
 
 
 def _read_split(splits) -> list:
@@ -267,7 +264,7 @@ def _read_split(splits) -> list:
   for split in splits:
     tracker = split.source.get_range_tracker(split.start_position,
                                              split.stop_position)
-    out.extend(_in_global_window(v) for v in split.source.read(tracker))
+    out.extend(in_global_window(v) for v in split.source.read(tracker))
   return out
 
 
@@ -343,7 +340,7 @@ def _grouped(group) -> WindowedValue:
   key = wvs[0].value[0]
   # Values are the WindowedValues of ReifyWindows: GroupAlsoByWindow (a
   # ParDo run by ParDoOp) groups them by window.
-  return _in_global_window((key, [wv.value[1] for wv in wvs]))
+  return in_global_window((key, [wv.value[1] for wv in wvs]))
 
 
 class GroupByKeyOp(Op):
