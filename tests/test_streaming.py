@@ -156,14 +156,19 @@ def test_refresh_while_batching_across_bundles(tmp_path):
   p = streaming_pipeline()
   out = (
       numbered(p, n)
-      | drop_files_at({10: (save_model, str(tmp_path / 'b_x3.pkl'), 3)},
-                      settle=0)
+      # The drop is ordered with the stream only within a bundle: when a
+      # slow start makes the periodic source release its elements in one
+      # burst, elements before the drop reach RunInference after it, and
+      # may all be served by the new model. What must hold whatever the
+      # timing: every element once, from the model its id names, the old
+      # model never after the new one, and the new one serving the end.
+      | drop_files_at({10: (save_model, str(tmp_path / 'b_x3.pkl'), 3)})
       | RunInference(
           SklearnModelHandlerNumpy(
               first, max_batch_duration_secs=0.2, max_batch_size=16),
           watch_model_pattern=str(tmp_path / '*.pkl'),
           interval=0.1))
-  assert_that(out, check_switches(n, [(0, 2), (10, 3)]))
+  assert_that(out, check_switches(n, [(0, 2), (0, 3)], optional=(2, )))
   p.run().wait_until_finish()
 
 
