@@ -6,6 +6,8 @@ is still a ``FileNotFoundError`` and a ``RuntimeError``), so existing
 """
 from __future__ import annotations
 
+from typing import Optional
+
 __all__ = [
     'RunInferenceError',
     'ConfigurationError',

@@ -13,11 +13,11 @@ from .predict import MatrixPredictor, output_columns
 from .._core.failures import (ErrorPolicy, RangeFailure, RangeResult,
                               bisect_failures, describe)
 from .._core.model_holder import ModelHolder
-from .._core.step import ModelStep
+from .._core.step import InferenceStep
 from ..exceptions import ConfigurationError
 
 
-class ColumnarScorer(ModelStep):
+class ColumnarScorer(InferenceStep):
   """Appends a model's predictions to chunks of rows.
 
   ``score(chunk)`` returns ``(scored, dead)``: the chunk (same type) with the

@@ -1,7 +1,7 @@
 """Beam-internal helpers that Beam's own tests use from
 ``apache_beam.ml.inference.base`` (``_ModelStatus``, ``_ModelHandlerManager``),
 kept so those tests run against runinference. runinference's own multi-model
-path is ``model_holder.KeyedModelManager``; these serve models through
+path is ``model_holder.KeyedModelCache``; these serve models through
 ``MultiProcessShared`` tags, as Beam's do."""
 from __future__ import annotations
 

@@ -16,7 +16,7 @@ from .metrics import MetricsCollector
 from .model_holder import (LoadedModel, ModelHolder,
                            loading_ms_on_this_thread)
 from .model_swap import RECENT_EXAMPLES, Refresher
-from .step import ModelStep
+from .step import InferenceStep
 from .timeouts import TimeoutRunner, TooManyHungCalls
 
 
@@ -30,7 +30,7 @@ class CallOutcome:
   loading_nanos: int = 0  # of ``nanos``, spent loading models inside the call
 
 
-class ModelCaller(ModelStep):
+class BatchCaller(InferenceStep):
   """The model-call half of ``InferenceEngine`` (which sets these)."""
   holder: ModelHolder
   policy: ErrorPolicy

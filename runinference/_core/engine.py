@@ -10,7 +10,7 @@ from concurrent.futures import Future
 from typing import Any, Callable, Optional, Sequence
 
 from .batching import Batcher, BatchConfig, ElementFunctionError
-from .calls import ModelCaller
+from .calls import BatchCaller
 from .failures import (FAILED_INFERENCES, DeadLetter, ErrorPolicy, describe,
                        postprocess_tag, preprocess_tag)
 from .gc_pause import gc_paused
@@ -48,7 +48,7 @@ class Rejected:
   record: Any
 
 
-class InferenceEngine(ModelCaller):
+class InferenceEngine(BatchCaller):
   """Runs a model handler over batches of items.
 
   ``items`` are whatever the caller carries (plain values, or Beam

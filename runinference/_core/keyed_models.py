@@ -21,7 +21,7 @@ from .model_holder import (KeyedModels, LoadedModel, _count_load, _release,
 from .model_manager import ModelManager, _weak_refs
 
 
-class KeyedModelManager(KeyedModels):
+class KeyedModelCache(KeyedModels):
   """Models of a multi-model KeyedModelHandler, loaded on demand and kept at
   most ``max_models`` at a time (least recently used goes first).
 
@@ -135,7 +135,7 @@ class KeyedModelManager(KeyedModels):
     self._budget.release(key)
     return loaded, bool(fresh)
 
-  def clone(self) -> 'KeyedModelManager':
+  def clone(self) -> 'KeyedModelCache':
     """A manager with the same handlers and loaded models, updated
     independently of this one (for all-or-nothing refreshes). Models served
     by model servers get a reference of the clone's own."""

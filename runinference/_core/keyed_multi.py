@@ -15,7 +15,7 @@ from ..exceptions import (ConfigurationError, ConfigurationTypeError,
 from .contract import ModelHandler
 from .keyed import KeyedModelHandler, KeyModelMapping, check_count, split_keys
 from .metrics import MetricsCollector
-from .keyed_models import KeyedModelManager
+from .keyed_models import KeyedModelCache
 from .types import KeyModelPathMapping
 
 _LOGGER = logging.getLogger(__name__)
@@ -80,7 +80,7 @@ class MultiModelKeyedHandler(KeyedModelHandler):
 
   # -- contract ------------------------------------------------------------
   def load_model(self):
-    return KeyedModelManager(self._id_to_mh, self._max_models)
+    return KeyedModelCache(self._id_to_mh, self._max_models)
 
   def _cohort(self, key):
     try:
@@ -92,7 +92,7 @@ class MultiModelKeyedHandler(KeyedModelHandler):
           'for it or filter such elements out before RunInference.') from None
 
   def _run_values(self, keys, values, model, inference_args) -> list:
-    if not isinstance(model, KeyedModelManager):
+    if not isinstance(model, KeyedModelCache):
       raise ConfigurationTypeError(
           'A multi-model KeyedModelHandler must run with the model from its '
           'own load_model().')

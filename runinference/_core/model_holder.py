@@ -43,7 +43,7 @@ class LoadedModel:
 
 
 @dataclasses.dataclass
-class ModelServers:
+class ServerProcesses:
   """Model server processes (``MultiProcessShared``) and their proxies, one
   ``LoadedModel`` per copy."""
   servers: list
@@ -61,7 +61,7 @@ class PreparedModel:
   ``commit`` switches to it, ``discard`` releases it."""
   handler: Any
   loaded: LoadedModel
-  servers: Optional[ModelServers] = None
+  servers: Optional[ServerProcesses] = None
 
 
 _LOADING = threading.local()
@@ -104,7 +104,7 @@ def _shared_for(tag: str) -> shared.Shared:
 
 class KeyedModels:
   """What a holder needs of the per-key models of a multi-model
-  KeyedModelHandler (``keyed_models.KeyedModelManager``)."""
+  KeyedModelHandler (``keyed_models.KeyedModelCache``)."""
   def use_budget(self, manager: ModelManager, prefix: str) -> None:
     raise NotImplementedError(type(self))
 
@@ -184,12 +184,12 @@ class ModelHolder:
     self._copies = servers.loaded
     return servers.loaded[0]
 
-  def _start_copies(self, handler, version, model_id) -> ModelServers:
+  def _start_copies(self, handler, version, model_id) -> ServerProcesses:
     # model_copies() model servers per machine, each a process of its own;
     # batches are sent to them in turn.
     verify_model_file(handler)
     copies = max(1, int(handler.model_copies()))
-    servers = ModelServers([], [])
+    servers = ServerProcesses([], [])
     for i in range(copies):
       start = self._clock.time_ns()
       mps = multi_process_shared.MultiProcessShared(

@@ -10,7 +10,7 @@ from .metrics import MetricsCollector
 from .model_holder import LoadedModel, ModelHolder
 
 
-class ModelStep:
+class InferenceStep:
   """Base of ``InferenceEngine`` and ``ColumnarScorer``.
 
   Subclasses set ``holder``, ``namespace`` and ``policy`` and list in
