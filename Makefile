@@ -27,7 +27,7 @@ $(VENV)/.test-deps: pyproject.toml Makefile | $(BIN)/python
 # Headless Chromium for the HTML report test (skips, saying why, without it).
 $(VENV)/.chromium: | $(BIN)/python
 	command -v chromium >/dev/null || (timeout 900 apt-get update -qq && DEBIAN_FRONTEND=noninteractive timeout 900 apt-get install -y -qq chromium) \
-	  || echo "chromium could not be installed: tests/test_report_html.py will skip its browser checks"
+	  || echo "chromium could not be installed: tests/cli/test_report_html.py will skip its browser checks"
 	touch $@
 
 venv: $(VENV)/.test-deps
@@ -57,7 +57,7 @@ clean:
 
 # Model servers whose dependencies clash with the project venv (kserve pins an
 # older pandas; infinity-emb an older numpy and huggingface_hub), each in its
-# own venv for tests/test_remote*.py. If one cannot be built, its tests skip.
+# own venv for tests/remote/. If one cannot be built, its tests skip.
 remote-venvs: .venv-kserve/.ok .venv-infinity/.ok
 
 .venv-kserve/.ok:
