@@ -209,6 +209,9 @@ def _read_fast(cells: list, reader: Reader) -> Optional[Column]:
     if types <= _TEXT_TYPES and len(types) == 1:
       return split_text(pa.array(cells), None, reader.delimiter)
     if types <= _SEQUENCE_TYPES:
+      listed = _arrow_lists(cells, pa.binary())
+      if listed is not None:
+        return split_text(listed[0], listed[1], reader.delimiter)
       flat = list(itertools.chain.from_iterable(cells))
       inner = set(map(type, flat))
       if inner <= _TEXT_TYPES and len(inner) <= 1:
@@ -221,6 +224,11 @@ def _read_fast(cells: list, reader: Reader) -> Optional[Column]:
     if types <= _NUMBER_TYPES and (reader.kind != INDICES or float not in types):
       return Column(np.array(cells, dtype=dtype), None)
     if types <= _SEQUENCE_TYPES:
+      # Not for indices: Arrow's int64 lists take 1.0 as 1, and indices
+      # refuse floats.
+      listed = None if reader.kind == INDICES else _arrow_lists(cells, pa.float64())
+      if listed is not None:
+        return Column(listed[0].to_numpy().astype(dtype), listed[1])
       flat = list(itertools.chain.from_iterable(cells))
       inner = set(map(type, flat))
       if inner <= _NUMBER_TYPES and (reader.kind != INDICES or float not in inner):
@@ -238,6 +246,20 @@ def _read_fast(cells: list, reader: Reader) -> Optional[Column]:
                 np.zeros(0))
       return Column(values.astype(dtype, copy=False), offsets_of(lengths))
   return None
+
+
+def _arrow_lists(cells: list, item_type: pa.DataType) -> Optional[tuple]:
+  """(values, int64 offsets) of list cells whose items all convert to
+  ``item_type`` (numbers to float64; str and bytes to binary), in one C
+  pass; None when a cell or an item is null or of another type (the
+  generic path then finds the row)."""
+  try:
+    lists = pa.array(cells, pa.list_(item_type))
+  except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError, TypeError):
+    return None
+  if lists.null_count or lists.values.null_count:
+    return None
+  return lists.values, np.asarray(lists.offsets, dtype=np.int64)
 
 
 def _read_rows(cells, reader, column, transform):
