@@ -32,4 +32,6 @@ class BlockCoder(beam.coders.Coder):
     return Block
 
 
-beam.coders.registry.register_coder(Block, BlockCoder)
+def register() -> None:
+  """Makes BlockCoder the coder of every PCollection of blocks."""
+  beam.coders.registry.register_coder(Block, BlockCoder)

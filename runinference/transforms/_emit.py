@@ -58,39 +58,37 @@ class RowOutput:
   def __init__(self, schema_kinds: Optional[dict]):
     self._kinds = {c: k for c, k in (schema_kinds or {}).items() if k}
 
-  def emit(self, block: Block):
+  def emit(self, block: Block) -> list:
+    """The block's output elements, as WindowedValues (a list: built with
+    C-level loops, one Python step per row and column at most)."""
     if block.table is not None:
-      yield WindowedValue(self._table(block), block.timestamps, block.windows)
-      return
+      return [WindowedValue(self._table(block), block.timestamps, block.windows)]
     position = {c: i for i, c in enumerate(block.order)}
     names = sorted(block.written, key=lambda c: position.get(c, len(position)))
-    cells = [block.written[n].cells() for n in names]
     kinds = [(c, k) for c, k in self._kinds.items() if c not in block.written]
     n = len(block)
     rows = block.row_dicts()
-    stamps = block.timestamps if isinstance(block.timestamps, list) else \
-        itertools.repeat(block.timestamps, n)
-    wins = block.windows if isinstance(block.windows, list) else \
-        itertools.repeat(block.windows, n)
-    # One WindowedValue copied per row (C) when all rows share timestamp and
-    # windows: building each from a Timestamp costs more than the row.
-    shared = None
-    if not isinstance(block.timestamps, list) and not isinstance(block.windows, list):
-      shared = WindowedValue(None, block.timestamps, block.windows)
     with gc_paused():
-      for row, ts, win, *values in zip(rows or itertools.repeat(None, n), stamps,
-                                       wins, *cells):
-        if row is None:
-          out = dict(zip(names, values))
-        else:
-          out = dict(row)
-          out.update(zip(names, values))
-        for col, kind in kinds:
+      # Rewritten columns keep their place in a row; new ones follow in order.
+      outs = list(map(dict, rows)) if rows is not None else [{} for _ in range(n)]
+      for name in names:
+        for out, cell in zip(outs, block.written[name].cells()):
+          out[name] = cell
+      for col, kind in kinds:
+        for out in outs:
           if col in out and not isinstance(out[col], np.ndarray):
             out[col] = as_kind(out[col], kind)
-        value = _new_row(out)
-        yield (shared.with_value(value) if shared is not None else
-               WindowedValue(value, ts, win))
+      values = list(map(_new_row, outs))
+      if isinstance(block.timestamps, list) or isinstance(block.windows, list):
+        stamps = block.timestamps if isinstance(block.timestamps, list) else \
+            itertools.repeat(block.timestamps, n)
+        wins = block.windows if isinstance(block.windows, list) else \
+            itertools.repeat(block.windows, n)
+        return list(map(WindowedValue, values, stamps, wins))
+      # One WindowedValue copied per row (C) when all rows share timestamp
+      # and windows: building each from a Timestamp costs more than the row.
+      shared = WindowedValue(None, block.timestamps, block.windows)
+      return list(map(shared.with_value, values))
 
   @staticmethod
   def _table(block: Block) -> Any:

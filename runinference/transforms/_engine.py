@@ -20,11 +20,12 @@ from apache_beam.utils.windowed_value import WindowedValue
 
 from .._core.gc_pause import GcPause
 from .._core.windowing import in_global_window
-from ._block_coder import BlockCoder  # noqa: F401  (registers the coder of Block)
+from . import _block_coder
 from ._blocks import ARROW_BATCH, ARROW_TABLE, PANDAS, Block, Failure
 from ._errors import ColumnTypeError
 
 BAD = 'bad'
+_block_coder.register()
 BLOCK_ROWS = 4096
 
 
@@ -244,16 +245,20 @@ class ApplyStage(beam.DoFn):
       self._ready, self._stats_id = self._prepare(stats), id(stats)
     elif self._ready is None:
       self._ready = self._prepare({})
+    # A list, not a generator: Beam walks a list in C, and resumes a
+    # generator once per output row.
+    out: list = []
     for part, failures in self._apply(block):
-      yield from self._failures.route(failures)
+      out.extend(self._failures.route(failures))
       if part is None or not len(part):
         continue
       if self._output is None:
-        yield from self._failures.route(read_stage_inputs(part, self._next))
+        out.extend(self._failures.route(read_stage_inputs(part, self._next)))
         if len(part):
-          yield in_global_window(part)
+          out.append(in_global_window(part))
       else:
-        yield from self._output.emit(part)
+        out.extend(self._output.emit(part))
+    return out
 
   def _apply(self, block: Block):
     """(block after the stage, failures) pairs: one, or several when a
