@@ -1,0 +1,418 @@
+#!/usr/bin/env python
+"""The README's table of measured speed, generated from the committed results
+in ``benchmarks/results/*.json``.
+
+    .venv/bin/python benchmarks/readme_table.py            # print the table
+    .venv/bin/python benchmarks/readme_table.py --write    # put it in README.md
+    .venv/bin/python benchmarks/readme_table.py --check    # exit 1 (with a diff) if README.md is stale
+
+The headline of a row is the MEDIAN OF SAME-ROUND RATIOS, recomputed here from
+the runs a file holds (round i of one variant against round i of the other:
+the scripts alternate variants, so a round's runs share the machine's state).
+Where a file holds no per-round runs, the cell says what the number is instead
+(a median the script stored, a single run, a ratio of bests). Rows where we
+trail (a ratio under 1 against the reference, or a goal not met) are shown
+like the others. Dates and commits are what the file records, "not recorded"
+where it records none.
+"""
+from __future__ import annotations
+
+import argparse
+import difflib
+import json
+import re
+import statistics
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+RESULTS = REPO / "benchmarks" / "results"
+README = REPO / "README.md"
+START = "<!-- measured-table:start -->"
+END = "<!-- measured-table:end -->"
+
+
+# --- numbers -----------------------------------------------------------------
+
+def _rate(run, key):
+  if not isinstance(run, dict) or "error" in run:
+    return None
+  val = run.get(key)
+  return val if isinstance(val, (int, float)) and val > 0 else None
+
+
+def same_round_ratios(num_runs, den_runs, num_key, den_key=None):
+  """Ratio of round i of ``num_runs`` to round i of ``den_runs`` (rounds
+  where either failed are left out)."""
+  out = []
+  for a, b in zip(num_runs or [], den_runs or []):
+    x, y = _rate(a, num_key), _rate(b, den_key or num_key)
+    if x is not None and y is not None:
+      out.append(x / y)
+  return out
+
+
+def describe(ratios):
+  """(value, how) for a list of same-round ratios."""
+  if not ratios:
+    return None, "no runs"
+  if len(ratios) == 1:
+    return ratios[0], "single run"
+  return statistics.median(ratios), f"median of {len(ratios)} same-round ratios"
+
+
+def headline(doc: dict, num: str, den: str, rate_key: str,
+             num_key: str | None = None, den_key: str | None = None):
+  """``num``/``den`` of a results file in the common layout (``all_runs``:
+  variant -> list of runs; ``ratios``; ``repeat``): (value, how).
+
+  With per-round runs: the median of same-round ratios. Without: the
+  script's stored ``"num/den (median of rounds)"`` if it has one, else its
+  ratio of bests, said as such ("best of N" or "single run")."""
+  runs = doc.get("all_runs") or {}
+  if runs.get(num) and runs.get(den):
+    return describe(same_round_ratios(runs[num], runs[den], num_key or rate_key,
+                                      den_key or rate_key))
+  stored = doc.get("ratios") or {}
+  med = stored.get(f"{num}/{den} (median of rounds)")
+  if med is not None:
+    return med, "median of same-round ratios as stored (runs not in the file)"
+  best = stored.get(f"{num}/{den}")
+  if best is not None:
+    n = doc.get("repeat")
+    if n == 1:
+      return best, "single run"
+    return best, f"ratio of bests, best of {n}" if n else "ratio of bests (rounds not recorded)"
+  return None, "not measured"
+
+
+def parse_goals(text) -> dict:
+  """``'ours/noop >= 0.8'``, ``'a/b >= 2, c/d >= 0.8'`` -> ``{pair: bound}``."""
+  if isinstance(text, (int, float)):
+    return {"": float(text)}
+  return {m.group(1): float(m.group(2))
+          for m in re.finditer(r"([\w]+/[\w]+)\s*>=\s*([\d.]+)", text or "")}
+
+
+def num(val) -> str:
+  return f"{val:.0f}" if val >= 100 else f"{val:.1f}" if val >= 10 else f"{val:.2f}"
+
+
+def x(val) -> str:
+  return "—" if val is None else f"{num(val)}x"
+
+
+def span(vals) -> str:
+  vals = [v for v in vals if v is not None]
+  if not vals:
+    return "—"
+  lo, hi = min(vals), max(vals)
+  return x(lo) if num(lo) == num(hi) else f"{num(lo)}-{num(hi)}x"
+
+
+def trail(val, against_reference=True) -> str:
+  return " (**we trail**)" if against_reference and val is not None and val < 1 else ""
+
+
+def goal_cell(goals: dict, values: dict) -> str:
+  if not goals:
+    return "not recorded"
+  parts = []
+  for pair, bound in goals.items():
+    val = values.get(pair)
+    met = "—" if val is None else ("met" if val >= bound else "**not met**")
+    parts.append(f"{pair} ≥ {bound:g}: {met}")
+  return "; ".join(parts)
+
+
+def when(doc: dict, name: str) -> str:
+  date = doc.get("when") or doc.get("date")
+  date = str(date).replace("T", " ")[:16] if date else "date not recorded"
+  commit = doc.get("commit") or "commit not recorded"
+  return f"`{name}`: {date}, {commit}"
+
+
+def load(name: str, results: Path):
+  path = results / name
+  return json.loads(path.read_text()) if path.exists() else None
+
+
+# --- rows --------------------------------------------------------------------
+# Each returns a dict of cells, or None when its file is absent.
+
+def row_sklearn(results):
+  d = load("bench_sklearn.json", results)
+  if d is None:
+    return None
+  noop, how = headline(d, "ours", "noop", "el_per_s")
+  ref, _ = headline(d, "ours", "reference", "el_per_s")
+  return {"workload": "RunInference, scikit-learn `LinearRegression`",
+          "data": f"{d.get('n', 0):,} rows x 4 float64 features",
+          "against": "no-op `beam.Map` pipeline; reference RunInference",
+          "headline": f"{x(noop)} no-op; {x(ref)} reference{trail(ref)}",
+          "how": how,
+          "goal": goal_cell(parse_goals(d.get("goal")), {"ours/noop": noop}),
+          "when": when(d, "bench_sklearn.json")}
+
+
+def row_cnn(results):
+  d = load("bench_cnn.json", results)
+  if d is None:
+    return None
+  raw, how = headline(d, "ours", "raw", "img_per_s")
+  ref, _ = headline(d, "ours", "reference", "img_per_s")
+  return {"workload": "RunInference, PyTorch CNN (2 conv + linear)",
+          "data": f"{d.get('n', 0):,} images 3x32x32, batches of {d.get('batch')}",
+          "against": "raw model loop (no Beam); reference RunInference",
+          "headline": f"{x(raw)} raw; {x(ref)} reference{trail(ref)}",
+          "how": how,
+          "goal": goal_cell(parse_goals(d.get("goal")), {"ours/raw": raw}),
+          "when": when(d, "bench_cnn.json")}
+
+
+def row_columnar(results):
+  d = load("bench_columnar.json", results)
+  if d is None:
+    return None
+  per_row, how = headline(d, "columnar", "ours", "rows_per_s")
+  ref, _ = headline(d, "columnar", "reference", "rows_per_s")
+  raw, _ = headline(d, "columnar", "raw", "rows_per_s", den_key="chunked_rows_per_s")
+  return {"workload": "`RunInferenceColumnar`, `LinearRegression`",
+          "data": f"{d.get('n', 0):,} rows x 4 features, {d.get('chunk', 0):,}-row Arrow chunks",
+          "against": "our per-row RunInference; reference (per row); raw `predict` on the same chunks",
+          "headline": f"{x(per_row)} per-row; {x(ref)} reference; {x(raw)} raw",
+          "how": how, "goal": goal_cell(parse_goals(d.get("goal")), {}),
+          "when": when(d, "bench_columnar.json")}
+
+
+def row_columnar_hgb(results):
+  d = load("bench_columnar_hgb.json", results)
+  if d is None:
+    return None
+  cols, how = headline(d, "columnar", "raw", "rows_per_s", den_key="chunked_rows_per_s")
+  merged, _ = headline(d, "columnar_merged", "raw", "rows_per_s",
+                       den_key="chunked_rows_per_s")
+  return {"workload": "`RunInferenceColumnar`, `HistGradientBoostingRegressor` (100 trees)",
+          "data": f"{d.get('n', 0):,} rows x 8 features, {d.get('chunk', 0):,}-row chunks",
+          "against": "raw `predict` on the same chunks",
+          "headline": f"{x(cols)} defaults; {x(merged)} `rows_per_call=65536`",
+          "how": how, "goal": goal_cell(parse_goals(d.get("goal")), {}),
+          "when": when(d, "bench_columnar_hgb.json")}
+
+
+def row_text(results):
+  d = load("bench_text.json", results)
+  if d is None:
+    return None
+  raw, how = headline(d, "ours", "raw", "rate")
+  ref, _ = headline(d, "ours", "reference", "rate")
+  return {"workload": "RunInference, all-MiniLM-L6-v2 (`HuggingFacePipelineModelHandler`)",
+          "data": f"{d.get('n', 0):,} ragged sentences",
+          "against": "sentence-transformers `encode`; reference RunInference",
+          "headline": f"{x(raw)} `encode`; {x(ref)} reference{trail(ref)}",
+          "how": how, "goal": goal_cell(parse_goals(d.get("goal")), {}),
+          "when": when(d, "bench_text.json")}
+
+
+def row_embeddings(results):
+  d = load("bench_mltransform_embeddings.json", results)
+  if d is None:
+    return None
+  vals, hows, sizes = {}, set(), d.get("sizes") or {}
+  for dist, by in (d.get("runs") or {}).items():
+    val, how = describe(same_round_ratios(by.get("default"), by.get("encode"), "rate"))
+    vals[dist] = val
+    hows.add(how)
+  goal = d.get("goal")
+  met = [k for k, v in vals.items() if v is not None and goal is not None and v >= goal]
+  goal_txt = "not recorded" if goal is None else (
+      f"≥ {goal:g}: " + ("met" if len(met) == len(vals) else
+                         f"**not met** on {', '.join(k for k in vals if k not in met)}"))
+  return {"workload": "MLTransform `SentenceTransformerEmbeddings`, all-MiniLM-L6-v2",
+          "data": ", ".join(f"{k} ({sizes.get(k, 0):,} sentences)" for k in vals),
+          "against": "sentence-transformers `encode`",
+          "headline": "; ".join(f"{x(v)} {k}" for k, v in vals.items()),
+          "how": " / ".join(sorted(hows)), "goal": goal_txt,
+          "when": when(d, "bench_mltransform_embeddings.json")}
+
+
+def rows_mltransform(results, name):
+  d = load(name, results)
+  if d is None:
+    return []
+  out = []
+  cases = d.get("cases") or {}
+  for mode in ("write", "read"):
+    ref_vals, noop_vals, hows, met = [], [], set(), 0
+    for case in cases.values():
+      runs = case.get("runs") or {}
+      val, how = describe(same_round_ratios(runs.get(f"ours_{mode}"),
+                                            runs.get(f"reference_{mode}"), "rows_per_s"))
+      ref_vals.append(val)
+      hows.add(how)
+      noop, _ = describe(same_round_ratios(runs.get(f"ours_{mode}"),
+                                           runs.get("noop_write"), "rows_per_s"))
+      noop_vals.append(noop)
+      met += (case.get("summary") or {}).get(mode, {}).get("goal") == "met"
+    rows = sorted({c.get("rows", 0) for c in cases.values()})
+    shapes = sorted({c.get("shape") for c in cases.values()})
+    sources = sorted({c.get("source") for c in cases.values()})
+    goal = d.get("goal")
+    out.append({
+        "workload": f"MLTransform {mode} mode (z-score, 0-1, bucketize, vocabulary)",
+        "data": f"{len(cases)} cases: {'/'.join(shapes)} x source {'/'.join(sources)}, "
+                f"{', '.join(f'{r:,}' for r in rows)} rows",
+        "against": "reference (Beam on tensorflow-transform); the same pipeline without MLTransform",
+        "headline": f"{span(ref_vals)} reference{trail(min(filter(None, ref_vals), default=None))}; "
+                    f"{span(noop_vals)} no-op",
+        "how": " / ".join(sorted(hows)) + ", per case; range over cases",
+        "goal": "not recorded" if not goal else
+                f"{goal.replace('>=', '≥').replace('<=', '≤')}: met in {met} of {len(cases)}",
+        "when": when(d, name)})
+  return out
+
+
+def rows_remote(results):
+  out = []
+  for name, setting in (("bench_remote.json", "plain loopback"),
+                        ("bench_remote_latency20.json", "+20 ms per request")):
+    d = load(name, results)
+    if d is None:
+      continue
+    ref, how = headline(d, "ours", "reference", "el_per_s")
+    loop, _ = headline(d, "ours", "loop", "el_per_s")
+    out.append({
+        "workload": f"remote inference, MLflow server, {setting}",
+        "data": f"{d.get('n', 0):,} rows, {d.get('batch')} per request, "
+                f"{d.get('concurrency')} concurrent",
+        "against": "reference `RemoteModelHandler`; a threaded client loop (no Beam)",
+        "headline": f"{x(ref)} reference{trail(ref)}; {x(loop)} loop",
+        "how": how,
+        "goal": goal_cell(parse_goals(d.get("goal")), {"ours/reference": ref, "ours/loop": loop}),
+        "when": when(d, name)})
+  return out
+
+
+def row_scale(results):
+  d = load("bench_scale.json", results)
+  if d is None:
+    return None
+  vals, hows = {}, set()
+  for workload, r in (d.get("results") or {}).items():
+    runs = r.get("runs") or {}
+    val, how = describe(same_round_ratios(runs.get("dask2"), runs.get("dask1"), "rate"))
+    vals[workload] = val
+    hows.add(how)
+  args = d.get("args") or {}
+  return {"workload": "DaskRunner, 2 worker processes vs 1",
+          "data": f"tabular MLP ({args.get('n_tabular', 0):,} rows), "
+                  f"text MiniLM ({args.get('n_text', 0):,} sentences)",
+          "against": "the same pipeline on 1 Dask worker",
+          "headline": "; ".join(f"{x(v)} {k}" for k, v in vals.items()),
+          "how": " / ".join(sorted(hows)) + "; machine under load (not a scaling figure)",
+          "goal": goal_cell(parse_goals(d.get("goal")), {}),
+          "when": when(d, "bench_scale.json")}
+
+
+def row_evaluation(results):
+  small = load("bench_evaluation_200k.json", results)
+  ours = load("bench_evaluation_ours.json", results)
+  tfma = load("bench_evaluation_tfma_1m.json", results)
+  if small is None and tfma is None:
+    return None
+  parts, hows, names = [], [], []
+  if small is not None:
+    runs = (small.get("200000") or {}).get("runs") or {}
+    val, how = describe(same_round_ratios(runs.get("ours"), runs.get("tfma"), "rows_per_s"))
+    parts.append(f"{x(val)} at 200,000 rows")
+    hows.append(f"200k: {how}")
+    names.append(when(small, "bench_evaluation_200k.json"))
+  if tfma is not None and ours is not None:
+    ours_runs = [_rate(r, "rows_per_s") for r in
+                 ((ours.get("1000000") or {}).get("runs") or {}).get("ours", [])]
+    ours_runs = [r for r in ours_runs if r]
+    tfma_rate = _rate(tfma.get("tfma_1m"), "rows_per_s")
+    if ours_runs and tfma_rate:
+      parts.append(f"{x(statistics.median(ours_runs) / tfma_rate)} at 1,000,000 rows")
+      hows.append(f"1M: median of our {len(ours_runs)} runs over TFMA's single run, "
+                  "not the same round")
+      names.append(when(ours, "bench_evaluation_ours.json"))
+      names.append(when(tfma, "bench_evaluation_tfma_1m.json"))
+  return {"workload": "`EvaluateModel`, 5 metrics x 3 slicings",
+          "data": "binary predictions from Parquet, 200,000 and 1,000,000 rows",
+          "against": "TensorFlow Model Analysis",
+          "headline": "; ".join(parts), "how": "; ".join(hows),
+          "goal": "not recorded", "when": "; ".join(names)}
+
+
+def rows(results: Path = RESULTS) -> list[dict]:
+  out = [row_sklearn(results), row_cnn(results), row_columnar(results),
+         row_columnar_hgb(results), row_text(results), row_embeddings(results),
+         *rows_mltransform(results, "bench_mltransform.json"),
+         *rows_mltransform(results, "bench_mltransform_1m.json"),
+         *rows_remote(results), row_scale(results), row_evaluation(results)]
+  return [r for r in out if r]
+
+
+COLUMNS = [("workload", "workload"), ("data", "data"), ("against", "compared with"),
+           ("headline", "ours ÷ them (headline)"), ("how", "how the headline is taken"),
+           ("goal", "goal (as the file records it)"), ("when", "results file: date, commit")]
+
+
+def render(results: Path = RESULTS) -> str:
+  lines = ["| " + " | ".join(title for _, title in COLUMNS) + " |",
+           "|" + "---|" * len(COLUMNS)]
+  for r in rows(results):
+    lines.append("| " + " | ".join(str(r.get(k, "")).replace("|", "\\|")
+                                   for k, _ in COLUMNS) + " |")
+  return "\n".join(lines) + "\n"
+
+
+# --- README ------------------------------------------------------------------
+
+def block(text: str) -> str:
+  return f"{START}\n<!-- generated by benchmarks/readme_table.py; edit that, not this -->\n{text}{END}"
+
+
+def replace_block(readme_text: str, table: str) -> str:
+  i, j = readme_text.find(START), readme_text.find(END)
+  if i < 0 or j < i:
+    raise SystemExit(f"README has no {START} ... {END} block")
+  return readme_text[:i] + block(table) + readme_text[j + len(END):]
+
+
+def check(readme: Path = README, results: Path = RESULTS) -> str:
+  """'' when the README's block is what the results give, else a diff."""
+  current = readme.read_text()
+  wanted = replace_block(current, render(results))
+  if wanted == current:
+    return ""
+  return "".join(difflib.unified_diff(current.splitlines(True), wanted.splitlines(True),
+                                      str(readme), "generated from benchmarks/results"))
+
+
+def main(argv=None) -> int:
+  ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  group = ap.add_mutually_exclusive_group()
+  group.add_argument("--write", action="store_true", help="replace the README block")
+  group.add_argument("--check", action="store_true",
+                     help="exit 1 with a diff when the README block is stale")
+  args = ap.parse_args(argv)
+  if args.check:
+    diff = check()
+    if diff:
+      sys.stdout.write(diff)
+      print("README.md's measured table is stale: run "
+            "`python benchmarks/readme_table.py --write`", file=sys.stderr)
+      return 1
+    return 0
+  if args.write:
+    README.write_text(replace_block(README.read_text(), render()))
+    print(f"written to {README}")
+    return 0
+  sys.stdout.write(render())
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())
