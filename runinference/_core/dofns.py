@@ -6,6 +6,7 @@ invoker. ``WindowedBatchDoFn`` carries each element's own timestamp and
 window to its result (and reads the model-metadata side input)."""
 from __future__ import annotations
 
+from itertools import chain
 from typing import Any, Callable, Optional
 
 import apache_beam as beam
@@ -13,6 +14,7 @@ from apache_beam.pvalue import TaggedOutput
 
 from .engine import InferenceEngine, Rejected, RunResult
 from .failures import picklable_record
+from .gc_pause import GcPause
 from .runner_fix import install as _install_runner_fix
 from .stream_batching import unstamp
 from .windowing import in_global_window
@@ -30,6 +32,21 @@ def _dead(tag: str, record):
   """A dead-letter output; an element Beam could not encode (a generator)
   is replaced in it by an ``UnpicklableElement``."""
   return TaggedOutput(tag, picklable_record(record))
+
+
+class _ResumeGc:
+  """Iterated after a batch's outputs (``chain``), when Beam has passed each
+  of them downstream: drops them, then lets the paused GC run again (had it
+  run with them alive, the next collection would have scanned them all and
+  moved them to an older generation, to be scanned again there)."""
+  def __init__(self, pause: GcPause, outputs: list):
+    self._pause = pause
+    self._outputs = outputs
+
+  def __iter__(self):
+    self._outputs.clear()
+    self._pause.resume()
+    return iter(_NOTHING)
 
 
 class _EngineDoFn(beam.DoFn):
@@ -66,6 +83,9 @@ class GlobalBatchDoFn(_EngineDoFn):
   ``finish_bundle``.
   """
   def setup(self):
+    # The cyclic GC stays off from a batch's model call until Beam has sent
+    # its outputs downstream (see _ResumeGc).
+    self._gc = GcPause()
     super().setup()
     engine = self._engine
     self._plain = (
@@ -75,6 +95,7 @@ class GlobalBatchDoFn(_EngineDoFn):
     self._flight = None
 
   def start_bundle(self):
+    self._gc.resume()  # a failed bundle may have left it paused
     self._flight = None  # a failed bundle's call is not this bundle's
     # The hot path appends to the batcher's buffer through a reference of
     # its own and compares with a cached size (refreshed after each batch).
@@ -83,6 +104,7 @@ class GlobalBatchDoFn(_EngineDoFn):
     self._size = batcher.sizer.size
 
   def finish_bundle(self):
+    self._gc.resume()
     if not self._overlap:
       return super().finish_bundle()
     engine = self._engine
@@ -121,18 +143,29 @@ class GlobalBatchDoFn(_EngineDoFn):
         return [_dead(batch.tag, batch.record)]
     return self._outputs(batch)
 
+  def teardown(self):
+    if hasattr(self, '_gc'):  # setup ran
+      self._gc.resume()
+    super().teardown()
+
   def _outputs(self, batch):
-    if self._overlap:
-      previous, self._flight = self._flight, self._engine.submit(batch)
-      if previous is None:
-        return _NOTHING
-      result = self._engine.collect(previous)
-    else:
-      result = self._engine.run(batch)
-    outputs = result.outputs
-    if result.dead:
-      outputs = outputs + [_dead(d.tag, d.record) for d in result.dead]
-    return outputs
+    gc = self._gc
+    gc.pause()
+    try:
+      if self._overlap:
+        previous, self._flight = self._flight, self._engine.submit(batch)
+        if previous is None:
+          gc.resume()
+          return _NOTHING
+        result = self._engine.collect(previous)
+      else:
+        result = self._engine.run(batch)
+    except BaseException:
+      gc.resume()
+      raise
+    # A list of our own: _ResumeGc empties it.
+    outputs = result.outputs + [_dead(d.tag, d.record) for d in result.dead]
+    return chain(outputs, _ResumeGc(gc, outputs))
 
   def _finish_outputs(self, result: RunResult) -> list:
     out: list = [_global_wv(o) for o in result.outputs]

@@ -4,7 +4,6 @@ from __future__ import annotations
 import enum
 import functools
 import pickle
-import sys
 from typing import Any, Callable, Optional, Sequence
 
 import numpy
@@ -15,8 +14,8 @@ from .._core.contract import MatrixPredictor, ModelHandler
 from .._core.naming import publish
 from .._core.results import to_results
 from .common import (check_model_path, check_types, corrupt_model_error,
-                     open_model_file, read_model_bytes, require, stack_numpy,
-                     unpickle_model, warn_if_others_can_write)
+                     getsizeof_sum, open_model_file, read_model_bytes, require,
+                     stack_numpy, unpickle_model, warn_if_others_can_write)
 
 __all__ = [
     'ModelFileType', 'SklearnModelHandlerNumpy', 'SklearnModelHandlerPandas'
@@ -195,7 +194,7 @@ class SklearnModelHandlerNumpy(_SklearnHandler):
     return to_results(batch, predictions, self._model_uri)
 
   def get_num_bytes(self, batch: Sequence[numpy.ndarray]) -> int:
-    return sum(map(sys.getsizeof, batch))
+    return getsizeof_sum(batch)
 
   def matrix_predictor(self) -> MatrixPredictor:
     fn = self._model_inference_fn
