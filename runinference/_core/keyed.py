@@ -1,6 +1,7 @@
 """Keyed handlers: one model for keyed data, or a model per key cohort."""
 from __future__ import annotations
 
+import operator
 import pickle
 from typing import Any, Generic, Sequence, TypeVar
 
@@ -23,7 +24,17 @@ class KeyModelMapping(Generic[KeyT, ExampleT, PredictionT, ModelT]):
     return f'KeyModelMapping({self.keys!r}, {self.mh!r})'
 
 
+_first = operator.itemgetter(0)
+_second = operator.itemgetter(1)
+
+
 def split_keys(batch: Sequence, handler_name: str):
+  n = len(batch)
+  # Plain (key, example) pairs are checked and split in C; anything else
+  # takes the loop that names the offending element.
+  if (operator.countOf(map(type, batch), tuple) == n and
+      operator.countOf(map(len, batch), 2) == n):
+    return tuple(map(_first, batch)), list(map(_second, batch))
   for x in batch:
     if not (isinstance(x, (tuple, list)) and len(x) == 2):
       raise InvalidInputTypeError(
