@@ -114,6 +114,14 @@ def trail(val, against_reference=True) -> str:
   return " (**we trail**)" if against_reference and val is not None and val < 1 else ""
 
 
+def parts(*items) -> str:
+  """``(value, label[, against_reference])`` -> ``"1.20x label; ..."``,
+  leaving out what the file does not have."""
+  out = [f"{x(it[0])} {it[1]}{trail(it[0]) if len(it) > 2 and it[2] else ''}"
+         for it in items if it[0] is not None]
+  return "; ".join(out) or "—"
+
+
 def goal_cell(goals: dict, values: dict) -> str:
   if not goals:
     return "not recorded"
@@ -149,7 +157,7 @@ def row_sklearn(results):
   return {"workload": "RunInference, scikit-learn `LinearRegression`",
           "data": f"{d.get('n', 0):,} rows x 4 float64 features",
           "against": "no-op `beam.Map` pipeline; reference RunInference",
-          "headline": f"{x(noop)} no-op; {x(ref)} reference{trail(ref)}",
+          "headline": parts((noop, "no-op"), (ref, "reference", True)),
           "how": how,
           "goal": goal_cell(parse_goals(d.get("goal")), {"ours/noop": noop}),
           "when": when(d, "bench_sklearn.json")}
@@ -164,7 +172,7 @@ def row_cnn(results):
   return {"workload": "RunInference, PyTorch CNN (2 conv + linear)",
           "data": f"{d.get('n', 0):,} images 3x32x32, batches of {d.get('batch')}",
           "against": "raw model loop (no Beam); reference RunInference",
-          "headline": f"{x(raw)} raw; {x(ref)} reference{trail(ref)}",
+          "headline": parts((raw, "raw"), (ref, "reference", True)),
           "how": how,
           "goal": goal_cell(parse_goals(d.get("goal")), {"ours/raw": raw}),
           "when": when(d, "bench_cnn.json")}
@@ -180,7 +188,7 @@ def row_columnar(results):
   return {"workload": "`RunInferenceColumnar`, `LinearRegression`",
           "data": f"{d.get('n', 0):,} rows x 4 features, {d.get('chunk', 0):,}-row Arrow chunks",
           "against": "our per-row RunInference; reference (per row); raw `predict` on the same chunks",
-          "headline": f"{x(per_row)} per-row; {x(ref)} reference; {x(raw)} raw",
+          "headline": parts((per_row, "per-row"), (ref, "reference", True), (raw, "raw")),
           "how": how, "goal": goal_cell(parse_goals(d.get("goal")), {}),
           "when": when(d, "bench_columnar.json")}
 
@@ -195,7 +203,7 @@ def row_columnar_hgb(results):
   return {"workload": "`RunInferenceColumnar`, `HistGradientBoostingRegressor` (100 trees)",
           "data": f"{d.get('n', 0):,} rows x 8 features, {d.get('chunk', 0):,}-row chunks",
           "against": "raw `predict` on the same chunks",
-          "headline": f"{x(cols)} defaults; {x(merged)} `rows_per_call=65536`",
+          "headline": parts((cols, "defaults"), (merged, "`rows_per_call=65536`")),
           "how": how, "goal": goal_cell(parse_goals(d.get("goal")), {}),
           "when": when(d, "bench_columnar_hgb.json")}
 
@@ -209,7 +217,7 @@ def row_text(results):
   return {"workload": "RunInference, all-MiniLM-L6-v2 (`HuggingFacePipelineModelHandler`)",
           "data": f"{d.get('n', 0):,} ragged sentences",
           "against": "sentence-transformers `encode`; reference RunInference",
-          "headline": f"{x(raw)} `encode`; {x(ref)} reference{trail(ref)}",
+          "headline": parts((raw, "`encode`"), (ref, "reference", True)),
           "how": how, "goal": goal_cell(parse_goals(d.get("goal")), {}),
           "when": when(d, "bench_text.json")}
 
@@ -231,7 +239,7 @@ def row_embeddings(results):
   return {"workload": "MLTransform `SentenceTransformerEmbeddings`, all-MiniLM-L6-v2",
           "data": ", ".join(f"{k} ({sizes.get(k, 0):,} sentences)" for k in vals),
           "against": "sentence-transformers `encode`",
-          "headline": "; ".join(f"{x(v)} {k}" for k, v in vals.items()),
+          "headline": parts(*((v, k) for k, v in vals.items())),
           "how": " / ".join(sorted(hows)), "goal": goal_txt,
           "when": when(d, "bench_mltransform_embeddings.json")}
 
@@ -286,7 +294,7 @@ def rows_remote(results):
         "data": f"{d.get('n', 0):,} rows, {d.get('batch')} per request, "
                 f"{d.get('concurrency')} concurrent",
         "against": "reference `RemoteModelHandler`; a threaded client loop (no Beam)",
-        "headline": f"{x(ref)} reference{trail(ref)}; {x(loop)} loop",
+        "headline": parts((ref, "reference", True), (loop, "loop")),
         "how": how,
         "goal": goal_cell(parse_goals(d.get("goal")), {"ours/reference": ref, "ours/loop": loop}),
         "when": when(d, name)})
@@ -303,13 +311,17 @@ def row_scale(results):
     val, how = describe(same_round_ratios(runs.get("dask2"), runs.get("dask1"), "rate"))
     vals[workload] = val
     hows.add(how)
-  args = d.get("args") or {}
+  what = {"tabular": "tabular MLP ({:,} rows)", "text": "text MiniLM ({:,} sentences)"}
+  avg = d.get("loadavg_at_end")
+  load_note = (f"load average {avg[0]:.1f} at the end" if avg else
+               "machine load not recorded (the runs were on a loaded machine: "
+               "benchmarks/README.md)")
   return {"workload": "DaskRunner, 2 worker processes vs 1",
-          "data": f"tabular MLP ({args.get('n_tabular', 0):,} rows), "
-                  f"text MiniLM ({args.get('n_text', 0):,} sentences)",
+          "data": ", ".join(what.get(k, k + " ({:,})").format(r.get("n", 0))
+                            for k, r in (d.get("results") or {}).items()),
           "against": "the same pipeline on 1 Dask worker",
-          "headline": "; ".join(f"{x(v)} {k}" for k, v in vals.items()),
-          "how": " / ".join(sorted(hows)) + "; machine under load (not a scaling figure)",
+          "headline": parts(*((v, k) for k, v in vals.items())),
+          "how": "; ".join([*sorted(hows), load_note]),
           "goal": goal_cell(parse_goals(d.get("goal")), {}),
           "when": when(d, "bench_scale.json")}
 
