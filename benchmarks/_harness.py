@@ -121,3 +121,62 @@ def local_pipeline():
   runner = fn_runner.FnApiRunner(provision_info=fn_runner.ExtendedProvisionInfo(
       beam_provision_api_pb2.ProvisionInfo(pipeline_options=encoded)))
   return beam.Pipeline(runner=runner, options=options)
+
+
+# --- provenance and where results go (added for the README's generated table) --
+
+RESULTS = REPO / "benchmarks" / "results"
+
+
+def commit() -> str:
+  """The checkout's short commit, ``-dirty`` when the tree has changes;
+  ``"unknown"`` outside git."""
+  import subprocess
+
+  def git(*args):
+    return subprocess.run(["git", *args], capture_output=True, text=True,
+                          cwd=REPO).stdout.strip()
+  try:
+    head = git("rev-parse", "--short", "HEAD")
+  except OSError:
+    return "unknown"
+  if not head:
+    return "unknown"
+  return head + ("-dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
+
+
+def provenance() -> dict:
+  """``{"when": UTC time, "commit": ...}`` for a results JSON."""
+  import datetime
+  now = datetime.datetime.now(datetime.timezone.utc)
+  return {"when": now.strftime("%Y-%m-%d %H:%M:%S UTC"), "commit": commit()}
+
+
+def add_out_args(parser, name: str) -> None:
+  """``--out PATH`` (default: a scratch file ``/tmp/NAME``) and ``--update``
+  (write the committed ``benchmarks/results/NAME`` instead)."""
+  import tempfile
+  parser.add_argument("--out", default=None,
+                      help=f"results JSON (default {Path(tempfile.gettempdir()) / name})")
+  parser.add_argument("--update", action="store_true",
+                      help=f"write the committed benchmarks/results/{name}")
+
+
+def out_path(args, name: str) -> Path:
+  """Where ``add_out_args``' options say the results go: ``results/NAME``
+  with ``--update``, else ``--out``, else ``/tmp/NAME``."""
+  import tempfile
+  if getattr(args, "update", False):
+    return RESULTS / name
+  return Path(args.out) if args.out else Path(tempfile.gettempdir()) / name
+
+
+def paired_keys(runs: dict, num: str, den: str, num_key: str, den_key: str):
+  """``paired`` for two different rate keys (e.g. a pipeline's ``rows_per_s``
+  against the raw variant's ``chunked_rows_per_s``)."""
+  import statistics
+  pairs = [ratio(a.get(num_key), b.get(den_key))
+           for a, b in zip(runs.get(num, []), runs.get(den, []))
+           if "error" not in a and "error" not in b]
+  pairs = [x for x in pairs if x is not None]
+  return statistics.median(pairs) if pairs else None

@@ -33,8 +33,9 @@ Metrics counter by the rows it saw (checked against N). The model is a
 ``pipeline.run()`` to the end of ``wait_until_finish()`` (start-up and model
 loading included).
 
-Prints rows/s per variant and the ratios, and writes them to
-``benchmarks/results/bench_columnar.json``.
+Prints rows/s per variant and the ratios (each pair's headline: the median
+of its same-round ratios), and writes them to ``/tmp/bench_columnar.json``
+(``benchmarks/results/bench_columnar[_hgb].json`` with ``--update``).
 
     .venv/bin/python benchmarks/bench_columnar.py                    # 1M rows, chunks of 10k
     .venv/bin/python benchmarks/bench_columnar.py --n 200000 --repeat 2
@@ -56,7 +57,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from _harness import local_pipeline, pair_ratios, ratio, run_variants
+from _harness import (add_out_args, local_pipeline, out_path, pair_ratios, paired_keys,
+                      provenance, ratio, run_variants)
 
 from bench_sklearn import _quiet_logs, train_model
 
@@ -240,7 +242,7 @@ def main(argv=None) -> int:
                   help="rows per chunk (default 10000; hgb 4096)")
   ap.add_argument("--repeat", type=int, default=1, help="runs per variant; best is kept")
   ap.add_argument("--variants", nargs="+", choices=VARIANTS)
-  ap.add_argument("--out", help="default results/bench_columnar[_hgb].json")
+  add_out_args(ap, "bench_columnar[_hgb].json")
   ap.add_argument("--_child", help=argparse.SUPPRESS)
   ap.add_argument("--_model", help=argparse.SUPPRESS)
   args = ap.parse_args(argv)
@@ -248,8 +250,7 @@ def main(argv=None) -> int:
   args.n = args.n or (300_000 if hgb else 1_000_000)
   args.chunk = args.chunk or (4096 if hgb else 10_000)
   args.variants = args.variants or list(MODELS[args.model]["variants"])
-  args.out = args.out or str(
-      RESULTS / ("bench_columnar_hgb.json" if hgb else "bench_columnar.json"))
+  out = out_path(args, "bench_columnar_hgb.json" if hgb else "bench_columnar.json")
   features = feature_names(args.model)
 
   _quiet_logs()
@@ -289,6 +290,14 @@ def main(argv=None) -> int:
                     "rows_per_s"),
       **pair_ratios(runs, best, [("columnar", "columnar_sync")], "rows_per_s"),
       "ours/reference": ratio(rps.get("ours"), rps.get("reference")),
+      # the headline of each pair: the median of its same-round ratios
+      **{k: v for k, v in pair_ratios(
+          runs, best, [("columnar", "ours"), ("columnar", "reference"),
+                       ("columnar", "noop"), ("ours", "reference"),
+                       ("columnar_merged", "columnar")], "rows_per_s").items()
+         if k.endswith("(median of rounds)")},
+      "columnar_merged/raw_chunked (median of rounds)": paired_keys(
+          runs, "columnar_merged", "raw", "rows_per_s", "chunked_rows_per_s"),
   }
   # The model step's own cost: the columnar pipeline's time over the same
   # pipeline without the step, against the raw predict of the same rows.
@@ -305,7 +314,7 @@ def main(argv=None) -> int:
   import sklearn
   report = {
       "benchmark": "bench_columnar",
-      "when": time.strftime("%Y-%m-%d %H:%M:%S"),
+      **provenance(),
       "n": args.n, "chunk": args.chunk, "repeat": args.repeat,
       "runner": "DirectRunner (in-process FnApiRunner, direct_num_workers=1)",
       "source": "pyarrow.RecordBatch chunks made in the pipeline; per-row "
@@ -341,9 +350,9 @@ def main(argv=None) -> int:
   for k, val in ratios.items():
     if val is not None:
       print(f"  {k:<22}{val:8.2f}x")
-  Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-  Path(args.out).write_text(json.dumps(report, indent=1) + "\n")
-  print(f"\nwritten to {args.out}")
+  out.parent.mkdir(parents=True, exist_ok=True)
+  out.write_text(json.dumps(report, indent=1) + "\n")
+  print(f"\nwritten to {out}")
   return 1 if any("error" in b for b in best.values()) else 0
 
 

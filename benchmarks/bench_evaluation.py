@@ -139,13 +139,14 @@ def _compare(a: dict, b: dict) -> dict:
 
 
 def main() -> int:
+  from benchmarks._harness import add_out_args, out_path, provenance
   ap = argparse.ArgumentParser()
   ap.add_argument('--rows', type=int, nargs='+', default=[200_000, 1_000_000])
   ap.add_argument('--repeat', type=int, default=2)
   ap.add_argument('--variants', nargs='+', default=['ours', 'tfma'])
   ap.add_argument('--reference-python', default=None,
                   help='the TFMA venv\'s python (reference_tfma_venv.sh)')
-  ap.add_argument('--out', default='benchmarks/results/bench_evaluation.json')
+  add_out_args(ap, 'bench_evaluation.json')
   ap.add_argument('--_child', default=None)
   ap.add_argument('--_rows', type=int, default=0)
   args = ap.parse_args()
@@ -162,7 +163,7 @@ def main() -> int:
   if 'tfma' in args.variants and 'tfma' not in variants:
     print('tfma skipped: give --reference-python (see '
           'benchmarks/reference_tfma_venv.sh)')
-  report, ratios, best_all = {'load_avg': os.getloadavg()}, {}, {}
+  report, ratios, best_all = {**provenance(), 'load_avg': os.getloadavg()}, {}, {}
   for rows in args.rows:
     print(f'{rows:,} rows, 5 metrics, 3 slicing specs', flush=True)
     runs, best = run_variants(
@@ -193,7 +194,8 @@ def main() -> int:
     report[str(rows)] = entry
     best_all.update({f'{v}@{rows}': b for v, b in best.items()})
   report['ratios'] = ratios
-  return finish(ratios, {k: 50.0 for k in ratios}, report, best_all, args.out)
+  return finish(ratios, {k: 50.0 for k in ratios}, report, best_all,
+                out_path(args, 'bench_evaluation.json'))
 
 
 if __name__ == '__main__':

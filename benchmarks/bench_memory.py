@@ -186,6 +186,7 @@ def main():
   ap.add_argument('--n', type=int, default=800, help='elements per run')
   ap.add_argument('--variants', nargs='+', default=list(VARIANTS),
                   choices=list(VARIANTS))
+  _harness.add_out_args(ap, 'bench_memory.json')
   ap.add_argument('--_child')
   args = ap.parse_args()
   if args._child:
@@ -206,11 +207,11 @@ def main():
           f'({res["copies_by_rss"]:.2f}) | peak PSS '
           f'+{res["peak_pss_delta_mb"]:.0f} MB | {res["processes"]} processes'
           f' | {res["seconds"]:.1f}s', flush=True)
-  out = HERE / 'results' / 'bench_memory.json'
-  out.parent.mkdir(exist_ok=True)
-  out.write_text(json.dumps({'args': vars(args), 'results': results},
+  out = _harness.out_path(args, 'bench_memory.json')
+  out.parent.mkdir(parents=True, exist_ok=True)
+  out.write_text(json.dumps({**_harness.provenance(), 'args': vars(args), 'results': results},
                             indent=2, default=str) + '\n')
-  print(f'-> {out.relative_to(_harness.REPO)}')
+  print(f'-> {out}')
 
 
 if __name__ == '__main__':

@@ -59,7 +59,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _harness import local_pipeline, pair_ratios, run_child, timed_run
+from _harness import commit, local_pipeline, pair_ratios, run_child, timed_run
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / 'benchmarks' / 'results' / 'bench_mltransform_embeddings.json'
@@ -263,6 +263,7 @@ def main(argv=None) -> int:
   import torch
   report = {
       'date': datetime.datetime.now().isoformat(timespec='seconds'),
+      'commit': commit(),
       'machine': {'python': platform.python_version(), 'cpus': os.cpu_count(),
                   'torch': torch.__version__, 'torch_threads': torch.get_num_threads(),
                   'sentence_transformers': sentence_transformers.__version__},

@@ -32,8 +32,8 @@ import sys
 import time
 from pathlib import Path
 
-from _harness import (finish, local_pipeline, paired, ratio, run_variants,
-                      timed_run)
+from _harness import (add_out_args, finish, local_pipeline, out_path, paired,
+                      provenance, ratio, run_variants, timed_run)
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "benchmarks" / "results"
@@ -135,7 +135,7 @@ def main(argv=None) -> int:
   ap.add_argument("--work-us", type=int, default=500,
                   help="CPU work per element upstream, microseconds")
   ap.add_argument("--repeat", type=int, default=3)
-  ap.add_argument("--out", default=str(RESULTS / "bench_overlap.json"))
+  add_out_args(ap, "bench_overlap.json")
   ap.add_argument("--_child", help=argparse.SUPPRESS)
   ap.add_argument("--_url", help=argparse.SUPPRESS)
   args = ap.parse_args(argv)
@@ -164,13 +164,13 @@ def main(argv=None) -> int:
                                                 "el_per_s"),
   }
   report = {"benchmark": "bench_overlap",
-            "when": time.strftime("%Y-%m-%d %H:%M:%S"),
+            **provenance(),
             "args": {k: v for k, v in vars(args).items()
                      if not k.startswith("_")},
             "cpus": os.cpu_count(), "upstream_work_s": work_s,
             "model_wait_s": wait_s, "results": best, "all_runs": runs,
             "ratios": ratios}
-  return finish(ratios, {}, report, best, args.out)
+  return finish(ratios, {}, report, best, out_path(args, "bench_overlap.json"))
 
 
 if __name__ == "__main__":

@@ -38,7 +38,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from _harness import local_pipeline, ratio, run_variants
+from _harness import (add_out_args, local_pipeline, out_path, pair_ratios, provenance, ratio,
+                      run_variants)
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / 'benchmarks' / 'results'
@@ -156,7 +157,7 @@ def main(argv=None) -> int:
                        'front of the server (a network round trip)')
   ap.add_argument('--variants', nargs='+', choices=VARIANTS,
                   default=list(VARIANTS))
-  ap.add_argument('--out', default=str(RESULTS / 'bench_remote.json'))
+  add_out_args(ap, 'bench_remote.json')
   ap.add_argument('--_child', help=argparse.SUPPRESS)
   ap.add_argument('--_url', help=argparse.SUPPRESS)
   args = ap.parse_args(argv)
@@ -200,10 +201,15 @@ def main(argv=None) -> int:
       'ours/loop': ratio(eps.get('ours'), eps.get('loop')),
       'ours/ours_sync': ratio(eps.get('ours'), eps.get('ours_sync')),
       'ours_seq/reference': ratio(eps.get('ours_seq'), eps.get('reference')),
+      # the headline of each pair: the median of its same-round ratios
+      **{k: v for k, v in pair_ratios(
+          runs, best, [('ours', 'reference'), ('ours', 'loop'), ('ours', 'ours_sync'),
+                       ('ours_seq', 'reference')], 'el_per_s').items()
+         if k.endswith('(median of rounds)')},
   }
   import apache_beam
   report = {
-      'benchmark': 'bench_remote', 'when': time.strftime('%Y-%m-%d %H:%M:%S'),
+      'benchmark': 'bench_remote', **provenance(),
       'n': args.n, 'batch': args.batch, 'concurrency': args.concurrency,
       'mlflow_workers': args.workers, 'repeat': args.repeat,
       'added_latency_ms': args.latency_ms,
@@ -226,8 +232,10 @@ def main(argv=None) -> int:
   for k, val in ratios.items():
     if val is not None:
       print(f'  {k:<20}{val:6.2f}x')
-  Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-  Path(args.out).write_text(json.dumps(report, indent=1) + '\n')
+  out = out_path(args, 'bench_remote.json')
+  out.parent.mkdir(parents=True, exist_ok=True)
+  out.write_text(json.dumps(report, indent=1) + '\n')
+  print(f'\nwritten to {out}')
   return 0
 
 

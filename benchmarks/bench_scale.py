@@ -184,6 +184,7 @@ def main():
   ap.add_argument('--n-tabular', type=int, default=40000)
   ap.add_argument('--n-text', type=int, default=2000)
   ap.add_argument('--repeat', type=int, default=2)
+  _harness.add_out_args(ap, 'bench_scale.json')
   ap.add_argument('--_child')
   ap.add_argument('--_workload')
   ap.add_argument('--_n', type=int)
@@ -206,17 +207,25 @@ def main():
     print(f'  {workload}: ' + ', '.join(
         f'{v} {r:,.0f}/s' for v, r in rates.items() if r) +
           (f' | dask2/dask1 {speedup:.2f}x' if speedup else ''), flush=True)
+    # the headline: the median of same-round ratios (variants alternate)
+    median = _harness.paired(runs, 'dask2', 'dask1', 'rate')
+    if median is not None:
+      print(f'  {workload}: dask2/dask1 median of rounds {median:.2f}x', flush=True)
     report[workload] = {'n': n, 'best': best, 'runs': runs,
                         'dask2_over_dask1': speedup,
+                        'dask2_over_dask1 (median of rounds)': median,
+                        'dask1_over_direct (median of rounds)': _harness.paired(
+                            runs, 'dask1', 'direct', 'rate'),
                         'dask1_over_direct': _harness.ratio(
                             rates.get('dask1'), rates.get('direct'))}
-  out = HERE / 'results' / 'bench_scale.json'
-  out.parent.mkdir(exist_ok=True)
+  out = _harness.out_path(args, 'bench_scale.json')
+  out.parent.mkdir(parents=True, exist_ok=True)
   out.write_text(json.dumps({
+      **_harness.provenance(), 'loadavg_at_end': os.getloadavg(),
       'machine': {'cpus': os.cpu_count(), 'python': platform.python_version()},
       'args': {k: v for k, v in vars(args).items() if not k.startswith('_')},
       'results': report}, indent=2, default=str) + '\n')
-  print(f'-> {out.relative_to(_harness.REPO)}')
+  print(f'-> {out}')
 
 
 if __name__ == '__main__':

@@ -21,7 +21,8 @@ Variants (each in its own fresh Python process):
 
 Reports p50/p90/p99/max latency in milliseconds, plus how late the source
 emitted elements (the source's own jitter, the same for every variant), and
-writes ``benchmarks/results/bench_streaming_latency.json``.
+writes ``/tmp/bench_streaming_latency.json`` (``--results PATH``; the committed
+``benchmarks/results/bench_streaming_latency.json`` with ``--update``).
 
     .venv/bin/python benchmarks/bench_streaming_latency.py
     .venv/bin/python benchmarks/bench_streaming_latency.py --rate 500 --seconds 10
@@ -41,6 +42,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / 'benchmarks' / 'results'
+sys.path.insert(0, str(REPO / 'benchmarks'))
+import _harness  # noqa: E402
 VARIANTS = ('ours', 'ours_duration', 'ours_refresh', 'reference',
             'reference_duration')
 N_FEATURES = 8
@@ -223,7 +226,11 @@ def main(argv=None):
   parser.add_argument('--variants', nargs='+', default=list(VARIANTS),
                       choices=VARIANTS)
   parser.add_argument('--one', help=argparse.SUPPRESS)
-  parser.add_argument('--out', help=argparse.SUPPRESS)
+  parser.add_argument('--out', help=argparse.SUPPRESS)  # the child's rows file
+  parser.add_argument('--results', default=None, help='results JSON (default '
+                      '/tmp/bench_streaming_latency.json)')
+  parser.add_argument('--update', action='store_true',
+                      help='write the committed benchmarks/results/bench_streaming_latency.json')
   parser.add_argument('--workdir', help=argparse.SUPPRESS)
   args = parser.parse_args(argv)
 
@@ -235,6 +242,7 @@ def main(argv=None):
     return
 
   report = {
+      **_harness.provenance(),
       'rate_per_s': args.rate, 'seconds': args.seconds,
       'machine': {'python': platform.python_version(), 'cpus': os.cpu_count(),
                   'platform': platform.platform()},
@@ -268,10 +276,12 @@ def main(argv=None):
       print(line)
       if 'refresh' in res:
         print(f'{"":20s} refresh: {res["refresh"]}')
-  RESULTS.mkdir(parents=True, exist_ok=True)
-  with open(RESULTS / 'bench_streaming_latency.json', 'w') as f:
+  path = _harness.out_path(argparse.Namespace(update=args.update, out=args.results),
+                           'bench_streaming_latency.json')
+  path.parent.mkdir(parents=True, exist_ok=True)
+  with open(path, 'w') as f:
     json.dump(report, f, indent=1)
-  print(f'written {RESULTS / "bench_streaming_latency.json"}')
+  print(f'written {path}')
 
 
 if __name__ == '__main__':

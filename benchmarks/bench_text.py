@@ -37,7 +37,7 @@ import sys
 import time
 from pathlib import Path
 
-from _harness import pair_ratios, run_variants, timed_run
+from _harness import pair_ratios, provenance, run_variants, timed_run
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / 'benchmarks' / 'results'
@@ -172,6 +172,9 @@ def main():
   ap.add_argument('--out', default=None,
                   help='results file (default: a scratch file under /tmp; '
                   'benchmarks/results/ only when asked)')
+  ap.add_argument('--update', action='store_true',
+                  help='write the committed benchmarks/results/bench_text.json '
+                  '(bench_text_technical.json with --words technical)')
   ap.add_argument('--_child', default=None, help=argparse.SUPPRESS)
   args = ap.parse_args()
   os.environ['BENCH_TEXT_WORDS'] = args.words  # the children inherit it
@@ -197,15 +200,20 @@ def main():
   for v, rate in rates.items():
     print(f'{v:<10} {rate and f"{rate:8.1f}" or "   error"} sentences/s')
   print()
-  report = {'n': args.n, 'threads': args.threads, 'words': args.words,
-            'rates': rates, 'ratios': {}}
+  report = {**provenance(), 'n': args.n, 'repeat': args.repeat,
+            'threads': args.threads, 'words': args.words,
+            'loadavg_at_end': os.getloadavg(), 'rates': rates, 'ratios': {},
+            'all_runs': runs}
   pairs = [('ours', 'raw'), ('ours_overlap', 'ours'), ('unsorted', 'raw'),
            ('reference', 'raw'), ('ours', 'reference'), ('ours', 'unsorted')]
   for name, r in pair_ratios(runs, best, pairs, 'rate').items():
     if r is not None:
       report['ratios'][name] = r
       print(f'{name}: {r:.2f}x')
-  out = Path(args.out or f'/tmp/bench_text_{args.words}.json')
+  print('headline: the "(median of rounds)" lines, each the median of same-round ratios')
+  name = 'bench_text.json' if args.words == 'plain' else f'bench_text_{args.words}.json'
+  out = (RESULTS / name if args.update
+         else Path(args.out or f'/tmp/bench_text_{args.words}.json'))
   out.parent.mkdir(parents=True, exist_ok=True)
   out.write_text(json.dumps(report, indent=2))
   print(f'written to {out}')

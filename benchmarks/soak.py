@@ -18,8 +18,8 @@ At the end it checks that the counts balance exactly: every input index is
 in the main output or the dead-letter output, exactly once, and that only
 the poison rows plus the hung batch are dead letters. It reports p50/p99
 latency (element entering the pipeline -> result), RSS sampled every 10 s
-(growth after warm-up), the models served, and writes
-``benchmarks/results/soak.json``.
+(growth after warm-up), the models served, and writes ``/tmp/soak.json``
+(``benchmarks/results/soak.json`` with ``--update``).
 
     .venv/bin/python benchmarks/soak.py                     # 30 minutes
     .venv/bin/python benchmarks/soak.py --minutes 8 --refresh-every 60
@@ -40,6 +40,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / 'benchmarks' / 'results'
+sys.path.insert(0, str(REPO / 'benchmarks'))
+import _harness  # noqa: E402
 N_FEATURES = 8
 HANG_SECONDS = 3600.0
 
@@ -295,9 +297,16 @@ def main(argv=None) -> int:
   parser.add_argument('--baseline', action='store_true',
                       help='the same pipeline without RunInference (RSS '
                       'of the runner alone)')
-  parser.add_argument('--out', default=str(RESULTS / 'soak.json'))
+  parser.add_argument('--out', default=None,
+                      help='results JSON (default /tmp/soak.json, or /tmp/soak_baseline.json)')
+  parser.add_argument('--update', action='store_true',
+                      help='write the committed benchmarks/results/soak.json '
+                      '(soak_baseline.json with --baseline)')
   args = parser.parse_args(argv)
+  name = 'soak_baseline.json' if args.baseline else 'soak.json'
+  args.out = str(RESULTS / name if args.update else Path(args.out or f'/tmp/{name}'))
   result = run(args)
+  result.update(_harness.provenance())
   result['command'] = ' '.join(['benchmarks/soak.py'] + (argv or sys.argv[1:]))
   result['machine'] = f'{platform.machine()}, {os.cpu_count()} cores'
   os.makedirs(os.path.dirname(args.out), exist_ok=True)
