@@ -21,11 +21,11 @@ from apache_beam.transforms import window
 from sklearn.linear_model import LinearRegression
 
 from runinference.base import (MaybeKeyedModelHandler, ModelHandler,
-                               ModelMetadata, PredictionResult, RunInference)
+                               ModelMetadata, RunInference)
 from runinference.exceptions import (BatchFailedError, ConfigurationError,
                                      ConfigurationTypeError,
                                      InferenceTimeoutError,
-                                     ModelIntegrityError, ResultCountError,
+                                     ModelIntegrityError,
                                      RunInferenceError, TooManyHungCalls)
 from runinference.sklearn_inference import SklearnModelHandlerNumpy
 from tests.helpers import MultiplierHandler, metric, run_pipeline

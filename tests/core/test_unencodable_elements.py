@@ -2,7 +2,6 @@
 lock given as an element becomes a dead letter -- on every path (global
 window, windowed, preprocessing, keyed) -- instead of crashing the pipeline
 with "cannot pickle 'generator' object". Real Beam pipelines, real sklearn."""
-import os
 import pickle
 import threading
 

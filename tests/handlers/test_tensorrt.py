@@ -68,7 +68,7 @@ def test_contract_without_a_gpu():
 
 
 def _save_onnx(tmp_path):
-  onnx = pytest.importorskip('onnx')
+  pytest.importorskip('onnx')
   from onnx import TensorProto, helper
   weight = helper.make_tensor('w', TensorProto.FLOAT, [2, 1], [2.0, 3.0])
   graph = helper.make_graph(

@@ -14,7 +14,7 @@ from apache_beam.typehints.row_type import RowTypeConstraint
 
 from runinference.base import KeyedModelHandler, RunInference
 from runinference.io import (DuckDBDatabaseNotFoundError, DuckDBQueryError,
-                             DuckDBSchemaError, ReadFromDuckDB, WriteToDuckDB)
+                             ReadFromDuckDB, WriteToDuckDB)
 from runinference.io._duckdb_read import ReadPlan
 from runinference.sklearn_inference import SklearnModelHandlerNumpy
 from tests.helpers import run_pipeline

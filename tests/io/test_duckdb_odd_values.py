@@ -1,7 +1,6 @@
 """DuckDB IO against odd values (issue 18 items 7-9): partition columns
 holding NULL/NaN/+-inf, a table's schema decided once, table names compared
 ignoring case. Real DuckDB files, real pipelines."""
-import math
 
 import apache_beam as beam
 import pytest

@@ -19,7 +19,6 @@ from hypothesis import strategies as st
 
 from runinference._core.failures import bisect_failures
 from runinference._handlers.http_client import _MAX_REDIRECTS
-from runinference.base import PredictionResult
 from runinference.remote import (HttpModelHandler, KServeV2ModelHandler,
                                  MLflowModelHandler,
                                  OpenAIEmbeddingsModelHandler)

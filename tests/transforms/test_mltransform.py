@@ -1,6 +1,5 @@
 """MLTransform: write/read modes, artifacts, errors, dead letters."""
 import json
-import os
 
 import apache_beam as beam
 import numpy as np
@@ -8,9 +7,7 @@ import pytest
 
 from runinference.transforms import tft
 from runinference.transforms._errors import (ArtifactExistsError,
-                                              ArtifactNotFoundError,
-                                              ColumnTypeError,
-                                              MissingColumnError)
+                                              ArtifactNotFoundError)
 from runinference.transforms.base import MLTransform
 
 from .mltransform_helpers import run
