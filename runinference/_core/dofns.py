@@ -6,7 +6,6 @@ invoker. ``WindowedBatchDoFn`` carries each element's own timestamp and
 window to its result (and reads the model-metadata side input)."""
 from __future__ import annotations
 
-from itertools import chain
 from typing import Any, Callable, Optional
 
 import apache_beam as beam
@@ -32,21 +31,6 @@ def _dead(tag: str, record):
   """A dead-letter output; an element Beam could not encode (a generator)
   is replaced in it by an ``UnpicklableElement``."""
   return TaggedOutput(tag, picklable_record(record))
-
-
-class _ResumeGc:
-  """Iterated after a batch's outputs (``chain``), when Beam has passed each
-  of them downstream: drops them, then lets the paused GC run again (had it
-  run with them alive, the next collection would have scanned them all and
-  moved them to an older generation, to be scanned again there)."""
-  def __init__(self, pause: GcPause, outputs: list):
-    self._pause = pause
-    self._outputs = outputs
-
-  def __iter__(self):
-    self._outputs.clear()
-    self._pause.resume()
-    return iter(_NOTHING)
 
 
 class _EngineDoFn(beam.DoFn):
@@ -84,7 +68,7 @@ class GlobalBatchDoFn(_EngineDoFn):
   """
   def setup(self):
     # The cyclic GC stays off from a batch's model call until Beam has sent
-    # its outputs downstream (see _ResumeGc).
+    # its outputs downstream (see GcPause.resume_once_sent).
     self._gc = GcPause()
     super().setup()
     engine = self._engine
@@ -163,9 +147,9 @@ class GlobalBatchDoFn(_EngineDoFn):
     except BaseException:
       gc.resume()
       raise
-    # A list of our own: _ResumeGc empties it.
+    # A list of our own: it is emptied once sent.
     outputs = result.outputs + [_dead(d.tag, d.record) for d in result.dead]
-    return chain(outputs, _ResumeGc(gc, outputs))
+    return gc.resume_once_sent(outputs)
 
   def _finish_outputs(self, result: RunResult) -> list:
     out: list = [_global_wv(o) for o in result.outputs]

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import gc
+from itertools import chain
+from typing import Iterable
 
 
 @contextlib.contextmanager
@@ -42,3 +44,23 @@ class GcPause:
     if self._paused:
       self._paused = False
       gc.enable()
+
+  def resume_once_sent(self, outputs: list) -> Iterable:
+    """``outputs`` to return from a DoFn call made under this pause: once
+    Beam has passed the last of them downstream, the list is emptied and the
+    GC resumed. Had it resumed with them alive, the next collection would
+    scan them all and move them to an older generation, to be scanned again
+    there. (A bundle that fails before then is resumed by the caller's
+    ``resume`` in start/finish_bundle or teardown.)"""
+    return chain(outputs, _ResumeWhenIterated(self, outputs))
+
+
+class _ResumeWhenIterated:
+  def __init__(self, pause: GcPause, outputs: list):
+    self._pause = pause
+    self._outputs = outputs
+
+  def __iter__(self):
+    self._outputs.clear()
+    self._pause.resume()
+    return iter(())
