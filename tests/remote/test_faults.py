@@ -51,6 +51,8 @@ def _keyed_rows(n):
 def _handler(url, **kwargs):
   kwargs.setdefault('initial_retry_delay_secs', 0.1)
   kwargs.setdefault('max_retry_delay_secs', 1.0)
+  # the client throttles itself after failures: 5 s waits by default
+  kwargs.setdefault('throttle_delay_secs', 0.1)
   return KeyedModelHandler(MLflowModelHandler(
       url, min_batch_size=4, max_batch_size=4, max_concurrent_requests=1,
       **kwargs))

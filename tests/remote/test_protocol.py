@@ -49,6 +49,8 @@ def v1_handler(url, **kwargs):
   kwargs.setdefault('max_retry_delay_secs', 0.05)
   kwargs.setdefault('request_timeout_secs', 2)
   kwargs.setdefault('max_concurrent_requests', 1)
+  # the client throttles itself after failures: 5 s waits by default
+  kwargs.setdefault('throttle_delay_secs', 0.1)
   return KServeV1ModelHandler(url, 'm', **kwargs)
 
 
@@ -287,7 +289,7 @@ def _mlflow_answer(bad):
 def test_a_row_error_is_bisected_to_the_bad_row(serve):
   server = serve(_mlflow_answer(bad={5}))
   h = MLflowModelHandler(server.url, min_batch_size=8, max_batch_size=8,
-                         max_concurrent_requests=1)
+                         max_concurrent_requests=1, throttle_delay_secs=0.1)
   outputs, dead = run_rows(h, [[i] for i in range(8)])
   assert sorted(outputs) == [i * 10 for i in range(8) if i != 5]
   assert [(d[0], d[1]) for d in dead] == [([5], 'RemoteRequestError')]
@@ -297,7 +299,8 @@ def test_a_row_error_is_bisected_to_the_bad_row(serve):
 def test_the_bisection_of_a_batch_makes_at_most_max_bisect_requests(serve):
   server = serve(_mlflow_answer(bad=set(range(16))))
   h = MLflowModelHandler(server.url, min_batch_size=16, max_batch_size=16,
-                         max_concurrent_requests=1, max_bisect_requests=6)
+                         max_concurrent_requests=1, max_bisect_requests=6,
+                         throttle_delay_secs=0.1)
   outputs, dead = run_rows(h, [[i] for i in range(16)])
   assert outputs == []
   assert sorted(d[0] for d in dead) == [[i] for i in range(16)]
