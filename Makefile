@@ -35,8 +35,13 @@ venv: $(VENV)/.test-deps
 demo: $(VENV)/.demo-deps
 	$(BIN)/python examples/demo.py --out demo_out
 
+# Two phases: two xdist workers (servers' modules kept on one worker:
+# --dist loadgroup), then the timing-sensitive modules alone (tests/conftest.py
+# SERIAL_MODULES). The second runs even when the first fails; the status is
+# the first failure's.
 test: $(VENV)/.test-deps $(VENV)/.chromium remote-venvs
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q -n 2 --dist loadgroup -m "not serial" tests; first=$$?; \
+	$(BIN)/python -m pytest -q -p no:xdist -m serial tests && exit $$first
 
 # mypy over the core (configured in pyproject.toml [tool.mypy]).
 typecheck: $(VENV)/.test-deps

@@ -1,8 +1,20 @@
+import gc
 import logging
+import os
+import pathlib
 import pickle
 
-import numpy as np
-import pytest
+# Under xdist (`make test`'s first phase) two workers share the machine: one
+# BLAS/OpenMP thread each (torch, numpy), not one per core each -- spinning
+# thread pools that outnumber the cores slow both workers several times over.
+# Set before numpy (here) or any test module imports torch or numpy's BLAS; subprocesses
+# inherit it.
+if os.environ.get('PYTEST_XDIST_WORKER'):
+  for _var in ('OMP_NUM_THREADS', 'MKL_NUM_THREADS', 'OPENBLAS_NUM_THREADS'):
+    os.environ.setdefault(_var, '1')
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
 
 logging.getLogger('apache_beam').setLevel(logging.ERROR)
 
@@ -26,3 +38,62 @@ def ten_model(tmp_path):
   with open(path, 'wb') as f:
     pickle.dump(LinearRegression().fit(x, 10 * x.ravel()), f)
   return str(path)
+
+
+# Every test module imports its libraries (Beam, TensorFlow, torch, sklearn,
+# ...): millions of long-lived objects. A full collection -- the model
+# manager's gc.collect() after an eviction, or an automatic generation-2 one
+# -- walks them all again, ~0.3 s early in the suite and several seconds
+# late in it. Before each module's first test, collect what earlier modules
+# left behind and freeze the survivors (gc.freeze: the collector skips them
+# from then on; reference counting still frees them). Objects a test makes
+# are collected exactly as before, so tests of what gets released still see
+# it released.
+_frozen_before = [None]
+
+
+def pytest_runtest_setup(item):
+  module = getattr(item, 'module', None)
+  if module is not _frozen_before[0]:
+    _frozen_before[0] = module
+    gc.collect()
+    gc.freeze()
+
+
+# `make test` runs the suite in two phases: everything else on two xdist
+# workers, then the modules below alone (-m serial), so that no test whose
+# outcome depends on timing shares the machine with another test: wall-clock
+# bounds on hung calls and timeouts, streaming refresh and polling, peak-RSS
+# and soak measurements, a lock wait, a scrape during a run.
+SERIAL_MODULES = {
+    'core/test_engine_edge_cases.py',  # hung calls, bounded exits
+    'core/test_failures.py',  # timeouts
+    'core/test_model_manager.py',  # waits for models in use
+    'core/test_model_manager_budget.py',  # peak RSS
+    'core/test_overlap.py',
+    'core/test_refresh.py',
+    'core/test_refresh_pickle_safety.py',
+    'core/test_soak_memory.py',
+    'core/test_streaming.py',
+    'evaluation/test_refresh.py',
+    'io/test_duckdb.py',  # a held write lock is waited for within a bound
+    'cli/test_live_metrics.py',  # a scrape during a run
+    'remote/test_faults.py',
+    'remote/test_policy.py',
+    'remote/test_protocol.py',
+    'remote/test_protocol_fuzz.py',
+}
+# Modules that share the real model servers (servers.shared_server: one per
+# process): one worker runs them all, so that each server starts once.
+SERVER_MODULES = {'handlers/test_conformance.py', 'remote/test_real_servers.py'}
+_TESTS = pathlib.Path(__file__).resolve().parent
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m deselects by marker
+def pytest_collection_modifyitems(config, items):
+  for item in items:
+    rel = pathlib.Path(str(item.path)).resolve().relative_to(_TESTS).as_posix()
+    if rel in SERIAL_MODULES:
+      item.add_marker(pytest.mark.serial)
+    elif rel in SERVER_MODULES:
+      item.add_marker(pytest.mark.xdist_group('servers'))
