@@ -2,7 +2,7 @@
 process (``RunInference(..., use_model_manager=True,
 model_manager_args={...})``). ``ModelManager`` takes Beam's option names;
 Beam 2.77's GPU manager parts (``GPUMonitor``, ``ResourceEstimator``) are not
-mirrored -- a declared gap (tests/test_drop_in_names.py,
+mirrored -- a declared gap (tests/package/test_drop_in_names.py,
 benchmarks/compat_known_gaps.py)."""
 from ._core.model_manager import (ModelManager, ModelTooLargeError,
                                   process_model_manager)
