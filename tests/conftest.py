@@ -60,29 +60,13 @@ def pytest_runtest_setup(item):
     gc.freeze()
 
 
-# `make test` runs the suite in two phases: everything else on two xdist
-# workers, then the modules below alone (-m serial), so that no test whose
-# outcome depends on timing shares the machine with another test: wall-clock
-# bounds on hung calls and timeouts, streaming refresh and polling, peak-RSS
-# and soak measurements, a lock wait, a scrape during a run.
-SERIAL_MODULES = {
-    'core/test_engine_edge_cases.py',  # hung calls, bounded exits
-    'core/test_failures.py',  # timeouts
-    'core/test_model_manager.py',  # waits for models in use
-    'core/test_model_manager_budget.py',  # peak RSS
-    'core/test_overlap.py',
-    'core/test_refresh.py',
-    'core/test_refresh_pickle_safety.py',
-    'core/test_soak_memory.py',
-    'core/test_streaming.py',
-    'evaluation/test_refresh.py',
-    'io/test_duckdb.py',  # a held write lock is waited for within a bound
-    'cli/test_live_metrics.py',  # a scrape during a run
-    'remote/test_faults.py',
-    'remote/test_policy.py',
-    'remote/test_protocol.py',
-    'remote/test_protocol_fuzz.py',
-}
+# `make test` runs the modules listed in serial_modules.txt alone, after the
+# rest (see that file).
+SERIAL_MODULES = frozenset(
+    line.split('#')[0].strip()
+    for line in (pathlib.Path(__file__).resolve().parent /
+                 'serial_modules.txt').read_text().splitlines()
+    if line.split('#')[0].strip())
 # Modules that share the real model servers (servers.shared_server: one per
 # process): one worker runs them all, so that each server starts once.
 SERVER_MODULES = {'handlers/test_conformance.py', 'remote/test_real_servers.py'}
