@@ -6,7 +6,6 @@ from __future__ import annotations
 import enum
 import logging
 import os
-import sys
 from typing import Any, Callable, Optional, Sequence, Union
 
 from ..exceptions import ModelFileNotFoundError, ModelSourceError
@@ -15,7 +14,7 @@ from .._core.naming import publish
 from .._core.results import to_results
 from . import sub_batches
 from .common import (ConfigurationError, ConfigurationRuntimeError,
-                     check_types, cuda_usable,
+                     check_types, cuda_usable, getsizeof_sum,
                      parse_device, require, warn_gpu_fallback)
 from .hf_text import run_text_batch
 
@@ -214,7 +213,7 @@ class HuggingFacePipelineModelHandler(ModelHandler):
     return to_results(batch, predictions, self._model or None)
 
   def get_num_bytes(self, batch: Sequence[Any]) -> int:
-    return sum(sys.getsizeof(x) for x in batch)
+    return getsizeof_sum(batch)
 
   def get_metrics_namespace(self) -> str:
     return 'BeamML_HuggingFacePipelineModelHandler'

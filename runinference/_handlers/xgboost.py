@@ -20,8 +20,8 @@ from typing import Any, Callable, Iterable, Optional, Sequence
 
 import numpy
 
-from .common import (check_model_path, describe_value, read_model_bytes,
-                          require, warn_once)
+from .common import (check_model_path, describe_value, getsizeof_sum,
+                          read_model_bytes, require, warn_once)
 from ..exceptions import (ConfigurationError, InvalidInputError,
                           InvalidInputTypeError)
 from .._core.contract import MatrixPredictor, ModelHandler
@@ -222,7 +222,7 @@ class XGBoostModelHandler(ModelHandler):
     return self._inference_fn(batch, model, inference_args)
 
   def get_num_bytes(self, batch: Sequence[Any]) -> int:
-    return sum(sys.getsizeof(x) for x in batch)
+    return getsizeof_sum(batch)
 
   def get_metrics_namespace(self) -> str:
     return 'BeamML_XGBoost'
