@@ -108,3 +108,47 @@ class SumModel:
   """A model with a scikit-learn-like predict that accepts any width."""
   def predict(self, x):
     return x.sum(axis=1)
+
+
+def save_pickle(path, obj):
+  """Pickles ``obj`` to ``path`` atomically (a watcher never sees half a
+  file); returns ``path``."""
+  import os
+  import pickle
+  import uuid
+  tmp = f'{path}.{uuid.uuid4().hex}.tmp'
+  with open(tmp, 'wb') as f:
+    pickle.dump(obj, f)
+  os.replace(tmp, path)
+  return path
+
+
+def linear_model(factor, width=1):
+  """A scikit-learn LinearRegression predicting ``factor * sum(row)`` for
+  rows of ``width`` numbers."""
+  import numpy as np
+  from sklearn.linear_model import LinearRegression
+  x = np.arange(10 * width, dtype=float).reshape(-1, width)
+  return LinearRegression().fit(x, factor * x.sum(axis=1))
+
+
+def sha256_of(path):
+  import hashlib
+  with open(path, 'rb') as f:
+    return hashlib.sha256(f.read()).hexdigest()
+
+
+def refreshable_engine(handler, **options):
+  """The per-element engine, set up and loaded, without a pipeline:
+  ``engine.run(batch)`` scores, ``engine.refresh(metadata)`` swaps models."""
+  import uuid
+
+  from runinference._core.batching import BatchConfig
+  from runinference._core.engine import InferenceEngine
+  from runinference._core.failures import ErrorPolicy
+  engine = InferenceEngine(
+      handler, namespace=None, inference_args=None, policy=ErrorPolicy(),
+      batch_config=BatchConfig(), prebatched=False, tag=uuid.uuid4().hex,
+      load_eagerly=True, refreshable=True, **options)
+  engine.setup()
+  return engine

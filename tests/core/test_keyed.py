@@ -11,7 +11,7 @@ from runinference.base import (KeyedModelHandler, KeyModelMapping,
 from runinference.exceptions import (ConfigurationError, ResultCountError,
                                      UnknownModelKeyError)
 from tests.helpers import MultiplierHandler, run_pipeline
-from tests.core.test_engine_edge_cases import ShortModelHandler
+from tests.core.test_result_counts import ShortModelHandler
 
 
 def test_both_forms_are_keyed_model_handlers_and_survive_pickling():

@@ -17,7 +17,7 @@ from runinference._core.stream_batching import (LocalStreamBatchElements,
                                                 batch_across_bundles)
 from runinference.base import RunInference
 from runinference.sklearn_inference import SklearnModelHandlerNumpy
-from tests.helpers import EchoBatchHandler
+from tests.helpers import EchoBatchHandler, MultiplierHandler
 from tests.core.test_refresh import (check_switches, drop_files_at, numbered,
                                 save_model)
 
@@ -199,3 +199,25 @@ def test_streaming_refresh_example_switches_and_ends(tmp_path, capsys):
   assert sorted(served['model_v1'] + served['model_v2']) == list(range(30))
   assert max(served['model_v1']) < min(served['model_v2'])
   assert 'switched: model_v1 -> model_v2' in capsys.readouterr().out
+
+
+class _Stamp(beam.DoFn):
+  def process(self, r, ts=beam.DoFn.TimestampParam, w=beam.DoFn.WindowParam):
+    yield (r.example, int(ts.micros // 1_000_000), int(w.start))
+
+
+def test_each_result_keeps_its_own_timestamp_with_max_batch_duration():
+  """A batch gathered across bundles holds elements of several timestamps:
+  each result keeps its own element's timestamp and window."""
+  stream = (
+      TestStream().add_elements(
+          [window.TimestampedValue(i, 100 + i) for i in range(12)])
+      .advance_watermark_to_infinity())
+  handler = MultiplierHandler(max_batch_duration_secs=30, max_batch_size=5)
+  p = streaming_pipeline()
+  out = (p | stream | 'Fixed' >> beam.WindowInto(window.FixedWindows(6))
+         | RunInference(handler) | beam.ParDo(_Stamp()))
+  # Collected as a side effect: assert_that's own global-window grouping
+  # drops what window-end timers emit after the watermark reached infinity.
+  assert collected(p, out, 'stamps') == [
+      (i, 100 + i, (100 + i) // 6 * 6) for i in range(12)]
