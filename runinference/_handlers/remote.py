@@ -42,7 +42,7 @@ from .._core.failures import not_bisected
 from .remote_budget import BisectionBudget
 from .remote_errors import (RemoteResultCountError, RemoteTimeoutError,
                             is_transient, retry_on_transient)
-from .remote_options import RemoteMetrics, check_known, check_positive
+from .remote_options import RemoteMetrics, check_positive
 from .remote_pool import DaemonPool
 from .throttling import AdaptiveThrottler
 from ..exceptions import RateLimitedBatchError  # noqa: F401  (re-exported)
@@ -111,8 +111,7 @@ class RemoteModelHandler(abc.ABC, ModelHandler[ExampleT, PredictionT, ModelT]):
         with a row error may make (default: 4 per halving of the batch).
       **kwargs: batching options of ``ModelHandler`` (``max_batch_size``...).
     """
-    check_known(type(self).__name__, kwargs)
-    super().__init__(**kwargs)
+    super().__init__(**kwargs)  # rejects unknown options, naming the likely one
     check_positive('num_retries', num_retries, allow_zero=True)
     check_positive('max_concurrent_requests', max_concurrent_requests)
     if request_batch_size is not None:

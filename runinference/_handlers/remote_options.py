@@ -1,14 +1,11 @@
-"""Checking a remote handler's options, and its request metrics."""
+"""Checking a remote handler's numeric options, and its request metrics
+(unknown options are rejected by ``ModelHandler`` itself)."""
 from __future__ import annotations
-
-import difflib
-import inspect
 
 from ..exceptions import ConfigurationError
 from .._core import metrics as core_metrics
-from .._core.contract import ModelHandler
 
-__all__ = ['RemoteMetrics', 'check_known', 'check_positive']
+__all__ = ['RemoteMetrics', 'check_positive']
 
 
 class RemoteMetrics:
@@ -31,16 +28,6 @@ class RemoteMetrics:
     self.throttled_ms.inc(int(seconds * 1000))
     if seconds >= 1:
       self.throttled_secs.inc(int(seconds))
-
-
-def check_known(name: str, kwargs: dict) -> None:
-  known = set(inspect.signature(ModelHandler.__init__).parameters) | {
-      'env_vars'}
-  for key in kwargs:
-    if key not in known:
-      close = difflib.get_close_matches(key, sorted(known), n=1)
-      hint = f' Did you mean {close[0]!r}?' if close else ''
-      raise ConfigurationError(f'{name} got an unknown option {key!r}.{hint}')
 
 
 def check_positive(name: str, value, allow_zero: bool = False) -> None:

@@ -168,7 +168,8 @@ def test_bad_options_are_named(options, match):
 
 
 def test_unknown_option_is_an_error():
-  with pytest.raises(Exception, match='max_batchsize'):
+  # the same check and error as every ModelHandler (core/test_option_validation)
+  with pytest.raises(TypeError, match="'max_batchsize'.*'max_batch_size'"):
     AddOne(max_batchsize=2)
 
 
