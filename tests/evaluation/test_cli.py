@@ -118,3 +118,21 @@ def test_threshold_syntax():
   assert parse_threshold('auc>=-2%@country', True) == ChangeThreshold(
       'auc', relative=-0.02, slices=[['country']])
   assert parse_threshold('mae<=0', True).direction == 'lower_is_better'
+
+
+def test_exit_status_of_the_process(files):
+  """As a CI job sees it: the process's own exit status (0, 1, 2)."""
+  import subprocess
+  import sys
+  d, _, _ = files
+  base = [sys.executable, '-m', 'runinference.cli', 'evaluate',
+          str(d / 'data.csv'), '--label', 'y', '--out', str(d / 'proc')]
+  for extra, status in ((['--prediction', 'm=score',
+                          '--threshold', 'roc_auc>=0.5'], 0),
+                        (['--prediction', 'm=score',
+                          '--threshold', 'roc_auc>=0.999'], 1),
+                        (['--prediction', 'm=nope'], 2)):
+    done = subprocess.run(base + extra, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == status, (extra, done.stdout[-500:],
+                                       done.stderr[-500:])

@@ -82,3 +82,30 @@ def test_evaluate_on_dask_matches_sklearn(dask_address, tmp_path):
         y[m], s[m], sample_weight=w[m]), rel=1e-9)
   with open(tmp_path / 'v.txt') as f:
     assert f.read().strip() == 'True'
+
+
+@pytest.mark.parametrize('task', ['binary', 'multiclass', 'regression'])
+def test_every_metric_weighted_per_slice_on_dask(dask_address, tmp_path, task):
+  """Every metric of the task (as on the DirectRunner in test_pipeline.py),
+  weighted, per slice, computed on the Dask workers and read back."""
+  import base64
+  import pickle
+  from runinference.evaluation import EvaluateModel
+  from runinference.runners import DaskRunner
+  from tests.evaluation.sklearn_reference import (
+      SLICES, check_against_sklearn, make_rows, metric_specs)
+  rows = make_rows()
+  out_path = str(tmp_path / 'records.txt')
+  with beam.Pipeline(runner=DaskRunner(), options=PipelineOptions(
+      [f'--dask_client_address={dask_address}'])) as p:
+    ev = (p | beam.Create(rows, reshuffle=False)
+          | EvaluateModel(label_key=f'y_{task}', predictions={'m': f'p_{task}'},
+                          weight_key='w', metrics=metric_specs(task),
+                          slices=SLICES))
+    (ev['metrics']
+     | beam.Map(lambda r: base64.b64encode(pickle.dumps(
+         (r.slice, r.metrics))).decode())
+     | beam.io.WriteToText(out_path, shard_name_template=''))
+  with open(out_path) as f:
+    got = [pickle.loads(base64.b64decode(line)) for line in f]
+  check_against_sklearn(task, rows, got)

@@ -200,3 +200,17 @@ def test_configuration_errors_are_clear():
     EvaluateModel(predictions='p', bootstrap=1)
   with pytest.raises(ConfigurationTypeError, match='slicing spec'):
     EvaluateModel(predictions='p', slices=[3])
+
+
+@pytest.mark.parametrize('task', ['binary', 'multiclass', 'regression'])
+def test_every_metric_weighted_per_slice_matches_sklearn(task):
+  """Every metric of the task's preset (binary also macro/micro averages,
+  the curves; regression also a user-defined metric), weighted, on each
+  slice of SLICES (overall, one feature, a cross, value buckets)."""
+  from tests.evaluation.sklearn_reference import (
+      SLICES, check_against_sklearn, make_rows, metric_specs)
+  rows = make_rows()
+  metrics, _ = _run(rows, label_key=f'y_{task}',
+                    predictions={'m': f'p_{task}'}, weight_key='w',
+                    metrics=metric_specs(task), slices=SLICES)
+  check_against_sklearn(task, rows, metrics)
