@@ -146,7 +146,7 @@ REMOTE = HandlerCase(
     bad_example='not a number',
     check=lambda x, y: np.testing.assert_allclose(y, 5 * x))
 
-# -- MLflowModelHandler against a real `mlflow models serve` (loopback) --------
+# -- MLflowModelHandler against MLflow's real scoring server (loopback) ------
 _REQUEST: dict = {}
 
 
