@@ -28,7 +28,8 @@ _THIRD_PARTY = (
 
 # Warnings logged while Beam imports optional modules: about Beam's install,
 # not the pipeline.
-_NOISE = ('apitools not found', 'Could not load ML transform module')
+_NOISE = ('apitools not found', 'Could not load ML transform module',
+          "Couldn't find python-snappy or google-crc32c")  # TFRecord on crcmod
 
 # Environment that keeps frameworks' own (non-logging) chatter down; set
 # before they are imported, never overriding the user's own settings.
