@@ -211,7 +211,7 @@ def build_pipeline(spec: dict, path: str, beam_args: Sequence[str]):
 
 
 def _run_with_progress(pipeline, quiet: bool, timeout: Optional[float],
-                       recorder=None):
+                       recorder=None, expected: Optional[int] = None):
   """Runs the pipeline in a thread while the progress display redraws (and
   ``recorder`` samples the live metrics)."""
   from .progress import ProgressDisplay
@@ -228,7 +228,7 @@ def _run_with_progress(pipeline, quiet: bool, timeout: Optional[float],
   start = time.monotonic()
   thread = threading.Thread(target=target, name='runinference-run', daemon=True)
   thread.start()
-  display = None if quiet else ProgressDisplay(start)
+  display = None if quiet else ProgressDisplay(start, expected=expected)
   try:
     while thread.is_alive():
       thread.join(0.25)
@@ -278,8 +278,9 @@ def run_file(path: str, *, jinja_variables: Optional[dict] = None,
     raise
   except Exception as e:  # Beam's own message names the transform and line
     raise CliError(f'{path}: cannot build the pipeline: {e}') from e
-  from .progress import read_counts
+  from .progress import read_counts, source_rows
   from .recording import RunRecorder, runner_name, write_report
+  expected = None if quiet else source_rows(spec)
   recorder = RunRecorder()
   runner = runner_name(pipeline)
   server = None
@@ -296,7 +297,8 @@ def run_file(path: str, *, jinja_variables: Optional[dict] = None,
     _LOG.debug('pipeline starts %s%.2fs after run_file began',
                _since_process_start(), time.monotonic() - started)
     try:
-      result, seconds = _run_with_progress(pipeline, quiet, timeout, recorder)
+      result, seconds = _run_with_progress(pipeline, quiet, timeout, recorder,
+                                           expected)
     except BaseException as e:
       if report:  # what is known of a failed run: its context and errors
         status = 'FAILED: ' + (str(e) if isinstance(e, CliError) else
@@ -304,7 +306,7 @@ def run_file(path: str, *, jinja_variables: Optional[dict] = None,
         write_report(report, None, recorder, recorder.context(
             path, runner, status[:300], time.monotonic() - recorder.start))
       raise
-    counts = read_counts(time.monotonic() - seconds)
+    counts = read_counts(time.monotonic() - seconds, expected)
   finally:
     if server is not None:
       server.stop()
