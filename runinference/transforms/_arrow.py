@@ -4,7 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from ._columns import INDICES, STRINGS, Column, Reader, read_cells, split_text
+from ._cells import read_cells, split_text
+from ._columns import INDICES, STRINGS, Column, Reader
 
 
 def read_arrow(chunked, reader: Reader, column: str, transform: str):

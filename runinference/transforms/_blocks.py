@@ -22,8 +22,8 @@ import numpy as np
 import pyarrow as pa
 
 from ._arrow import read_arrow
-from ._columns import (ANY, INDICES, STRINGS, Column, Missing, Reader,
-                       read_cells, split_text)
+from ._cells import read_cells, split_text
+from ._columns import ANY, INDICES, STRINGS, Column, Missing, Reader
 from ._errors import ColumnTypeError
 
 ROWS, ARROW_BATCH, ARROW_TABLE, PANDAS = 'rows', 'arrow_batch', 'arrow_table', 'pandas'

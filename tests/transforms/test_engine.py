@@ -1038,6 +1038,32 @@ def test_jagged_nested_cell_gets_a_column_type_error():
   assert "column 'x'" in res.bad[1].msg, res.bad[1].msg
 
 
+LONE_SURROGATE = 'caf\udc80'  # what decoding with errors='surrogateescape' leaves
+
+
+@pytest.mark.parametrize('scalar', [False, True], ids=['list', 'scalar'])
+@pytest.mark.parametrize('read', [False, True], ids=['write', 'read'])
+def test_text_that_is_not_utf8_is_a_dead_letter(scalar, read):
+  """Before: a str holding a lone surrogate raised UnicodeEncodeError from
+  Arrow and failed the whole block, exception handling or not. (Beam's
+  coders cannot encode such a str either: it reaches MLTransform only from
+  a step fused with it, before any size sampling.)"""
+  words = [['tea', 'milk'], ['milk'], [LONE_SURROGATE, 'tea'], ['tea']]
+  rows = [{'id': i, 't': w[0] if scalar else w} for i, w in enumerate(words)]
+  transforms = [tft.ComputeAndApplyVocabulary(columns=['t'])]
+  with tempfile.TemporaryDirectory() as tmp:
+    if read:
+      drive([r for r in rows if r['id'] != 2], transforms, tmp)
+    res = drive(rows, transforms, tmp, read=read)
+    assert sorted(res.good) == [0, 1, 3]
+    assert sorted(res.bad) == [2]
+    msg = res.bad[2].msg
+    assert msg.startswith('ColumnTypeError') and 'UTF-8' in msg and "'t'" in msg, msg
+    assert res.bad[2].transform_name == 'ComputeAndApplyVocabulary'
+    with pytest.raises(Exception, match='UTF-8'):
+      drive(rows, transforms, tmp, read=read, catch=None)
+
+
 @example(rows=[{'id': 0, 'x': [1.0, 2.0]}, {'id': 1, 'x': [[3.0], [4.0]]}])
 @PROPS
 @given(rows=st.lists(
