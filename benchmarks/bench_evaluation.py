@@ -218,6 +218,7 @@ def main() -> int:
     best_all.update({f'{v}@{rows}': b for v, b in best.items()})
   report['ratios'] = ratios
   goals = {k: 1.0 if 'rss' in k else 50.0 for k in ratios}
+  report['goals'] = goals
   return finish(ratios, goals, report, best_all,
                 out_path(args, 'bench_evaluation.json'))
 

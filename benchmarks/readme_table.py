@@ -327,6 +327,9 @@ def row_scale(results):
 
 
 def row_evaluation(results):
+  same = load("bench_evaluation.json", results)
+  if same is not None:
+    return _row_evaluation_same_round(same)
   small = load("bench_evaluation_200k.json", results)
   ours = load("bench_evaluation_ours.json", results)
   tfma = load("bench_evaluation_tfma_1m.json", results)
@@ -355,6 +358,37 @@ def row_evaluation(results):
           "against": "TensorFlow Model Analysis",
           "headline": "; ".join(parts), "how": "; ".join(hows),
           "goal": "not recorded", "when": "; ".join(names)}
+
+
+def _row_evaluation_same_round(doc):
+  """Both sizes from one alternating run: rows/s and peak RSS, each the
+  median of same-round ratios, with the run's goals."""
+  parts, hows, goals = [], [], []
+  bounds = doc.get("goals") or {}
+  sizes = sorted((k for k in doc if k.isdigit()), key=int)
+  for size in sizes:
+    runs = (doc[size].get("runs") or {})
+    speed, how = describe(same_round_ratios(runs.get("ours"), runs.get("tfma"),
+                                            "rows_per_s"))
+    rss, _ = describe(same_round_ratios(runs.get("tfma"), runs.get("ours"),
+                                        "peak_rss_mb"))
+    exact = doc[size].get("exact_metrics_within_1e-6")
+    parts.append(f"{x(speed)} at {int(size):,} rows (TFMA's peak RSS "
+                 f"{x(rss)} ours)")
+    hows.append(f"{int(size):,}: {how}"
+                + ("" if exact is None else
+                   f"; exact metrics equal TFMA's within 1e-6: {exact}"))
+    for key, val in ((f"{size}: ours/tfma", speed), (f"{size}: rss tfma/ours", rss)):
+      if key in bounds:
+        met = "—" if val is None else ("met" if val >= bounds[key] else "**not met**")
+        goals.append(f"{key} ≥ {bounds[key]:g}: {met}")
+  return {"workload": "`EvaluateModel`, 5 metrics x 3 slicings",
+          "data": "binary predictions from Parquet, "
+                  + " and ".join(f"{int(s):,}" for s in sizes) + " rows",
+          "against": "TensorFlow Model Analysis",
+          "headline": "; ".join(parts), "how": "; ".join(hows),
+          "goal": "; ".join(goals) or "not recorded",
+          "when": when(doc, "bench_evaluation.json")}
 
 
 def rows(results: Path = RESULTS) -> list[dict]:

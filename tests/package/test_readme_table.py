@@ -75,3 +75,25 @@ def test_check_reports_a_stale_block(tmp_path):
   readme.write_text(mod.replace_block(readme.read_text(), mod.render()))
   assert mod.check(readme, mod.RESULTS) == ""
   assert readme.read_text().endswith(f"{mod.END}\nrest\n")
+
+
+def test_evaluation_row_uses_same_round_ratios_at_each_size(tmp_path):
+  mod = _module()
+  runs = {"ours": [{"rows_per_s": 100_000.0, "peak_rss_mb": 500.0},
+                   {"rows_per_s": 60_000.0, "peak_rss_mb": 400.0}],
+          "tfma": [{"rows_per_s": 1_000.0, "peak_rss_mb": 2_000.0},
+                   {"rows_per_s": 2_000.0, "peak_rss_mb": 2_000.0}]}
+  doc = {"when": "2026-12-04 17:00:00", "commit": "abc",
+         "200000": {"runs": runs, "exact_metrics_within_1e-6": True},
+         "goals": {"200000: ours/tfma": 50.0, "200000: rss tfma/ours": 1.0}}
+  (tmp_path / "bench_evaluation.json").write_text(json.dumps(doc))
+  row = mod.row_evaluation(tmp_path)
+  # Same-round speed ratios 100 and 30: median 65 (not 100k/1k best-of).
+  assert "65.0x at 200,000 rows" in row["headline"]
+  # RSS ratios 4 and 5: median 4.5.
+  assert "4.50x ours" in row["headline"]
+  assert "200000: ours/tfma ≥ 50: met" in row["goal"]
+  assert "within 1e-6: True" in row["how"]
+  doc["200000"]["runs"]["ours"][0]["rows_per_s"] = 10_000.0   # ratios 10, 30
+  (tmp_path / "bench_evaluation.json").write_text(json.dumps(doc))
+  assert "200000: ours/tfma ≥ 50: **not met**" in mod.row_evaluation(tmp_path)["goal"]
