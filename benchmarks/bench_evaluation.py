@@ -15,10 +15,11 @@ ratio reported is the median of same-round ratios.
     bash benchmarks/reference_tfma_venv.sh
     python benchmarks/bench_evaluation.py --reference-python /tmp/ri-reference-tfma/bin/python
 
-On an idle machine, both sizes, three alternating rounds (TFMA takes about
-3-6 min a run at 200k rows and 15-23 min at 1M: 1-1.5 h in all)::
+On an idle machine, both sizes, two alternating rounds (TFMA took about
+2 min a run at 200k rows and 9-10 min at 1M on the idle 2-core machine: 25 min
+in all)::
 
-    python benchmarks/bench_evaluation.py --rows 200000 1000000 --repeat 3 \
+    python benchmarks/bench_evaluation.py --rows 200000 1000000 --repeat 2 \
         --reference-python /tmp/ri-reference-tfma/bin/python --update
 
 Goals checked (median of same-round ratios): ours/tfma rows/s >= 50 and

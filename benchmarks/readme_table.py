@@ -327,42 +327,11 @@ def row_scale(results):
 
 
 def row_evaluation(results):
-  same = load("bench_evaluation.json", results)
-  if same is not None:
-    return _row_evaluation_same_round(same)
-  small = load("bench_evaluation_200k.json", results)
-  ours = load("bench_evaluation_ours.json", results)
-  tfma = load("bench_evaluation_tfma_1m.json", results)
-  if small is None and tfma is None:
-    return None
-  parts, hows, names = [], [], []
-  if small is not None:
-    runs = (small.get("200000") or {}).get("runs") or {}
-    val, how = describe(same_round_ratios(runs.get("ours"), runs.get("tfma"), "rows_per_s"))
-    parts.append(f"{x(val)} at 200,000 rows")
-    hows.append(f"200k: {how}")
-    names.append(when(small, "bench_evaluation_200k.json"))
-  if tfma is not None and ours is not None:
-    ours_runs = [_rate(r, "rows_per_s") for r in
-                 ((ours.get("1000000") or {}).get("runs") or {}).get("ours", [])]
-    ours_runs = [r for r in ours_runs if r]
-    tfma_rate = _rate(tfma.get("tfma_1m"), "rows_per_s")
-    if ours_runs and tfma_rate:
-      parts.append(f"{x(statistics.median(ours_runs) / tfma_rate)} at 1,000,000 rows")
-      hows.append(f"1M: median of our {len(ours_runs)} runs over TFMA's single run, "
-                  "not the same round")
-      names.append(when(ours, "bench_evaluation_ours.json"))
-      names.append(when(tfma, "bench_evaluation_tfma_1m.json"))
-  return {"workload": "`EvaluateModel`, 5 metrics x 3 slicings",
-          "data": "binary predictions from Parquet, 200,000 and 1,000,000 rows",
-          "against": "TensorFlow Model Analysis",
-          "headline": "; ".join(parts), "how": "; ".join(hows),
-          "goal": "not recorded", "when": "; ".join(names)}
-
-
-def _row_evaluation_same_round(doc):
   """Both sizes from one alternating run: rows/s and peak RSS, each the
   median of same-round ratios, with the run's goals."""
+  doc = load("bench_evaluation.json", results)
+  if doc is None:
+    return None
   parts, hows, goals = [], [], []
   bounds = doc.get("goals") or {}
   sizes = sorted((k for k in doc if k.isdigit()), key=int)
