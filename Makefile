@@ -35,17 +35,18 @@ venv: $(VENV)/.test-deps
 demo: $(VENV)/.demo-deps
 	$(BIN)/python examples/demo.py --out demo_out
 
-# Two phases: two xdist workers (servers' modules kept on one worker:
-# --dist loadgroup), then the timing-sensitive modules alone (tests/conftest.py
-# SERIAL_MODULES). The second runs even when the first fails; the status is
-# the first failure's.
+# Two phases: two xdist workers (servers' modules, and modules whose module
+# fixtures cost seconds, each kept on one worker: --dist loadgroup), then the
+# timing-sensitive tests of tests/serial_modules.txt, after the heavy phase and
+# one module per worker (--dist loadfile): 113 s on one worker, 69 s on two.
+# The second runs even when the first fails; the status is the first failure's.
 # The serial phase is given its modules' paths: collecting the whole suite to
 # select them by marker took 30-50 s.
 SERIAL_TESTS = $(addprefix tests/,$(shell sed 's/\#.*//' tests/serial_modules.txt))
 
 test: $(VENV)/.test-deps $(VENV)/.chromium remote-venvs
 	$(BIN)/python -m pytest -q -n 2 --dist loadgroup -m "not serial" tests; first=$$?; \
-	$(BIN)/python -m pytest -q -p no:xdist -m serial $(SERIAL_TESTS) && exit $$first
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile -m serial $(SERIAL_TESTS) && exit $$first
 
 # mypy over the core (configured in pyproject.toml [tool.mypy]).
 typecheck: $(VENV)/.test-deps

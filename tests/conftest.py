@@ -3,6 +3,7 @@ import logging
 import os
 import pathlib
 import pickle
+import sys
 
 # Under xdist (`make test`'s first phase) two workers share the machine: one
 # BLAS/OpenMP thread each (torch, numpy), not one per core each -- spinning
@@ -60,8 +61,8 @@ def pytest_runtest_setup(item):
     gc.freeze()
 
 
-# `make test` runs the modules listed in serial_modules.txt alone, after the
-# rest (see that file).
+# `make test` runs the tests listed in serial_modules.txt after the rest,
+# one module per worker (see that file).
 SERIAL_MODULES = frozenset(
     line.split('#')[0].strip()
     for line in (pathlib.Path(__file__).resolve().parent /
@@ -70,6 +71,11 @@ SERIAL_MODULES = frozenset(
 # Modules that share the real model servers (servers.shared_server: one per
 # process): one worker runs them all, so that each server starts once.
 SERVER_MODULES = {'handlers/test_conformance.py', 'remote/test_real_servers.py'}
+# Modules whose module-scoped fixtures cost seconds (a whole pipeline per
+# runner, a Dask cluster, a demo run, a browser): one worker runs each, so that
+# the fixture runs once rather than once per worker.
+FIXTURE_MODULES = {'runners/test_scale_out.py', 'evaluation/test_dask.py',
+                   'cli/test_demo.py', 'cli/test_report_of_run.py'}
 _TESTS = pathlib.Path(__file__).resolve().parent
 
 
@@ -77,7 +83,26 @@ _TESTS = pathlib.Path(__file__).resolve().parent
 def pytest_collection_modifyitems(config, items):
   for item in items:
     rel = pathlib.Path(str(item.path)).resolve().relative_to(_TESTS).as_posix()
-    if rel in SERIAL_MODULES:
+    name = getattr(item, 'originalname', item.name)
+    if rel in SERIAL_MODULES or f'{rel}::{name}' in SERIAL_MODULES:
       item.add_marker(pytest.mark.serial)
     elif rel in SERVER_MODULES:
       item.add_marker(pytest.mark.xdist_group('servers'))
+    elif rel in FIXTURE_MODULES:
+      item.add_marker(pytest.mark.xdist_group(rel))
+
+
+def pytest_collection_finish(session):
+  """Fails the run when ``--dist loadgroup`` would not honour xdist_group
+  (pytest 9 with pytest-xdist 3.8 drops the ``@group`` node-id suffix, and
+  the groups above silently become single tests)."""
+  if not getattr(session.config.option, 'loadgroup', False):
+    return
+  lost = [item.nodeid for item in session.items
+          if item.get_closest_marker('xdist_group') and '@' not in item.nodeid]
+  if lost:
+    message = (f'{len(lost)} tests marked xdist_group have no @group node id '
+               f'(e.g. {lost[0]}): this pytest/pytest-xdist pair ignores the '
+               "groups; install the versions pyproject.toml's test extra pins")
+    print(message, file=sys.__stderr__, flush=True)  # a worker's error is not shown
+    raise pytest.UsageError(message)
