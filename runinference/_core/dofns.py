@@ -55,6 +55,21 @@ class _EngineDoFn(beam.DoFn):
   def _finish_outputs(self, result: RunResult) -> list:
     raise NotImplementedError(type(self))
 
+  def _batch_of(self, element, wv=None):
+    """Preprocesses ``element`` and adds it (in ``wv``, when given) to the
+    batcher: the batch it completes, None while the batch fills, or the
+    ``Rejected`` of a preprocess fn or of the batcher."""
+    engine = self._engine
+    item = element if wv is None else wv
+    if engine.preprocess_fns:
+      element = engine.preprocess(element)
+      if type(element) is Rejected:
+        return element
+      item = element if wv is None else wv.with_value(element)
+    if engine.prebatched:
+      return [item]
+    return engine.add(item, element)
+
   _value_of: Optional[Callable[[Any], Any]] = None
 
 
@@ -112,19 +127,11 @@ class GlobalBatchDoFn(_EngineDoFn):
       outputs = self._outputs(buf)
       self._size = batcher.sizer.size
       return outputs
-    engine = self._engine
-    if engine.preprocess_fns:
-      element = engine.preprocess(element)
-      if type(element) is Rejected:
-        return [_dead(element.tag, element.record)]
-    if engine.prebatched:
-      batch = [element]
-    else:
-      batch = engine.add(element, element)
-      if batch is None:
-        return _NOTHING
-      if type(batch) is Rejected:
-        return [_dead(batch.tag, batch.record)]
+    batch = self._batch_of(element)
+    if batch is None:
+      return _NOTHING
+    if type(batch) is Rejected:
+      return [_dead(batch.tag, batch.record)]
     return self._outputs(batch)
 
   def teardown(self):
@@ -177,21 +184,12 @@ class WindowedBatchDoFn(_EngineDoFn):
     if self._stamped:
       return self._finish_outputs(
           engine.run(unstamp(element, wv), _value, cut_elsewhere=True))
-    if engine.preprocess_fns:
-      element = engine.preprocess(element)
-      if type(element) is Rejected:
-        return [TaggedOutput(element.tag,
-                             wv.with_value(picklable_record(element.record)))]
-      wv = wv.with_value(element)
-    if engine.prebatched:
-      batch = [wv]
-    else:
-      batch = engine.add(wv, element)
-      if batch is None:
-        return _NOTHING
-      if type(batch) is Rejected:
-        return [TaggedOutput(batch.tag,
-                             wv.with_value(picklable_record(batch.record)))]
+    batch = self._batch_of(element, wv)
+    if batch is None:
+      return _NOTHING
+    if type(batch) is Rejected:
+      return [TaggedOutput(batch.tag,
+                           wv.with_value(picklable_record(batch.record)))]
     return self._finish_outputs(engine.run(batch, _value))
 
   def _finish_outputs(self, result: RunResult):

@@ -6,6 +6,7 @@ fallback). Knows nothing of Beam pipelines."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import importlib
 import logging
 import operator
@@ -218,15 +219,33 @@ def check_same_shape(batch: Sequence[Any], who: str, what: str = 'array',
                      hint: str = '') -> None:
   """InvalidInputError (a ValueError) naming the first example whose shape
   differs from example 0's."""
-  first = tuple(batch[0].shape)
+  odd = first_mismatch(batch, lambda x: tuple(x.shape))
+  if odd is not None:
+    raise InvalidInputError(
+        f'{who} stacks a batch into one {what}, but example {odd.index} has '
+        f'shape {odd.value} while example 0 has shape {odd.first}. '
+        + (hint or 'Resize/pad the examples to one shape in a preprocess '
+           'fn, or batch them by length (batch_length_fn=..., '
+           'batch_bucket_boundaries=[...]).'))
+
+
+@dataclasses.dataclass(frozen=True)
+class Mismatch:
+  """Example ``index`` has ``value`` where example 0 has ``first``."""
+  index: int
+  value: Any
+  first: Any
+
+
+def first_mismatch(batch: Sequence[Any],
+                   key: Callable[[Any], Any]) -> Optional[Mismatch]:
+  """The first example whose ``key`` differs from example 0's, or None."""
+  first = key(batch[0])
   for i, x in enumerate(batch):
-    if tuple(x.shape) != first:
-      raise InvalidInputError(
-          f'{who} stacks a batch into one {what}, but example {i} has shape '
-          f'{tuple(x.shape)} while example 0 has shape {first}. '
-          + (hint or 'Resize/pad the examples to one shape in a preprocess '
-             'fn, or batch them by length (batch_length_fn=..., '
-             'batch_bucket_boundaries=[...]).'))
+    value = key(x)
+    if value != first:
+      return Mismatch(i, value, first)
+  return None
 
 
 _NUMPY_HINT = ('Convert it in a preprocess step, e.g. '

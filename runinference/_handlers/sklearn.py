@@ -133,20 +133,23 @@ def _frames_matrix(fn: Callable, model: Any, frame: Any,
 
 
 class _SklearnHandler(ModelHandler):
+  """What both scikit-learn handlers share: loading the model file."""
   _model_location_attr = '_model_uri'
+  _default_inference_fn: Callable
+
   def __init__(
       self,
       model_uri: str,
       model_file_type: ModelFileType = ModelFileType.PICKLE,
       *,
-      inference_fn: Callable,
+      inference_fn: Optional[Callable] = None,
       trusted_types: Optional[Sequence[str]] = None,
       **kwargs):
     super().__init__(**kwargs)
     self._model_uri = check_model_path(model_uri, _WHAT)
     _check_file_type(model_file_type)
     self._model_file_type = model_file_type
-    self._model_inference_fn = inference_fn
+    self._model_inference_fn = inference_fn or type(self)._default_inference_fn
     self._trusted_types = _check_trusted_types(trusted_types)
 
   def load_model(self):
@@ -163,29 +166,18 @@ class SklearnModelHandlerNumpy(_SklearnHandler):
   Example::
 
     pcoll | RunInference(SklearnModelHandlerNumpy(model_uri='model.pkl'))
+
+  Args:
+    model_uri: path or URI of the pickled/joblib/skops model.
+    model_file_type: ``ModelFileType.PICKLE`` (default), ``JOBLIB`` or
+      ``SKOPS`` (a file named ``*.skops`` is always loaded with skops).
+    inference_fn: ``fn(model, batch, inference_args)`` returning the
+      predictions; the default stacks the batch and calls ``model.predict``.
+    trusted_types: for skops files, the type names (beyond skops' own
+      defaults) allowed in the file; any other is refused.
+    kwargs: batching and sharing options of ``ModelHandler``, ``env_vars``.
   """
-  def __init__(
-      self,
-      model_uri: str,
-      model_file_type: ModelFileType = ModelFileType.PICKLE,
-      *,
-      inference_fn: Callable = _default_numpy_inference_fn,
-      trusted_types: Optional[Sequence[str]] = None,
-      **kwargs):
-    """
-    Args:
-      model_uri: path or URI of the pickled/joblib/skops model.
-      model_file_type: ``ModelFileType.PICKLE`` (default), ``JOBLIB`` or
-        ``SKOPS`` (a file named ``*.skops`` is always loaded with skops).
-      inference_fn: ``fn(model, batch, inference_args)`` returning the
-        predictions; default stacks the batch and calls ``model.predict``.
-      trusted_types: for skops files, the type names (beyond skops' own
-        defaults) allowed in the file; any other is refused.
-      kwargs: batching and sharing options of ``ModelHandler``, ``env_vars``.
-    """
-    super().__init__(
-        model_uri, model_file_type, inference_fn=inference_fn,
-        trusted_types=trusted_types, **kwargs)
+  _default_inference_fn = staticmethod(_default_numpy_inference_fn)
 
   def run_inference(self, batch, model, inference_args=None):
     if not batch:
@@ -204,18 +196,10 @@ class SklearnModelHandlerNumpy(_SklearnHandler):
 
 
 class SklearnModelHandlerPandas(_SklearnHandler):
-  """Runs a scikit-learn estimator on one-row pandas DataFrames."""
-  def __init__(
-      self,
-      model_uri: str,
-      model_file_type: ModelFileType = ModelFileType.PICKLE,
-      *,
-      inference_fn: Callable = _default_pandas_inference_fn,
-      trusted_types: Optional[Sequence[str]] = None,
-      **kwargs):
-    super().__init__(
-        model_uri, model_file_type, inference_fn=inference_fn,
-        trusted_types=trusted_types, **kwargs)
+  """Runs a scikit-learn estimator on one-row pandas DataFrames (arguments
+  as ``SklearnModelHandlerNumpy``'s; the default ``inference_fn`` concatenates
+  the frames and calls ``model.predict``)."""
+  _default_inference_fn = staticmethod(_default_pandas_inference_fn)
 
   def run_inference(self, batch, model, inference_args=None):
     _check_frames(batch)

@@ -20,8 +20,8 @@ from typing import Any, Callable, Iterable, Optional, Sequence
 
 import numpy
 
-from .common import (check_model_path, describe_value, getsizeof_sum,
-                          read_model_bytes, require, warn_once)
+from .common import (check_model_path, describe_value, first_mismatch,
+                     getsizeof_sum, read_model_bytes, require, warn_once)
 from ..exceptions import (ConfigurationError, InvalidInputError,
                           InvalidInputTypeError)
 from .._core.contract import MatrixPredictor, ModelHandler
@@ -82,13 +82,12 @@ def _concat(batch: Sequence[Any], kind: str) -> Any:
     return numpy.concatenate(rows, axis=0)
   if kind == 'pandas':
     import pandas
-    columns = list(batch[0].columns)
-    for i, frame in enumerate(batch):
-      if list(frame.columns) != columns:
-        raise InvalidInputError(
-            f'DataFrame example {i} has columns {list(frame.columns)}, but '
-            f'example 0 has {columns}; every example needs the same columns '
-            'in the same order (the features the model was trained on).')
+    odd = first_mismatch(batch, lambda frame: list(frame.columns))
+    if odd is not None:
+      raise InvalidInputError(
+          f'DataFrame example {odd.index} has columns {odd.value}, but '
+          f'example 0 has {odd.first}; every example needs the same columns '
+          'in the same order (the features the model was trained on).')
     return pandas.concat(batch, axis=0, ignore_index=True)
   if kind == 'scipy':
     import scipy.sparse

@@ -20,7 +20,8 @@ from typing import Optional, Sequence
 from .logs import DEFAULT_LEVEL, LEVELS, setup_logging
 
 # Subcommands: name -> module (relative to this package). Each module has
-# add_parser(subparsers, parents) and command(args, extra_args) -> exit status.
+# HELP and DESCRIPTION (None: HELP) texts, add_arguments(parser) and
+# command(args, extra_args) -> exit status.
 # Importing one must stay light (standard library only at module level).
 COMMANDS = {
     'run': '.run',
@@ -53,8 +54,11 @@ def _parser() -> argparse.ArgumentParser:
       'pipeline\'s own logging such as LogForTesting rows, third-party '
       'libraries\' warnings and errors only; debug: everything)')
   sub = ap.add_subparsers(dest='command', required=True, metavar='COMMAND')
-  for module in COMMANDS.values():
-    importlib.import_module(module, __name__).add_parser(sub, [common])
+  for name, module in COMMANDS.items():
+    mod = importlib.import_module(module, __name__)
+    mod.add_arguments(sub.add_parser(
+        name, parents=[common], allow_abbrev=False, help=mod.HELP,
+        description=mod.DESCRIPTION or mod.HELP))
   return ap
 
 

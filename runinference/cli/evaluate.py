@@ -27,15 +27,15 @@ _THRESHOLD = re.compile(
     r'(?:@\s*(.+?))?\s*$')
 
 
-def add_parser(sub, parents) -> None:
-  ev = sub.add_parser(
-      'evaluate', parents=parents, allow_abbrev=False,
-      help='evaluate models on a labelled data file; exit 0 if blessed',
-      description='Evaluates one or more models (scikit-learn model files, or '
-      'prediction columns of the data) on a labelled data file (CSV, '
-      'Parquet, JSON lines), per slice, writes evaluation.json and '
-      'evaluation.html, and checks thresholds. Exit 0: blessed; 1: a '
-      'threshold failed; 2: bad input.')
+HELP = 'evaluate models on a labelled data file; exit 0 if blessed'
+DESCRIPTION = (
+    'Evaluates one or more models (scikit-learn model files, or prediction '
+    'columns of the data) on a labelled data file (CSV, Parquet, JSON '
+    'lines), per slice, writes evaluation.json and evaluation.html, and '
+    'checks thresholds. Exit 0: blessed; 1: a threshold failed; 2: bad input.')
+
+
+def add_arguments(ev) -> None:
   ev.add_argument('data', help='the data file (.csv, .parquet, .jsonl)')
   ev.add_argument('--label', required=True, help='the label column')
   ev.add_argument('--model', action='append', default=[], metavar='NAME=PATH',

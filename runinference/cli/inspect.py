@@ -15,10 +15,11 @@ from typing import Any, Callable
 from ..exceptions import InspectError  # noqa: F401  (re-exported)
 
 
-def add_parser(sub, parents) -> None:
-  insp = sub.add_parser(
-      'inspect', parents=parents,
-      help='which handler fits a model file, and its signature')
+HELP = 'which handler fits a model file, and its signature'
+DESCRIPTION = None
+
+
+def add_arguments(insp) -> None:
   insp.add_argument('model_path', help='a model file or directory')
   insp.add_argument('--json', action='store_true',
                     help='print one JSON object (path, framework, handler, '

@@ -23,14 +23,14 @@ _OWN_OPTIONS = ('quiet', 'metrics_port', 'metrics_host', 'report',
                 'jinja_variables', 'timeout', 'log_level')
 
 
-def add_parser(sub, parents) -> None:
-  run = sub.add_parser(
-      'run', help='run a Beam YAML pipeline file', allow_abbrev=False,
-      parents=parents,
-      description='Runs a Beam YAML pipeline. Options not listed here are '
-      'Beam pipeline options (e.g. --runner=FlinkRunner) and pass through; '
-      'without --runner it runs in this process on the DirectRunner\'s '
-      'local runner.')
+HELP = 'run a Beam YAML pipeline file'
+DESCRIPTION = (
+    'Runs a Beam YAML pipeline. Options not listed here are Beam pipeline '
+    'options (e.g. --runner=FlinkRunner) and pass through; without --runner '
+    'it runs in this process on the DirectRunner\'s local runner.')
+
+
+def add_arguments(run) -> None:
   run.add_argument('pipeline', help='the pipeline file (.yaml)')
   run.add_argument('--quiet', action='store_true',
                    help='no progress display and no summary')

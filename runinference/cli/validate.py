@@ -20,15 +20,16 @@ _MODEL_FIELDS = ('model_uri', 'model_path', 'state_dict_path',
                  'engine_path', 'onnx_path')
 
 
-def add_parser(sub, parents) -> None:
+HELP = 'check a pipeline file without running it'
+DESCRIPTION = (
+    'Parses the file, checks every runinference transform\'s config, '
+    'resolves its handler types, checks that the model files exist and that '
+    'Beam can build the pipeline; runs nothing. Exit 0 when valid, 2 with '
+    'FILE:LINE on the first error.')
+
+
+def add_arguments(val) -> None:
   from .run import add_jinja_argument
-  val = sub.add_parser(
-      'validate', parents=parents, allow_abbrev=False,
-      help='check a pipeline file without running it',
-      description='Parses the file, checks every runinference transform\'s '
-      'config, resolves its handler types, checks that the model files exist '
-      'and that Beam can build the pipeline; runs nothing. Exit 0 when '
-      'valid, 2 with FILE:LINE on the first error.')
   val.add_argument('pipeline', help='the pipeline file (.yaml)')
   add_jinja_argument(val)
 

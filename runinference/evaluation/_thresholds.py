@@ -93,12 +93,8 @@ class ValueThreshold:
     object.__setattr__(self, 'slices', _check_slices(self.slices))
 
   def describe(self) -> str:
-    parts = []
-    if self.lower is not None:
-      parts.append(f'>= {self.lower:g}')
-    if self.upper is not None:
-      parts.append(f'<= {self.upper:g}')
-    return f'{self.metric} {" and ".join(parts)}'
+    return f'{self.metric} ' + _conditions(
+        (self.lower, '>= {:g}'), (self.upper, '<= {:g}'))
 
   def failure(self, value: float, baseline: Optional[float]) -> Optional[str]:
     if value is None or math.isnan(value):
@@ -130,12 +126,9 @@ class ChangeThreshold:
 
   def describe(self) -> str:
     op = '>=' if self.direction == 'higher_is_better' else '<='
-    parts = []
-    if self.absolute is not None:
-      parts.append(f'change {op} {self.absolute:g}')
-    if self.relative is not None:
-      parts.append(f'relative change {op} {self.relative:g}')
-    return f'{self.metric} {" and ".join(parts)} vs baseline'
+    return f'{self.metric} ' + _conditions(
+        (self.absolute, f'change {op} {{:g}}'),
+        (self.relative, f'relative change {op} {{:g}}')) + ' vs baseline'
 
   def failure(self, value: float, baseline: Optional[float]) -> Optional[str]:
     if baseline is None:
@@ -154,6 +147,13 @@ class ChangeThreshold:
         return (f'relative change {rel:+.6g} (candidate {value:.6g}, '
                 f'baseline {baseline:.6g}) fails {self.relative:g}')
     return None
+
+
+def _conditions(*conditions: tuple[Optional[float], str]) -> str:
+  """The ' and '-joined texts (formatted with their value) of the conditions
+  whose value is set."""
+  return ' and '.join(text.format(value) for value, text in conditions
+                      if value is not None)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 import re
 import threading
-from typing import Iterator, Optional
+from typing import Any, Iterator, Optional
 
 __all__ = [
     'Distribution', 'LiveCounter', 'LiveDistribution', 'MetricsServer',
@@ -243,25 +243,24 @@ class _Collector:
                                         GaugeMetricFamily,
                                         SummaryMetricFamily)
     snap = snapshot()
-    labels = ['namespace', 'model']
-    families: dict[str, object] = {}
+    families: dict[str, Any] = {}
+
+    def family(kind, key: str, doc: str):
+      if key not in families:
+        families[key] = kind(key, doc, labels=['namespace', 'model'])
+      return families[key]
+
     for (ns, name), value in sorted(snap.counters.items()):
       fam, model = _family(name)
-      key = f'runinference_{fam}'
-      if key not in families:
-        families[key] = CounterMetricFamily(
-            key, f'RunInference counter {fam}', labels=labels)
-      families[key].add_metric([ns, model], value)
+      family(CounterMetricFamily, f'runinference_{fam}',
+             f'RunInference counter {fam}').add_metric([ns, model], value)
     for (ns, name), dist in sorted(snap.distributions.items()):
       fam, model = _family(name)
-      key = f'runinference_{fam}'
-      if key not in families:
-        families[key] = SummaryMetricFamily(
-            key, f'RunInference distribution {fam}', labels=labels)
-        families[key + '_max'] = GaugeMetricFamily(
-            key + '_max', f'Largest {fam} so far', labels=labels)
-      families[key].add_metric([ns, model], dist.count, dist.sum)
-      families[key + '_max'].add_metric([ns, model], dist.max or 0)
+      family(SummaryMetricFamily, f'runinference_{fam}',
+             f'RunInference distribution {fam}').add_metric(
+                 [ns, model], dist.count, dist.sum)
+      family(GaugeMetricFamily, f'runinference_{fam}_max',
+             f'Largest {fam} so far').add_metric([ns, model], dist.max or 0)
     yield from families.values()
 
 

@@ -77,6 +77,15 @@ def _width(ready, column) -> Optional[int]:
 class _MomentsOp(_VectorOp):
   _output_kind = 'float32'
 
+  def __init__(
+      self,
+      columns: list[str],
+      elementwise: bool = False,
+      name: Optional[str] = None):
+    super().__init__(columns)
+    self.elementwise = elementwise
+    self.name = name
+
   def _analyzers(self, index):
     return self._col_analyzers(index, MOMENTS, elementwise=self.elementwise)
 
@@ -94,9 +103,7 @@ class ScaleToZScore(_MomentsOp):
       *,
       elementwise: bool = False,
       name: Optional[str] = None):
-    super().__init__(columns)
-    self.elementwise = elementwise
-    self.name = name
+    super().__init__(columns, elementwise, name)
 
   def _vector(self, x, column, ready):
     m = ready[column]
@@ -106,14 +113,6 @@ class ScaleToZScore(_MomentsOp):
 @register_input_dtype(float)
 class ScaleTo01(_MomentsOp):
   """(x - min) / (max - min); a constant column goes through a sigmoid."""
-  def __init__(
-      self,
-      columns: list[str],
-      elementwise: bool = False,
-      name: Optional[str] = None):
-    super().__init__(columns)
-    self.elementwise = elementwise
-    self.name = name
 
   def _vector(self, x, column, ready):
     m = ready[column]
@@ -129,10 +128,9 @@ class ScaleByMinMax(_MomentsOp):
       min_value: float = 0.0,
       max_value: float = 1.0,
       name: Optional[str] = None):
-    super().__init__(columns)
+    super().__init__(columns, name=name)
     self.min_value = min_value
     self.max_value = max_value
-    self.name = name
     if self.max_value <= self.min_value:
       raise ConfigurationError('max_value must be greater than min_value')
 

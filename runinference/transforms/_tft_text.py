@@ -154,9 +154,9 @@ class TFIDF(TFTOperation):
             column + '_tfidf_weight': Column(weight, offsets)}
 
 
-@register_input_dtype(str)
-class NGrams(_TextOp):
-  """The n-grams of each row's tokens, by start position then length."""
+class _NGramOp(_TextOp):
+  """The n-grams of each row's tokens (``ngram_range``, joined by
+  ``ngrams_separator``); subclasses say what a row keeps of them."""
   _output_kind = 'bytes'
 
   def __init__(
@@ -178,9 +178,16 @@ class NGrams(_TextOp):
     return self._row(self._strings(data, output_column_name),
                      output_column_name)
 
+  def _ngrams(self, tokens):
+    return _ops.ngrams(tokens, self.ngram_range, self.ngrams_separator)
+
+
+@register_input_dtype(str)
+class NGrams(_NGramOp):
+  """The n-grams of each row's tokens, by start position then length."""
+
   def _row(self, tokens, column):
-    return {column: _ops.ngrams(tokens, self.ngram_range,
-                                self.ngrams_separator)}
+    return {column: self._ngrams(tokens)}
 
 
 def _check_ngrams(ngram_range, separator):
@@ -194,11 +201,10 @@ def _check_ngrams(ngram_range, separator):
 
 
 @register_input_dtype(str)
-class BagOfWords(_TextOp):
+class BagOfWords(_NGramOp):
   """The distinct n-grams of each row, in order of first occurrence; with
   ``compute_word_count`` the count of every token over the dataset is written
   to ``<artifact dir>/transform_fn/assets/<key_vocab_filename>_<column>``."""
-  _output_kind = 'bytes'
 
   def __init__(
       self,
@@ -211,14 +217,11 @@ class BagOfWords(_TextOp):
       key_vocab_filename: Optional[str] = None,
       name: Optional[str] = None,
   ):
-    super().__init__(columns)
-    self.ngram_range = tuple(ngram_range)
-    self.ngrams_separator = ngrams_separator
-    self.name = name
-    self.split_string_by_delimiter = split_string_by_delimiter
+    super().__init__(columns, split_string_by_delimiter,
+                     ngram_range=ngram_range,
+                     ngrams_separator=ngrams_separator, name=name)
     self.key_vocab_filename = key_vocab_filename
     self.compute_word_count = compute_word_count
-    _check_ngrams(self.ngram_range, ngrams_separator)
 
   def _analyzers(self, index):
     if not self.compute_word_count:
@@ -230,13 +233,8 @@ class BagOfWords(_TextOp):
           else f'word_count_{index}_{a.column}')
     return out
 
-  def apply_transform(self, data, output_column_name):
-    return self._row(self._strings(data, output_column_name),
-                     output_column_name)
-
   def _row(self, tokens, column):
-    return {column: _ops.dedupe(
-        _ops.ngrams(tokens, self.ngram_range, self.ngrams_separator))}
+    return {column: _ops.dedupe(self._ngrams(tokens))}
 
 
 @register_input_dtype(str)
@@ -256,7 +254,7 @@ class HashStrings(_TextOp):
     self.name = name
     if hash_buckets < 1:
       raise ConfigurationError(
-          'number of hash buckets must be positive, got ', hash_buckets)
+          f'number of hash buckets must be positive, got {hash_buckets}')
     if key is not None and len(key) != 2:
       raise ConfigurationError(f'key must be two uint64 integers, got {key!r}.')
     super().__init__(columns)

@@ -95,21 +95,16 @@ class _ErrorRow:
 
 
 @dataclasses.dataclass
-class _CountIn:
+class _Count:
+  """Counts each row passing into (``'in'``, also ``rows_in``) or out of
+  (``'out'``) the step, for the live metrics."""
   step: str
+  direction: str
 
   def __call__(self, row):
-    live_metrics.counter_inc(_NAMESPACE, 'rows_in', 1)
-    live_metrics.step_count(self.step, 'in')
-    return row
-
-
-@dataclasses.dataclass
-class _CountOut:
-  step: str
-
-  def __call__(self, row):
-    live_metrics.step_count(self.step, 'out')
+    if self.direction == 'in':
+      live_metrics.counter_inc(_NAMESPACE, 'rows_in', 1)
+    live_metrics.step_count(self.step, self.direction)
     return row
 
 
@@ -215,7 +210,7 @@ class RunInference(beam.PTransform):
 
   def expand(self, pcoll):
     schema = self._output_schema(pcoll)
-    rows = pcoll | 'CountIn' >> beam.Map(_CountIn(self.label))
+    rows = pcoll | 'CountIn' >> beam.Map(_Count(self.label, 'in'))
     if self._key is not None:
       rows = rows | 'KeyBy' >> beam.Map(_KeyBy(self._key))
     inference = _CoreRunInference(self._handler, inference_args=self._inference_args)
@@ -227,7 +222,7 @@ class RunInference(beam.PTransform):
       main = rows | 'RunInference' >> inference
     if self._key is not None:
       main = main | 'DropKey' >> beam.Map(lambda kv: kv[1])
-    main = main | 'ToRows' >> beam.Map(_CountOut(self.label)).with_output_types(
+    main = main | 'ToRows' >> beam.Map(_Count(self.label, 'out')).with_output_types(
         schema)
     if not self._errors:
       return main
