@@ -2,9 +2,6 @@
 MLServer (V2), KServe (V1, and Vertex AI's JSON), infinity (OpenAI
 embeddings), ``transformers serve`` (OpenAI chat/completions, and as the
 vLLM handlers' managed server)."""
-import os
-import signal
-
 import apache_beam as beam
 import numpy as np
 import pytest
@@ -172,18 +169,19 @@ def llm(tmp_path_factory):
   served.server.stop()
 
 
-def test_vllm_completions_and_restart_after_the_server_dies(llm):
+def test_vllm_completions_against_transformers_serve(llm):
+  """The handler's managed server is the real ``transformers serve`` here;
+  its restart after a kill is tested with a fast stub server
+  (test_server_process.py)."""
   path, h, served = llm
   args = {'max_tokens': 4, 'temperature': 0}
   first = h.run_inference(['hello', 'the cat'], served, args)
   assert [r.example for r in first] == ['hello', 'the cat']
   assert all(isinstance(r, PredictionResult) and
              isinstance(r.inference['choices'][0]['text'], str) for r in first)
-  os.killpg(served.server.pid, signal.SIGKILL)
   again = h.run_inference(['hello'], served, args)
-  assert served.server.restarts == 1
   assert again[0].inference['choices'][0]['text'] == (
-      first[0].inference['choices'][0]['text'])
+      first[0].inference['choices'][0]['text'])  # greedy: deterministic
 
 
 def test_openai_chat_and_completions_and_vllm_chat(llm):
