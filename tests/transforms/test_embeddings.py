@@ -110,15 +110,16 @@ def test_mltransform_rows_equal_encode_each_exactly_once(model_path, st_model,
                                                          tmp_path, kwargs):
   texts = _ragged(40)
   expected = st_model.encode(texts)
-  for n, order in enumerate((range(40), reversed(range(40)))):
-    data = [{'id': i, 's': texts[i]} for i in order]
-    cfg = SentenceTransformerEmbeddings(model_name=model_path, columns=['s'], **kwargs)
-    out = run(data, MLTransform(write_artifact_location=str(tmp_path / str(n)))
-              .with_transform(cfg))
-    assert sorted(r['id'] for r in out) == list(range(40))
-    for r in out:
-      assert isinstance(r['s'], list) and len(r['s']) == 384
-      np.testing.assert_allclose(r['s'], expected[r['id']], atol=1e-5)
+  # Rows in a shuffled order: each output must still be its own row's.
+  order = np.random.default_rng(len(kwargs)).permutation(40).tolist()
+  data = [{'id': i, 's': texts[i]} for i in order]
+  cfg = SentenceTransformerEmbeddings(model_name=model_path, columns=['s'], **kwargs)
+  out = run(data, MLTransform(write_artifact_location=str(tmp_path))
+            .with_transform(cfg))
+  assert sorted(r['id'] for r in out) == list(range(40))
+  for r in out:
+    assert isinstance(r['s'], list) and len(r['s']) == 384
+    np.testing.assert_allclose(r['s'], expected[r['id']], atol=1e-5)
 
 
 def test_non_text_cells_name_the_column_and_bytes_are_text(model_path, st_model,

@@ -1,7 +1,7 @@
 """Beam's own ML YAML examples, adapted to run offline (examples/yaml/beam_ml/),
-each run under ``runinference run`` and under Beam's
-``python -m apache_beam.yaml.main`` (in process) with the provider the file
-declares; the outputs are checked row by row."""
+each run under ``runinference run`` (the commands prepare.py prints, in a
+shell) and under Beam's ``python -m apache_beam.yaml.main`` (in process) with
+the provider the file declares; the outputs are checked row by row."""
 import importlib.util
 import json
 import sys
@@ -39,34 +39,39 @@ RUNS = pytest.mark.parametrize('run', [beam_main, our_cli],
                                ids=['beam-main', 'cli'])
 
 
-@RUNS
-def test_sentiment_analysis_against_a_local_vertex_server(run, prepare,
-                                                          tmp_path):
-  pytest.importorskip('httpx')
-  files = prepare.sentiment_files(tmp_path)
-  with prepare.VertexServer(files['model']) as server:
-    run(EXAMPLES / 'sentiment_analysis.yaml',
-        {'comments': files['comments'], 'endpoint_url': server.url,
-         'out': str(tmp_path / 'scored')})
-  rows = _rows(tmp_path / 'scored')
+def _check_sentiment(prepare, rows):
   assert {r['comment_text']: r['label'] for r in rows} == prepare.SENTIMENT
   assert len(rows) == len(prepare.SENTIMENT)  # the emoji-only comment is gone
   assert all(0.5 <= r['score'] <= 1 for r in rows)
   assert {r['video_id'] for r in rows} == {'v1', 'v2', 'v3'}
 
 
-@RUNS
-def test_taxi_fare_prediction_with_a_local_model(run, prepare, tmp_path):
-  files = prepare.taxi_files(tmp_path, rides=6)
-  run(EXAMPLES / 'taxi_fare.yaml',
-      {'rides': files['rides'], 'model': files['model'],
-       'out': str(tmp_path / 'fares')})
-  rows = _rows(tmp_path / 'fares')
+def _check_taxi(prepare, rows):
   assert sorted(r['ride_id'] for r in rows) == [f'r{i}' for i in range(6)]
   for r in rows:
     assert r['predicted_fare_amount'] == pytest.approx(prepare.taxi_fare(r),
                                                        abs=1e-6)
     assert r['pickup_datetime'].startswith('2025-01-01')
+
+
+# The sentiment and taxi files run under `runinference run` in a shell, as
+# prepare.py prints them, in test_the_commands_prepare_prints_run_as_printed.
+def test_sentiment_analysis_against_a_local_vertex_server(prepare, tmp_path):
+  pytest.importorskip('httpx')
+  files = prepare.sentiment_files(tmp_path)
+  with prepare.VertexServer(files['model']) as server:
+    beam_main(EXAMPLES / 'sentiment_analysis.yaml',
+              {'comments': files['comments'], 'endpoint_url': server.url,
+               'out': str(tmp_path / 'scored')})
+  _check_sentiment(prepare, _rows(tmp_path / 'scored'))
+
+
+def test_taxi_fare_prediction_with_a_local_model(prepare, tmp_path):
+  files = prepare.taxi_files(tmp_path, rides=6)
+  beam_main(EXAMPLES / 'taxi_fare.yaml',
+            {'rides': files['rides'], 'model': files['model'],
+             'out': str(tmp_path / 'fares')})
+  _check_taxi(prepare, _rows(tmp_path / 'fares'))
 
 
 @RUNS
@@ -95,8 +100,9 @@ def test_log_analysis_embeddings_with_a_local_model(run, prepare, tmp_path):
 def test_the_commands_prepare_prints_run_as_printed(prepare, tmp_path, capsys):
   """prepare.py without --serve says the sentiment command needs the server;
   every printed command names this venv's runinference by its path, and with
-  the server up the sentiment and taxi commands run in a shell as printed
-  (the embeddings one has their form; it runs in the tests above)."""
+  the server up the sentiment and taxi commands run in a shell as printed,
+  with the same outputs as under Beam's main (the embeddings one has their
+  form; it runs in the tests above)."""
   import shlex
   import subprocess
   assert prepare.main(['--out', str(tmp_path), '--port', '18999']) == 0
@@ -113,5 +119,5 @@ def test_the_commands_prepare_prints_run_as_printed(prepare, tmp_path, capsys):
       done = subprocess.run(line, shell=True, capture_output=True, text=True,
                             timeout=300)
       assert done.returncode == 0, (line, done.stderr[-2000:])
-  assert len(_rows(tmp_path / 'sentiment' / 'scored')) == len(prepare.SENTIMENT)
-  assert len(_rows(tmp_path / 'taxi' / 'fares')) == 6
+  _check_sentiment(prepare, _rows(tmp_path / 'sentiment' / 'scored'))
+  _check_taxi(prepare, _rows(tmp_path / 'taxi' / 'fares'))
