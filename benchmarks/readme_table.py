@@ -302,27 +302,41 @@ def rows_remote(results):
 
 
 def row_scale(results):
+  """2 Dask workers against 1 (every workload) and against the in-process
+  DirectRunner (the hgb sizes, whose goal names both)."""
   d = load("bench_scale.json", results)
   if d is None:
     return None
-  vals, hows = {}, set()
-  for workload, r in (d.get("results") or {}).items():
-    runs = r.get("runs") or {}
-    val, how = describe(same_round_ratios(runs.get("dask2"), runs.get("dask1"), "rate"))
-    vals[workload] = val
+  items, hows, data, goals = [], set(), [], {}
+  what = {"tabular": "tabular MLP ({:,} rows)", "text": "text MiniLM ({:,} sentences)",
+          "hgb": "HGB 300 trees per element ({:,} rows)"}
+  bounds = parse_goals(d.get("goal"))
+  for key, r in (d.get("results") or {}).items():
+    runs, base, n = r.get("runs") or {}, key.split("_")[0], r.get("n", 0)
+    data.append(what.get(base, base + " ({:,})").format(n))
+    one, how = describe(same_round_ratios(runs.get("dask2"), runs.get("dask1"), "rate"))
     hows.add(how)
-  what = {"tabular": "tabular MLP ({:,} rows)", "text": "text MiniLM ({:,} sentences)"}
-  avg = d.get("loadavg_at_end")
-  load_note = (f"load average {avg[0]:.1f} at the end" if avg else
+    direct, _ = describe(same_round_ratios(runs.get("dask2"), runs.get("direct"), "rate"))
+    label = f"{base} {n:,}" if base == "hgb" else base
+    items.append((one, f"one worker ({label})"))
+    if base == "hgb":
+      items.append((direct, f"DirectRunner ({label})"))
+      goals.update({f"{n}: {pair}": ({"dask2/dask1": one, "dask2/direct": direct}[pair], b)
+                    for pair, b in bounds.items()})
+  avg, avg0 = d.get("loadavg_at_end"), d.get("loadavg_at_start")
+  load_note = (f"load average {avg0[0]:.1f} at the start, {avg[0]:.1f} at the end"
+               if avg and avg0 else f"load average {avg[0]:.1f} at the end" if avg else
                "machine load not recorded (the runs were on a loaded machine: "
                "benchmarks/README.md)")
-  return {"workload": "DaskRunner, 2 worker processes vs 1",
-          "data": ", ".join(what.get(k, k + " ({:,})").format(r.get("n", 0))
-                            for k, r in (d.get("results") or {}).items()),
-          "against": "the same pipeline on 1 Dask worker",
-          "headline": parts(*((v, k) for k, v in vals.items())),
+  goal = ("; ".join(f"{k} ≥ {b:g}: " + ("—" if v is None else "met" if v >= b
+                                        else "**not met**")
+                    for k, (v, b) in goals.items()) if goals else "not recorded")
+  return {"workload": "DaskRunner, 2 worker processes",
+          "data": ", ".join(data),
+          "against": "the same pipeline on 1 Dask worker; the in-process DirectRunner",
+          "headline": parts(*items),
           "how": "; ".join([*sorted(hows), load_note]),
-          "goal": goal_cell(parse_goals(d.get("goal")), {}),
+          "goal": goal,
           "when": when(d, "bench_scale.json")}
 
 
