@@ -307,7 +307,7 @@ def row_scale(results):
   d = load("bench_scale.json", results)
   if d is None:
     return None
-  items, hows, data, goals = [], set(), [], {}
+  items, hows, data, goals, values = [], set(), [], {}, {}
   what = {"tabular": "tabular MLP ({:,} rows)", "text": "text MiniLM ({:,} sentences)",
           "hgb": "HGB 300 trees per element ({:,} rows)"}
   bounds = parse_goals(d.get("goal"))
@@ -321,22 +321,20 @@ def row_scale(results):
     items.append((one, f"one worker ({label})"))
     if base == "hgb":
       items.append((direct, f"DirectRunner ({label})"))
-      goals.update({f"{n}: {pair}": ({"dask2/dask1": one, "dask2/direct": direct}[pair], b)
-                    for pair, b in bounds.items()})
+      got = {"dask2/dask1": one, "dask2/direct": direct}
+      goals.update({f"{n}: {pair}": b for pair, b in bounds.items()})
+      values.update({f"{n}: {pair}": got.get(pair) for pair in bounds})
   avg, avg0 = d.get("loadavg_at_end"), d.get("loadavg_at_start")
   load_note = (f"load average {avg0[0]:.1f} at the start, {avg[0]:.1f} at the end"
                if avg and avg0 else f"load average {avg[0]:.1f} at the end" if avg else
                "machine load not recorded (the runs were on a loaded machine: "
                "benchmarks/README.md)")
-  goal = ("; ".join(f"{k} ≥ {b:g}: " + ("—" if v is None else "met" if v >= b
-                                        else "**not met**")
-                    for k, (v, b) in goals.items()) if goals else "not recorded")
   return {"workload": "DaskRunner, 2 worker processes",
           "data": ", ".join(data),
           "against": "the same pipeline on 1 Dask worker; the in-process DirectRunner",
           "headline": parts(*items),
           "how": "; ".join([*sorted(hows), load_note]),
-          "goal": goal,
+          "goal": goal_cell(goals, values),
           "when": when(d, "bench_scale.json")}
 
 
