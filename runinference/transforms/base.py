@@ -179,7 +179,7 @@ class MLTransformMetricsUsage(beam.PTransform):
       for name in names:
         Metrics.counter(METRICS_NAMESPACE, f'BeamML_{name}').inc()
 
-    return pipeline | beam.Create([None]) | beam.Map(increment)
+    return pipeline | beam.Impulse() | beam.Map(increment)
 
 
 class _JsonTransformAttributeManager:

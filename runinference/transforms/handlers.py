@@ -183,17 +183,21 @@ class TFTProcessHandler(ProcessHandler):
         ToBlocks(stages[0], self._catch, later, written)).with_outputs(
             'bad', main='blocks')
     blocks, bad = first.blocks, [first.bad]
+    impulse = None
     for k, stage in enumerate(stages):
       final = k == len(stages) - 1
       side = {}
       analyzers = stage_analyzers(stage)
       if produce and analyzers:
-        stats = (
-            blocks
-            | f'Stats{k}' >> beam.CombineGlobally(StageStatsFn(analyzers))
-            | f'WriteArtifacts{k}' >> beam.Map(
-                _write_stage, self.artifact_location, k,
-                analyzers).with_output_types(dict))
+        if impulse is None:
+          impulse = raw_data.pipeline | 'Impulse' >> beam.Impulse()
+        fn = StageStatsFn(analyzers)
+        # Without CombineGlobally's default-value injection (six more steps
+        # per stage): an empty input gets empty statistics in _write_stage.
+        found = blocks | f'Stats{k}' >> beam.CombineGlobally(fn).without_defaults()
+        stats = impulse | f'WriteArtifacts{k}' >> beam.Map(
+            _write_stage, beam.pvalue.AsIter(found), fn, self.artifact_location,
+            k, analyzers).with_output_types(dict)
         side = {'stats': beam.pvalue.AsSingleton(stats)}
       dofn = ApplyStage(
           stage, None if final else stages[k + 1],
@@ -212,7 +216,11 @@ class TFTProcessHandler(ProcessHandler):
     return rows
 
 
-def _write_stage(stats, directory, stage, analyzers):
+def _write_stage(_, found, fn, directory, stage, analyzers):
+  """Writes a stage's statistics (those of no rows when ``found`` is empty)."""
+  stats = next(iter(found), None)
+  if stats is None:
+    stats = fn.extract_output(fn.create_accumulator())
   return _artifacts.write_stage(directory, stage, analyzers, stats)
 
 

@@ -232,3 +232,17 @@ def test_gc_is_back_on_after_a_bundle_fails_midway(tmp_path):
            | MLTransform(write_artifact_location=str(tmp_path / 'a'),
                          transforms=[tft.ScaleToZScore(columns=['x'])]))
   assert gc.isenabled()
+
+
+def test_empty_input_writes_the_statistics_of_no_rows(tmp_path):
+  loc = tmp_path / 'art'
+  assert run([], MLTransform(write_artifact_location=str(loc), transforms=_transforms())) == []
+  (step, ) = json.loads((loc / 'attributes.json').read_text())['steps']
+  stats = json.loads((loc / step['dir'] / 'stats_stage0.json').read_text())
+  moments = next(v['value'] for v in stats.values() if v['transform'] == 'ScaleToZScore')
+  assert moments['count'] == 0
+  (vocab, ) = (loc / step['dir'] / 'transform_fn' / 'assets').iterdir()
+  assert vocab.read_text() == ''
+  out = run([{'id': 0, 'a': 1.0, 'b': 5, 'text': 'red'}],
+            MLTransform(read_artifact_location=str(loc)))
+  assert [list(r['text']) for r in out] == [[-1]]  # no token known
