@@ -216,13 +216,19 @@ class QuantileSketch:
     self.values, self.pending = [], 0
 
   def result(self) -> list:
-    v, w = self._sorted()
+    if len(self.weighted[0]):
+      v, w = self._sorted()
+      cum = np.cumsum(w)
+    else:  # every value weighs 1: the boundaries are selected, not sorted
+      v = np.concatenate(self.values) if self.values else np.empty(0)
+      cum = np.arange(1, len(v) + 1, dtype=np.float64)
     if not len(v):
       return []
-    cum = np.cumsum(w)
     ranks = np.arange(1, self.k) * (cum[-1] / self.k)
     idx = np.minimum(np.searchsorted(cum, ranks, side='right'), len(v) - 1)
-    return v[idx].tolist()
+    if len(self.weighted[0]):
+      return v[idx].tolist()
+    return np.partition(v, idx)[idx].tolist()
 
 
 class QuantilesCombineFn(beam.CombineFn):
