@@ -130,7 +130,7 @@ class Block:
     rows = self.row_dicts()
     if rows is None or not columns:
       return
-    if all(r.keys() <= columns for r in rows):
+    if set().union(*rows) <= columns:  # every row's keys, in one C pass
       self.order = tuple(rows[0]) if rows else ()
       self.rows = None
     else:
