@@ -40,7 +40,7 @@ of its same-round ratios), and writes them to ``/tmp/bench_columnar.json``
     .venv/bin/python benchmarks/bench_columnar.py                    # 1M rows, chunks of 10k and 1k
     .venv/bin/python benchmarks/bench_columnar.py --n 200000 --repeat 2
     .venv/bin/python benchmarks/bench_columnar.py --variants columnar raw
-    .venv/bin/python benchmarks/bench_columnar.py --model hgb --repeat 3   # issue 12 row 2
+    .venv/bin/python benchmarks/bench_columnar.py --model hgb --repeat 3   # issue 21 row 2
 
 ``--chunk`` takes several sizes, each a data shape measured in turn (all
 variants, alternating, ``--repeat`` rounds); the first is the top level of
@@ -243,7 +243,7 @@ def main(argv=None) -> int:
   ap = argparse.ArgumentParser(description="Columnar RunInference throughput benchmark")
   ap.add_argument("--model", choices=sorted(MODELS), default="linear",
                   help="linear (default; 1M rows, chunks of 10k) or hgb "
-                  "(issue 12: 300k rows, chunks of 4,096)")
+                  "(issue 21: 300k rows, chunks of 4,096 and 65,536)")
   ap.add_argument("--n", type=int, help="rows (default 1000000; hgb 300000)")
   ap.add_argument("--chunk", type=int, nargs="+",
                   help="rows per chunk, one data shape each; the first is the "

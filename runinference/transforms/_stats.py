@@ -216,19 +216,20 @@ class QuantileSketch:
     self.values, self.pending = [], 0
 
   def result(self) -> list:
-    if len(self.weighted[0]):
-      v, w = self._sorted()
-      cum = np.cumsum(w)
-    else:  # every value weighs 1: the boundaries are selected, not sorted
+    if not len(self.weighted[0]):  # every value weighs 1: select, not sort
       v = np.concatenate(self.values) if self.values else np.empty(0)
-      cum = np.arange(1, len(v) + 1, dtype=np.float64)
-    if not len(v):
-      return []
+      if not len(v):
+        return []
+      idx = self._boundary_index(np.arange(1, len(v) + 1, dtype=np.float64))
+      return np.partition(v, idx)[idx].tolist()
+    v, w = self._sorted()
+    return v[self._boundary_index(np.cumsum(w))].tolist()
+
+  def _boundary_index(self, cum: np.ndarray) -> np.ndarray:
+    """Positions, in sorted order, of the boundaries of values whose
+    cumulative weights are ``cum``."""
     ranks = np.arange(1, self.k) * (cum[-1] / self.k)
-    idx = np.minimum(np.searchsorted(cum, ranks, side='right'), len(v) - 1)
-    if len(self.weighted[0]):
-      return v[idx].tolist()
-    return np.partition(v, idx)[idx].tolist()
+    return np.minimum(np.searchsorted(cum, ranks, side='right'), len(cum) - 1)
 
 
 class QuantilesCombineFn(beam.CombineFn):
