@@ -224,12 +224,19 @@ def row_text(results):
     return None
   raw, how = headline(d, "ours", "raw", "rate")
   ref, _ = headline(d, "ours", "reference", "rate")
+  tech = load("bench_text_technical.json", results)  # the second data shape
+  raw_t = headline(tech, "ours", "raw", "rate")[0] if tech else None
+  seen = [v for v in (raw, raw_t) if v is not None]
+  words = "plain and technical words" if tech else "plain words"
   return {"workload": "RunInference, all-MiniLM-L6-v2 (`HuggingFacePipelineModelHandler`)",
-          "data": f"{d.get('n', 0):,} ragged sentences",
+          "data": f"{d.get('n', 0):,} ragged sentences, {words}",
           "against": "sentence-transformers `encode`; reference RunInference",
-          "headline": parts((raw, "`encode`"), (ref, "reference", True)),
-          "how": how, "goal": goal_cell(parse_goals(d.get("goal")), {}),
-          "when": when(d, "bench_text.json")}
+          "headline": parts((raw, "`encode`, plain"), (raw_t, "`encode`, technical"),
+                            (ref, "reference", True)),
+          "how": how, "goal": goal_cell(parse_goals(d.get("goal")),
+                                        {"ours/raw": min(seen, default=None)}),
+          "when": when(d, "bench_text.json") + (
+              "; " + when(tech, "bench_text_technical.json") if tech else "")}
 
 
 def row_embeddings(results):
