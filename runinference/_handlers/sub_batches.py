@@ -3,11 +3,12 @@ sub-batches whose padded size (rows x longest) stays under a token budget,
 run each, and put the results back in input order. Knows nothing of models."""
 from __future__ import annotations
 
+import collections
 import time
 from typing import Any, Callable, Optional, Sequence
 
 from ..exceptions import ConfigurationError, ResultCountError
-from .._core.call_sizing import CallSizer
+from .._core.batching import fit_line
 
 #: Padded tokens of the first sub-batches when the handler is not told a
 #: number; the budget is then learned from the calls' times (TokenBudget). On
@@ -39,32 +40,76 @@ def budget_for(max_tokens_per_batch: Optional[int], on_gpu: bool) -> int:
   return DEFAULT_TOKENS_PER_BATCH['GPU' if on_gpu else 'CPU']
 
 
+class CallCosts:
+  """``seconds = fixed + per_token * padded`` of one device's model calls,
+  fitted over calls of every size seen: the latest few per power-of-two
+  size bucket, so small calls keep pinning the fixed part after the calls
+  have grown (a history of the recent calls alone, all of similar size,
+  leaves the fixed part to noise). The first call (warm-up) is not used."""
+  _PER_BUCKET = 4
+
+  def __init__(self):
+    self._calls = 0
+    self._buckets: dict[int, collections.deque] = {}
+    self.largest = 0
+
+  def observe(self, padded: int, seconds: float) -> None:
+    self._calls += 1
+    if self._calls == 1 or padded <= 0:
+      return
+    self.largest = max(self.largest, padded)
+    self._buckets.setdefault(padded.bit_length(), collections.deque(
+        maxlen=self._PER_BUCKET)).append((padded, max(seconds, 0.0)))
+
+  def line(self) -> Optional[tuple[float, float]]:
+    """``(fixed, per_token)``, the fixed part at least 0; None until calls
+    of two sizes are known and larger calls take longer."""
+    line = fit_line([p for calls in self._buckets.values() for p in calls])
+    if line is None or line[1] <= 0:
+      return None
+    return max(line[0], 0.0), line[1]
+
+
 class TokenBudget:
   """Padded tokens (rows x longest) per sub-batch. A number the user gave
-  is kept; otherwise it is learned, per device, from the sub-batches' own
-  call times: enough tokens that a call's fixed cost is ~5% of it
-  (``CallSizer``), starting at ``start`` (default: the device default)."""
+  is kept. Otherwise, per device, calls start at ``start`` (default: the
+  device default) and double while their times do not yet give a cost line;
+  then each batch gets the budget whose plan the line predicts fastest
+  (``cheapest_budget``), at most twice the largest call measured."""
   def __init__(self, fixed: Optional[int] = None,
                start: Optional[dict] = None):
     self._fixed = check_budget(fixed)
     self._start = {**DEFAULT_TOKENS_PER_BATCH, **(start or {})}
-    self._sizers: dict[str, CallSizer] = {}
+    self._costs: dict[str, CallCosts] = {}
+    self._current: dict[str, int] = {}
 
-  def _sizer(self, device: str) -> CallSizer:
-    if device not in self._sizers:
-      self._sizers[device] = CallSizer(
-          start=self._start[device], min_rows=MIN_TOKENS_PER_BATCH,
-          max_rows=MAX_TOKENS_PER_BATCH[device])
-    return self._sizers[device]
+  def _device(self, on_gpu: bool) -> str:
+    device = 'GPU' if on_gpu else 'CPU'
+    if device not in self._costs:
+      self._costs[device] = CallCosts()
+      self._current[device] = self._start[device]
+    return device
 
   def tokens(self, on_gpu: bool) -> int:
+    """The budget of the latest plan (or the next, before any)."""
     if self._fixed is not None:
       return self._fixed
-    return self._sizer('GPU' if on_gpu else 'CPU').rows
+    return self._current[self._device(on_gpu)]
 
   def groups(self, lengths: Sequence[int], on_gpu: bool) -> list[list[int]]:
-    """Sub-batches (indices, shortest first) under the current budget."""
-    return plan(lengths, self.tokens(on_gpu))
+    """Sub-batches (indices, shortest first) under this batch's budget:
+    larger sub-batches pay a call's fixed cost fewer times but pad more, and
+    which wins depends on the batch's lengths."""
+    if self._fixed is not None:
+      return plan(lengths, self._fixed)
+    device = self._device(on_gpu)
+    costs = self._costs[device]
+    line = costs.line()
+    if line is not None:
+      largest = min(MAX_TOKENS_PER_BATCH[device],
+                    max(2 * costs.largest, MIN_TOKENS_PER_BATCH))
+      self._current[device] = cheapest_budget(lengths, line, largest)
+    return plan(lengths, self._current[device])
 
   def call(self, group: list[int], lengths: Sequence[int], on_gpu: bool,
            fn: Callable[[], Any]) -> Any:
@@ -73,9 +118,14 @@ class TokenBudget:
       return fn()
     start = time.perf_counter()
     out = fn()
-    padded = len(group) * max(max(lengths[i] for i in group), 1)
-    self._sizer('GPU' if on_gpu else 'CPU').observe(
-        padded, time.perf_counter() - start)
+    seconds = time.perf_counter() - start
+    device = self._device(on_gpu)
+    costs = self._costs[device]
+    costs.observe(len(group) * max(max(lengths[i] for i in group), 1),
+                  seconds)
+    if costs.line() is None:  # still exploring: a larger call next
+      self._current[device] = min(MAX_TOKENS_PER_BATCH[device],
+                                  self._current[device] * 2)
     return out
 
   def run(self, batch: Sequence[Any], lengths: Sequence[int], on_gpu: bool,
@@ -105,6 +155,43 @@ def plan(lengths: Sequence[int], max_tokens: int) -> list[list[int]]:
   if current:
     groups.append(current)
   return groups
+
+
+#: Step between the budgets ``cheapest_budget`` compares.
+_BUDGET_STEP = 2 ** 0.25
+
+
+def _planned_cost(ordered: Sequence[int], max_tokens: int,
+                  fixed: float, per_token: float) -> float:
+  """Predicted seconds of ``plan`` over lengths already sorted."""
+  calls = padded = rows = 0
+  longest = 1
+  for n in ordered:
+    n = max(n, 1)
+    if rows and (rows + 1) * n > max_tokens:
+      calls += 1
+      padded += rows * longest
+      rows = 0
+    rows += 1
+    longest = n
+  if rows:
+    calls += 1
+    padded += rows * longest
+  return calls * fixed + padded * per_token
+
+
+def cheapest_budget(lengths: Sequence[int], line: tuple[float, float],
+                    largest: int) -> int:
+  """The budget in ``[MIN_TOKENS_PER_BATCH, largest]`` (a geometric grid,
+  ``largest`` included) whose plan of ``lengths`` costs least under
+  ``line`` = (fixed seconds per call, seconds per padded token); the
+  largest of equal costs."""
+  fixed, per_token = line
+  ordered = sorted(lengths)
+  budgets = [largest]
+  while budgets[-1] / _BUDGET_STEP >= MIN_TOKENS_PER_BATCH:
+    budgets.append(int(budgets[-1] / _BUDGET_STEP))
+  return min(budgets, key=lambda b: _planned_cost(ordered, b, fixed, per_token))
 
 
 def run_planned(batch: Sequence[Any], groups: list[list[int]],
