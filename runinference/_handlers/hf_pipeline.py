@@ -129,8 +129,8 @@ class HuggingFacePipelineModelHandler(ModelHandler):
       max_tokens_per_batch: with the default ``inference_fn`` on text, a
         batch runs shortest first in sub-batches of at most this many padded
         tokens (rows x longest). Default None: learned from the calls'
-        times (per batch, the budget whose plan a fitted per-call cost predicts fastest),
-        starting at 512 on the CPU, 65536 on a GPU.
+        times (per batch, the budget whose plan a fitted per-call cost
+        predicts fastest), starting at 512 on the CPU, 65536 on a GPU.
       kwargs: batching and sharing options of ``ModelHandler``, ``env_vars``.
     """
     super().__init__(**kwargs)

@@ -268,9 +268,10 @@ class HuggingFaceModelHandlerKeyedTensor(_HFModelHandler):
       inference_fn: ``fn(batch, model, device, inference_args, model_id)``.
       load_model_args: keyword arguments of ``from_pretrained``.
       max_tokens_per_batch: most padded tokens (rows x longest) per model
-        call. Default None: learned from the calls' times (per batch, the budget whose plan a fitted
-        per-call cost predicts fastest), starting at 512 on the CPU,
-        65536 on a GPU. Applies to the default inference fn.
+        call. Default None: learned from the calls' times (per batch, the
+        budget whose plan a fitted per-call cost predicts fastest), starting
+        at 512 on the CPU, 65536 on a GPU. Applies to the default inference
+        fn.
       kwargs: batching and sharing options of ``ModelHandler``, ``env_vars``.
     """
     if framework not in ('pt', 'tf'):

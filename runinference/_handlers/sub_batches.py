@@ -139,22 +139,28 @@ class TokenBudget:
         with_group=True)
 
 
+def _group_ends(ordered: Sequence[int], max_tokens: int) -> list[int]:
+  """Where sub-batches end over lengths sorted shortest first: each holds
+  as many as keep ``rows * longest`` within ``max_tokens`` (an example longer
+  than the budget runs alone)."""
+  ends: list[int] = []
+  start = 0
+  for i, n in enumerate(ordered):
+    if i > start and (i - start + 1) * max(n, 1) > max_tokens:
+      ends.append(i)
+      start = i
+  if ordered:
+    ends.append(len(ordered))
+  return ends
+
+
 def plan(lengths: Sequence[int], max_tokens: int) -> list[list[int]]:
   """Indices of the examples, shortest first, cut into sub-batches whose
   ``len(sub) * longest`` is at most ``max_tokens`` (an example longer than
   the budget runs alone)."""
   order = sorted(range(len(lengths)), key=lengths.__getitem__)
-  groups: list[list[int]] = []
-  current: list[int] = []
-  for i in order:
-    longest = max(lengths[i], 1)  # sorted: the newcomer is the longest
-    if current and (len(current) + 1) * longest > max_tokens:
-      groups.append(current)
-      current = []
-    current.append(i)
-  if current:
-    groups.append(current)
-  return groups
+  ends = _group_ends([lengths[i] for i in order], max_tokens)
+  return [order[a:b] for a, b in zip([0] + ends[:-1], ends)]
 
 
 #: Step between the budgets ``cheapest_budget`` compares.
@@ -164,20 +170,10 @@ _BUDGET_STEP = 2 ** 0.25
 def _planned_cost(ordered: Sequence[int], max_tokens: int,
                   fixed: float, per_token: float) -> float:
   """Predicted seconds of ``plan`` over lengths already sorted."""
-  calls = padded = rows = 0
-  longest = 1
-  for n in ordered:
-    n = max(n, 1)
-    if rows and (rows + 1) * n > max_tokens:
-      calls += 1
-      padded += rows * longest
-      rows = 0
-    rows += 1
-    longest = n
-  if rows:
-    calls += 1
-    padded += rows * longest
-  return calls * fixed + padded * per_token
+  ends = _group_ends(ordered, max_tokens)
+  padded = sum((b - a) * max(ordered[b - 1], 1)
+               for a, b in zip([0] + ends[:-1], ends))
+  return len(ends) * fixed + padded * per_token
 
 
 def cheapest_budget(lengths: Sequence[int], line: tuple[float, float],

@@ -96,10 +96,10 @@ class SentenceTransformerEmbeddings(EmbeddingsManager):
     image_model: the model embeds images (PIL) instead of text.
     max_tokens_per_batch: most padded tokens (rows x longest) in one model
       call; each batch of texts runs shortest first in such sub-batches.
-      Default None: learned from the calls' times (per batch, the budget whose
-      plan a fitted per-call cost predicts fastest), starting at 1024 on the CPU, 65536
-      on a GPU. Passing ``batch_size`` in ``inference_args`` runs ``encode``
-      on the whole batch instead.
+      Default None: learned from the calls' times (per batch, the budget
+      whose plan a fitted per-call cost predicts fastest), starting at 1024
+      on the CPU, 65536 on a GPU. Passing ``batch_size`` in
+      ``inference_args`` runs ``encode`` on the whole batch instead.
     min_batch_size, max_batch_size, large_model, load_model_args,
     inference_args: as for every ``EmbeddingsManager``.
   """
