@@ -177,6 +177,9 @@ def run_pipeline_variant(variant: str, n: int, chunk: int, model_path: Path,
     from apache_beam.ml.inference.sklearn_inference import SklearnModelHandlerNumpy
     step = RunInference(SklearnModelHandlerNumpy(model_uri=str(model_path)))
   elif variant in ("noop", "explode"):
+    # The same local runner as the columnar variants (their runner fixes
+    # install on import), so columnar - noop prices the step alone.
+    import runinference.columnar  # noqa: F401
     step = None
   else:
     raise ValueError(variant)
