@@ -39,7 +39,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from _harness import finish, local_pipeline, pair_ratios, run_variants
+from _harness import (add_out_args, finish, local_pipeline, out_path, pair_ratios,
+                      provenance, run_variants)
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "benchmarks" / "results"
@@ -168,7 +169,7 @@ def main(argv=None) -> int:
   ap.add_argument("--threads", type=int, default=2, help="torch.set_num_threads in every variant")
   ap.add_argument("--repeat", type=int, default=1, help="runs per variant; best is kept")
   ap.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS))
-  ap.add_argument("--out", default=str(RESULTS / "bench_cnn.json"))
+  add_out_args(ap, "bench_cnn.json")
   ap.add_argument("--_child", help=argparse.SUPPRESS)
   ap.add_argument("--_model", help=argparse.SUPPRESS)
   args = ap.parse_args(argv)
@@ -200,7 +201,7 @@ def main(argv=None) -> int:
   import torch
   report = {
       "benchmark": "bench_cnn",
-      "when": time.strftime("%Y-%m-%d %H:%M:%S"),
+      **provenance(),
       "n": args.n, "batch": args.batch, "threads": args.threads, "repeat": args.repeat,
       "runner": "DirectRunner (in-process FnApiRunner, direct_num_workers=1)",
       "model": "CNN 3x32x32 -> conv32 -> pool -> conv64 -> pool -> linear10, "
@@ -223,7 +224,7 @@ def main(argv=None) -> int:
       print(f"  {v:<12}{b['seconds']:>9.2f}{b['img_per_s']:>12,.0f}{b['peak_rss_mb']:>13,.0f}")
   print()
   return finish(ratios, {"ours/raw": 0.95, "ours/raw (median of rounds)": 0.95},
-                report, best, args.out)
+                report, best, out_path(args, "bench_cnn.json"))
 
 
 if __name__ == "__main__":

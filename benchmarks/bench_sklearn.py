@@ -4,6 +4,7 @@
 Variants (each in its own fresh Python process, same source and sink):
 
 * ``noop``      -- source | beam.Map(identity)                          | sink
+                   (with runinference imported: the same local runner as ours)
 * ``reference`` -- source | apache_beam.ml.inference RunInference(...) | sink
 * ``ours``      -- source | runinference RunInference(...)            | sink
 * ``ours_overlap`` -- the same with ``overlap=True`` (model calls on a thread of their own)
@@ -39,7 +40,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from _harness import finish, local_pipeline, pair_ratios, run_variants
+from _harness import (add_out_args, finish, local_pipeline, out_path, pair_ratios,
+                      provenance, run_variants)
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "benchmarks" / "results"
@@ -110,6 +112,11 @@ def run_pipeline_variant(variant: str, n: int, model_path: Path) -> dict:
     import runinference
     origin = runinference.__file__
   elif variant == "noop":
+    # The floor runs on the same local runner as ours: importing
+    # RunInference installs its runner fixes (sampler_fix.py: no idle tick
+    # at bundle ends), so ours/noop prices the step, not the fixes.
+    sys.path.insert(0, str(REPO))
+    import runinference.base  # noqa: F401
     step = beam.Map(lambda x: x)
   else:
     raise ValueError(variant)
@@ -173,7 +180,7 @@ def main(argv=None) -> int:
   ap.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS))
   ap.add_argument("--raw-batch", type=int, default=1000,
                   help="rows per predict() call in the raw variant")
-  ap.add_argument("--out", default=str(RESULTS / "bench_sklearn.json"))
+  add_out_args(ap, "bench_sklearn.json")
   ap.add_argument("--_child", help=argparse.SUPPRESS)
   ap.add_argument("--_model", help=argparse.SUPPRESS)
   args = ap.parse_args(argv)
@@ -204,7 +211,7 @@ def main(argv=None) -> int:
   import sklearn
   report = {
       "benchmark": "bench_sklearn",
-      "when": time.strftime("%Y-%m-%d %H:%M:%S"),
+      **provenance(),
       "n": args.n, "repeat": args.repeat, "raw_batch": args.raw_batch,
       "runner": "DirectRunner (in-process FnApiRunner, direct_num_workers=1)",
       "model": "sklearn LinearRegression, 4 features, SklearnModelHandlerNumpy",
@@ -232,7 +239,7 @@ def main(argv=None) -> int:
           f"{best['raw']['one_batch_el_per_s']:>14,.0f}")
   print()
   return finish(ratios, {"ours/noop": 0.90, "ours/noop (median of rounds)": 0.90},
-                report, best, args.out)
+                report, best, out_path(args, "bench_sklearn.json"))
 
 
 if __name__ == "__main__":
