@@ -13,7 +13,8 @@ Variants (each in its own fresh Python process, same torch thread count):
                    PytorchModelHandlerTensor) | sink
 
 Model: 2 conv layers (3->32->64, 3x3, ReLU, 2x2 max-pool each) + a linear
-layer to 10 classes on 3x32x32 float32 images; its ``state_dict`` is saved
+layer to 10 classes on 3xSxS float32 images (``--size`` S: 32 by default,
+64 is issue 21's shape, committed as ``bench_cnn_64.json``); its ``state_dict`` is saved
 to a temp dir and both handlers load it with ``model_class`` and
 ``state_dict_path``, batches fixed at ``--batch`` (min = max batch size).
 
@@ -27,6 +28,7 @@ raw loop is timed over making each batch's images and the model call (no Beam).
 
     .venv/bin/python benchmarks/bench_cnn.py                       # 20k images, best of 1
     .venv/bin/python benchmarks/bench_cnn.py --n 5000 --repeat 3
+    .venv/bin/python benchmarks/bench_cnn.py --size 64 --n 6000 --repeat 5 --update
 """
 from __future__ import annotations
 
@@ -45,6 +47,7 @@ from _harness import (add_out_args, finish, local_pipeline, out_path, pair_ratio
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "benchmarks" / "results"
 VARIANTS = ("raw", "reference", "ours", "ours_overlap")
+_NAMES = {32: "bench_cnn.json", 64: "bench_cnn_64.json"}  # per --size
 
 _BASE = None
 
@@ -54,12 +57,12 @@ def _cnn_class():
   from torch import nn
 
   class SmallCNN(nn.Module):
-    def __init__(self, num_classes: int = 10):
+    def __init__(self, num_classes: int = 10, size: int = 32):
       super().__init__()
       self.features = nn.Sequential(
           nn.Conv2d(3, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
           nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2))
-      self.head = nn.Linear(64 * 8 * 8, num_classes)
+      self.head = nn.Linear(64 * (size // 4) ** 2, num_classes)
 
     def forward(self, x):
       return self.head(torch.flatten(self.features(x), 1))
@@ -67,20 +70,21 @@ def _cnn_class():
   return SmallCNN
 
 
-def make_image(i: int):
-  """A 3x32x32 image; the random base is made once per process, never
-  captured in the pipeline."""
+def make_image(i: int, size: int = 32):
+  """A 3 x size x size image; the random base is made once per process,
+  never captured in the pipeline."""
   global _BASE
   import torch
-  if _BASE is None:
-    _BASE = torch.rand((3, 32, 32), generator=torch.Generator().manual_seed(0))
+  if _BASE is None or _BASE.shape[-1] != size:
+    _BASE = torch.rand((3, size, size),
+                       generator=torch.Generator().manual_seed(0))
   return _BASE * ((i % 251 + 1) / 251.0)
 
 
-def save_model(path: Path) -> None:
+def save_model(path: Path, size: int = 32) -> None:
   import torch
   torch.manual_seed(0)
-  torch.save(_cnn_class()().state_dict(), path)
+  torch.save(_cnn_class()(size=size).state_dict(), path)
 
 
 def _peak_rss_mb() -> float:
@@ -91,7 +95,8 @@ def _peak_rss_mb() -> float:
   return float("nan")
 
 
-def run_pipeline_variant(variant: str, n: int, batch: int, model_path: Path) -> dict:
+def run_pipeline_variant(variant: str, n: int, batch: int, model_path: Path,
+                         size: int = 32) -> dict:
   import apache_beam as beam
   from apache_beam.metrics.metric import Metrics, MetricsFilter
 
@@ -110,7 +115,8 @@ def run_pipeline_variant(variant: str, n: int, batch: int, model_path: Path) -> 
   else:
     raise ValueError(variant)
   handler = PytorchModelHandlerTensor(
-      state_dict_path=str(model_path), model_class=_cnn_class(), model_params={},
+      state_dict_path=str(model_path), model_class=_cnn_class(),
+      model_params={"size": size},
       min_batch_size=batch, max_batch_size=batch)
 
   counter = Metrics.counter("bench", "sunk")
@@ -122,7 +128,7 @@ def run_pipeline_variant(variant: str, n: int, batch: int, model_path: Path) -> 
   _ = (p
        | "Impulse" >> beam.Impulse()
        | "Generate" >> beam.FlatMap(lambda _: range(n))
-       | "MakeImage" >> beam.Map(make_image)
+       | "MakeImage" >> beam.Map(make_image, size)
        | "RunInference" >> RunInference(handler)
        | "Sink" >> beam.Map(sink))
   t0 = time.perf_counter()
@@ -141,12 +147,12 @@ def run_pipeline_variant(variant: str, n: int, batch: int, model_path: Path) -> 
   return out
 
 
-def run_raw_variant(n: int, batch: int, model_path: Path) -> dict:
+def run_raw_variant(n: int, batch: int, model_path: Path, size: int = 32) -> dict:
   import torch
-  model = _cnn_class()()
+  model = _cnn_class()(size=size)
   model.load_state_dict(torch.load(model_path))
   model.eval()
-  make_image(0)  # warm-up
+  make_image(0, size)  # warm-up
   t0 = time.perf_counter()
   got = 0
   with torch.no_grad():
@@ -154,7 +160,7 @@ def run_raw_variant(n: int, batch: int, model_path: Path) -> dict:
       # Images made per batch, as the pipelines make them per element:
       # holding all n images first (245 MB at n = 20,000) made the loop
       # slower than the pipelines, a cache effect, not a limit.
-      images = [make_image(i) for i in range(s, min(n, s + batch))]
+      images = [make_image(i, size) for i in range(s, min(n, s + batch))]
       got += len(model(torch.stack(images)))
   dt = time.perf_counter() - t0
   assert got == n
@@ -167,9 +173,11 @@ def main(argv=None) -> int:
   ap.add_argument("--n", type=int, default=20_000, help="images (default 20000)")
   ap.add_argument("--batch", type=int, default=64, help="images per model call (default 64)")
   ap.add_argument("--threads", type=int, default=2, help="torch.set_num_threads in every variant")
+  ap.add_argument("--size", type=int, default=32, choices=(32, 64),
+                  help="image side (default 32; 64: issue 21's shape)")
   ap.add_argument("--repeat", type=int, default=1, help="runs per variant; best is kept")
   ap.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS))
-  add_out_args(ap, "bench_cnn.json")
+  add_out_args(ap, "bench_cnn[_64].json")
   ap.add_argument("--_child", help=argparse.SUPPRESS)
   ap.add_argument("--_model", help=argparse.SUPPRESS)
   args = ap.parse_args(argv)
@@ -178,19 +186,21 @@ def main(argv=None) -> int:
     import torch
     torch.set_num_threads(args.threads)
     if args._child == "raw":
-      res = run_raw_variant(args.n, args.batch, Path(args._model))
+      res = run_raw_variant(args.n, args.batch, Path(args._model), args.size)
     else:
-      res = run_pipeline_variant(args._child, args.n, args.batch, Path(args._model))
+      res = run_pipeline_variant(args._child, args.n, args.batch,
+                                 Path(args._model), args.size)
     res["torch_threads"] = torch.get_num_threads()
     print(json.dumps(res))
     return 0
 
   with tempfile.TemporaryDirectory(prefix="ri_bench_cnn_") as tmp:
     model_path = Path(tmp) / "cnn.pt"
-    save_model(model_path)
+    save_model(model_path, args.size)
     runs, best = run_variants(
         __file__, args.variants, args.repeat,
         ["--n", str(args.n), "--batch", str(args.batch), "--threads", str(args.threads),
+         "--size", str(args.size),
          "--_model", str(model_path)],
         rate_key="img_per_s", unit="img/s")
   ips = {v: best[v].get("img_per_s") for v in best}
@@ -203,8 +213,9 @@ def main(argv=None) -> int:
       "benchmark": "bench_cnn",
       **provenance(),
       "n": args.n, "batch": args.batch, "threads": args.threads, "repeat": args.repeat,
+      "size": args.size,
       "runner": "DirectRunner (in-process FnApiRunner, direct_num_workers=1)",
-      "model": "CNN 3x32x32 -> conv32 -> pool -> conv64 -> pool -> linear10, "
+      "model": f"CNN 3x{args.size}x{args.size} -> conv32 -> pool -> conv64 -> pool -> linear10, "
                "PytorchModelHandlerTensor(state_dict_path, model_class)",
       "versions": {"python": platform.python_version(), "apache_beam": apache_beam.__version__,
                    "torch": torch.__version__},
@@ -224,7 +235,7 @@ def main(argv=None) -> int:
       print(f"  {v:<12}{b['seconds']:>9.2f}{b['img_per_s']:>12,.0f}{b['peak_rss_mb']:>13,.0f}")
   print()
   return finish(ratios, {"ours/raw": 0.95, "ours/raw (median of rounds)": 0.95},
-                report, best, out_path(args, "bench_cnn.json"))
+                report, best, out_path(args, _NAMES[args.size]))
 
 
 if __name__ == "__main__":

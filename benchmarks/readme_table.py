@@ -169,13 +169,23 @@ def row_cnn(results):
     return None
   raw, how = headline(d, "ours", "raw", "img_per_s")
   ref, _ = headline(d, "ours", "reference", "img_per_s")
+  big = load("bench_cnn_64.json", results)  # the second data shape (issue 21's)
+  raw64 = headline(big, "ours", "raw", "img_per_s")[0] if big else None
+  ref64 = headline(big, "ours", "reference", "img_per_s")[0] if big else None
+  seen = [v for v in (raw, raw64) if v is not None]
+  data = f"{d.get('n', 0):,} images 3x32x32"
+  if big:
+    data += f", {big.get('n', 0):,} images 3x64x64"
   return {"workload": "RunInference, PyTorch CNN (2 conv + linear)",
-          "data": f"{d.get('n', 0):,} images 3x32x32, batches of {d.get('batch')}",
+          "data": f"{data}, batches of {d.get('batch')}",
           "against": "raw model loop (no Beam); reference RunInference",
-          "headline": parts((raw, "raw"), (ref, "reference", True)),
+          "headline": parts((raw, "raw, 32x32"), (ref, "reference, 32x32", True),
+                            (raw64, "raw, 64x64"), (ref64, "reference, 64x64", True)),
           "how": how,
-          "goal": goal_cell(parse_goals(d.get("goal")), {"ours/raw": raw}),
-          "when": when(d, "bench_cnn.json")}
+          "goal": goal_cell(parse_goals(d.get("goal")),
+                            {"ours/raw": min(seen, default=None)}),
+          "when": when(d, "bench_cnn.json") + (
+              "; " + when(big, "bench_cnn_64.json") if big else "")}
 
 
 def row_columnar(results):
