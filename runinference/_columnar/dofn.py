@@ -14,15 +14,12 @@ from .._core.overlap import CallThread
 from .frames import chunk_ops
 from .scorer import ColumnarScorer
 from .._core.call_sizing import CallSizer
-from .._core.runner_fix import install as _install_runner_fix
-from .._core.sampler_fix import install as _install_sampler_fix
+from .._core.runner_fix import install_all as _install_runner_fixes
 
 AUTO = 'auto'
 
-# The same local-runner fixes as RunInference's DoFns (runner_fix.py,
-# sampler_fix.py).
-_install_runner_fix()
-_install_sampler_fix()
+# The same local-runner fixes as RunInference's DoFns (runner_fix.py).
+_install_runner_fixes()
 
 
 class ColumnarDoFn(beam.DoFn):

@@ -14,15 +14,13 @@ from apache_beam.pvalue import TaggedOutput
 from .engine import InferenceEngine, Rejected, RunResult
 from .failures import picklable_record
 from .gc_pause import GcPause
-from .runner_fix import install as _install_runner_fix
-from .sampler_fix import install as _install_sampler_fix
+from .runner_fix import install_all as _install_runner_fixes
 from .stream_batching import unstamp
 from .windowing import in_global_window
 
 # The local runner otherwise keeps every bundle's metrics (runner_fix.py)
 # and idles up to 200 ms at every bundle's end (sampler_fix.py).
-_install_runner_fix()
-_install_sampler_fix()
+_install_runner_fixes()
 
 _global_wv = in_global_window
 # Returned by process while an element waits in the batch (Beam warns about

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import logging
 
+from . import sampler_fix
+
 _LOGGER = logging.getLogger(__name__)
 _installed = False
 
@@ -50,3 +52,10 @@ def install() -> bool:
   _installed = True
   _LOGGER.debug('FnApiRunner metrics are consolidated eagerly.')
   return True
+
+
+def install_all() -> None:
+  """Every local-runner fix: eager metrics (above) and a short state-sampler
+  period (``sampler_fix.py``: no idle wait at bundle ends)."""
+  install()
+  sampler_fix.install()
