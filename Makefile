@@ -14,14 +14,14 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 
-$(VENV)/.demo-deps: pyproject.toml Makefile | $(BIN)/python
+$(VENV)/.demo-deps: pyproject.toml Makefile constraints.txt | $(BIN)/python
 	$(BIN)/pip install -q "torch==2.13.0"
-	$(BIN)/pip install -q -e ".[$(DEMO_EXTRAS)]" $(DEMO_PKGS)
+	$(BIN)/pip install -q -c constraints.txt -e ".[$(DEMO_EXTRAS)]" $(DEMO_PKGS)
 	touch $@
 
-$(VENV)/.test-deps: pyproject.toml Makefile | $(BIN)/python
+$(VENV)/.test-deps: pyproject.toml Makefile constraints.txt | $(BIN)/python
 	$(BIN)/pip install -q "torch==2.13.0"
-	$(BIN)/pip install -q -e ".[$(TEST_EXTRAS)]" $(TEST_PKGS)
+	$(BIN)/pip install -q -c constraints.txt -e ".[$(TEST_EXTRAS)]" $(TEST_PKGS)
 	touch $@
 
 # Headless Chromium for the HTML report test (skips, saying why, without it).

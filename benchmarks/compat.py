@@ -169,7 +169,11 @@ def run_pytest(workdir: Path, test_file: str, junit: Path, timeout: int,
   if ours:
     env["PYTHONPATH"] = os.pathsep.join(
         [str(REPO)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
+  # --tb=native: pytest's own traceback style re-parses sources with ast,
+  # which CPython 3.11.7 can crash on after a deep recursion in a test
+  # ("AST constructor recursion depth mismatch"), ending the whole file's run.
   cmd = [python, "-m", "pytest", flat(test_file), "-q", "-p", "no:cacheprovider",
+         "--tb=native",
          f"--timeout={timeout}", f"--junitxml={junit}", "-o", "junit_family=xunit2",
          "-W", "ignore::DeprecationWarning", "-W", "ignore::FutureWarning"]
   t0 = time.time()

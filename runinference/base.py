@@ -1,6 +1,10 @@
 """Public core API, import-compatible with ``apache_beam.ml.inference.base``."""
-from ._core.contract import ModelHandler
-from ._core.beam_internals import _ModelHandlerManager, _ModelStatus
+from ._core.contract import (ModelHandler, _PostProcessingModelHandler,
+                             _PrebatchedModelHandler,
+                             _PreProcessingModelHandler)
+from ._core.beam_internals import (_ModelHandlerManager, _ModelStatus,
+                                   load_model_status)
+from ._core.failures import is_pickling_error as _is_pickling_error
 from ._core.naming import relabel
 from ._handlers.remote import RateLimiter, RateLimitExceeded, RemoteModelHandler
 from ._core.keyed import (KeyedModelHandler, KeyModelMapping,

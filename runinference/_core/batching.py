@@ -82,7 +82,7 @@ class BatchConfig:
       positive_int('max_batch_weight')
       if self.element_size_fn is None:
         raise ConfigurationError(
-            'max_batch_weight needs element_size_fn, the function that gives '
+            'max_batch_weight requires element_size_fn, the function that gives '
             'each element its weight (e.g. element_size_fn=len).')
     elif self.element_size_fn is not None:
       raise ConfigurationError(
@@ -96,7 +96,7 @@ class BatchConfig:
     if self.bucket_boundaries is not None:
       if self.length_fn is None:
         raise ConfigurationError(
-            'batch_bucket_boundaries needs batch_length_fn, the function '
+            'batch_bucket_boundaries requires batch_length_fn, the function '
             'that gives each element its length (e.g. batch_length_fn=len).')
       b = list(self.bucket_boundaries)
       if not b or any(x <= 0 for x in b) or b != sorted(b):

@@ -1,5 +1,6 @@
 """Beam-internal helpers that Beam's own tests use from
-``apache_beam.ml.inference.base`` (``_ModelStatus``, ``_ModelHandlerManager``),
+``apache_beam.ml.inference.base`` (``_ModelStatus``, ``load_model_status``,
+``_ModelHandlerManager``),
 kept so those tests run against runinference. runinference's own multi-model
 path is ``model_holder.KeyedModelCache``; these serve models through
 ``MultiProcessShared`` tags, as Beam's do."""
@@ -66,6 +67,23 @@ class _ModelStatus:
       self._to_collect -= set(tags)
 
 
+_statuses: dict[str, _ModelStatus] = {}
+_statuses_lock = threading.Lock()
+
+
+def load_model_status(model_tag: str,
+                      share_across_processes: bool) -> _ModelStatus:
+  """The one ``_ModelStatus`` of ``model_tag``: per process, or (when
+  ``share_across_processes``) one for every process through a
+  ``MultiProcessShared`` proxy."""
+  tag = f'{model_tag}_model_status'
+  if share_across_processes:
+    return multi_process_shared.MultiProcessShared(
+        lambda: _ModelStatus(True), tag=tag, always_proxy=True).acquire()
+  with _statuses_lock:
+    return _statuses.setdefault(tag, _ModelStatus(False))
+
+
 @dataclasses.dataclass
 class _ModelLoadStats:
   model_tag: str
@@ -80,26 +98,34 @@ class _ModelHandlerManager:
   def __init__(self, mh_map: dict):
     self._handlers = dict(mh_map)
     self._tags: dict[Any, str] = {}
-    self._held: OrderedDict[Any, tuple] = OrderedDict()
+    self._tag_map: OrderedDict[Any, tuple] = OrderedDict()
     self._last_path: dict[Any, str] = {}
     self._max_models: Optional[int] = None
+    self._incremented_for: set = set()
     self._prefix = uuid.uuid4().hex
     self._version = 0
 
-  def increment_max_models(self, increment: int) -> None:
+  def increment_max_models(self, increment: int,
+                           process_id: Optional[Any] = None) -> None:
+    """Raises the model limit by ``increment``; with ``process_id``, once
+    per process (every DoFn copy in a process shares this manager)."""
     if increment <= 0:
       raise ConfigurationError(f'increment must be positive, got {increment!r}.')
+    if process_id is not None:
+      if process_id in self._incremented_for:
+        return
+      self._incremented_for.add(process_id)
     self._max_models = (self._max_models or 0) + increment
 
   def _release(self, key) -> None:
-    held = self._held.pop(key, None)
+    held = self._tag_map.pop(key, None)
     if held is not None:
       shared, model = held
       shared.release(model)
 
   def load(self, key: str) -> _ModelLoadStats:
-    if key in self._held:
-      self._held.move_to_end(key)
+    if key in self._tag_map:
+      self._tag_map.move_to_end(key)
       return _ModelLoadStats(self._tags[key], None, None)
     tag = self._tags.setdefault(key, f'{self._prefix}_{key}')
     handler = self._handlers[key]
@@ -107,10 +133,10 @@ class _ModelHandlerManager:
     shared = multi_process_shared.MultiProcessShared(
         handler.load_model, tag=tag, always_proxy=True)
     model = shared.acquire()
-    self._held[key] = (shared, model)
+    self._tag_map[key] = (shared, model)
     if self._max_models is not None:
-      while len(self._held) > self._max_models:
-        self._release(next(iter(self._held)))
+      while len(self._tag_map) > self._max_models:
+        self._release(next(iter(self._tag_map)))
     return _ModelLoadStats(tag, (time.time_ns() - start) // 1_000_000, None)
 
   def update_model_handler(self, key: str, model_path: str, previous_key: str):

@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import pickle
 from typing import Any, Optional
 
-from ..exceptions import ResultCountError
+from ..exceptions import InvalidInputTypeError, ResultCountError
 from .batching import Batcher, group_by_shape
-from .failures import (ErrorPolicy, bisect_failures, is_out_of_memory)
+from .failures import (ErrorPolicy, bisect_failures, is_out_of_memory,
+                       is_pickling_error)
 from .metrics import MetricsCollector
 from .model_holder import (LoadedModel, ModelHolder,
                            loading_ms_on_this_thread)
@@ -50,9 +52,19 @@ class BatchCaller(InferenceStep):
     loaded = self.holder.get()
     loading_before = loading_ms_on_this_thread()
     start = self.clock.time_ns()
-    results = handler.run_inference(values, loaded.model, self.inference_args)
-    if not isinstance(results, list):
-      results = list(results)
+    try:
+      results = handler.run_inference(values, loaded.model, self.inference_args)
+      if not isinstance(results, list):
+        results = list(results)
+    except (TypeError, AttributeError, pickle.PickleError) as exc:
+      if is_pickling_error(exc) and handler.share_model_across_processes():
+        raise InvalidInputTypeError(
+            'Pickling error encountered while running inference: a model '
+            'shared across processes (share_model_across_processes) is '
+            'called through a proxy that pickles every argument and result; '
+            'send it picklable values (numpy arrays, lists, dicts of '
+            f'those). Cause: {exc!r}') from exc
+      raise
     return CallOutcome(
         results, self.clock.time_ns() - start, loaded if fresh else None,
         (loading_ms_on_this_thread() - loading_before) * 1_000_000)

@@ -74,7 +74,7 @@ class InferenceEngine(BatchCaller):
       refreshable: bool = False,
       refresh_sample: Optional[Sequence] = None,
       model_manager_args: Optional[dict] = None,
-      overlap: bool = False,
+      overlap: Optional[bool] = False,
       model_validation: Optional[Callable] = None):
     """
     Args:
@@ -90,7 +90,9 @@ class InferenceEngine(BatchCaller):
         manager (a memory budget shared by every step), None: hold it here.
       overlap: callers may ``submit`` batches, whose model calls then run
         on a thread of their own (see ``overlap``); the model is loaded
-        there too.
+        there too. None: the handler's ``overlap_by_default()``, asked in
+        ``setup`` on the worker (whether it has a GPU is the worker's fact,
+        and asking may import a framework the submitting machine lacks).
     """
     self.handler = handler
     self.preprocess_fns = (
@@ -124,6 +126,9 @@ class InferenceEngine(BatchCaller):
     self.calls: Optional[CallThread] = CallThread() if self.overlap else None
 
   def setup(self) -> None:
+    if self.overlap is None:
+      self.overlap = bool(self.holder.handler.overlap_by_default())
+      self.calls = CallThread() if self.overlap else None
     if self.calls is not None and self.load_eagerly:
       self.calls.call(self.holder.get)  # loaded on the thread that calls it
     self.setup_model(self.load_eagerly)

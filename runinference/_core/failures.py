@@ -33,6 +33,16 @@ def describe(exc: BaseException) -> tuple:
       traceback.format_exception(type(exc), exc, exc.__traceback__))
 
 
+def is_pickling_error(exc: BaseException) -> bool:
+  """Whether ``exc`` most likely came from pickling a value: a
+  ``pickle.PickleError``, or the ``TypeError``/``AttributeError`` that
+  unpicklable objects (locks, C objects, local functions) raise."""
+  if isinstance(exc, pickle.PickleError):
+    return True
+  return (isinstance(exc, (TypeError, AttributeError)) and
+          'pickle' in str(exc).lower())
+
+
 @dataclasses.dataclass(frozen=True)
 class UnpicklableElement:
   """Stands in a dead-letter record for an element that cannot be pickled

@@ -88,6 +88,7 @@ _FORWARD_UNKEYED = forwarding('_unkeyed', (
     'share_model_across_processes',
     'overlap_by_default',
     'model_copies',
+    'should_skip_batching',  # pre-batched lists of (key, example) pairs
 ), module=__name__)
 
 
@@ -164,11 +165,19 @@ class _OnValue:
     return self.fn(kv[1])
 
 
-def keyed_batching_kwargs(kwargs):
+class _OnMaybeKeyedValue(_OnValue):
+  """``_OnValue`` for input that may or may not be keyed."""
+  def __call__(self, x):
+    return self.fn(x[1] if _is_keyed(x) else x)
+
+
+def keyed_batching_kwargs(kwargs, wrap=_OnValue):
+  """The unkeyed handler's batching kwargs, with its size and length
+  functions applied to the example of each ``(key, example)`` pair."""
   kwargs = dict(kwargs)
   for name in ('element_size_fn', 'length_fn'):
     if kwargs.get(name) is not None:
-      kwargs[name] = _OnValue(kwargs[name])
+      kwargs[name] = wrap(kwargs[name])
   return kwargs
 
 
@@ -217,7 +226,28 @@ class MaybeKeyedModelHandler(_UnkeyedDelegate,
     return self._unkeyed.get_num_bytes(values)
 
   def batch_elements_kwargs(self):
-    return self._unkeyed.batch_elements_kwargs()
+    return keyed_batching_kwargs(
+        self._unkeyed.batch_elements_kwargs(), _OnMaybeKeyedValue)
 
   def should_skip_batching(self):
     return self._unkeyed.should_skip_batching()
+
+  # The hooks below are forwarded explicitly, so the wrapped handler's own
+  # behaviour is never replaced by ModelHandler's default.
+  def get_preprocess_fns(self):
+    return self._unkeyed.get_preprocess_fns()
+
+  def get_postprocess_fns(self):
+    return self._unkeyed.get_postprocess_fns()
+
+  def override_metrics(self, metrics_namespace=''):
+    return self._unkeyed.override_metrics(metrics_namespace)
+
+  def should_garbage_collect_on_timeout(self):
+    return self._unkeyed.should_garbage_collect_on_timeout()
+
+  def update_model_paths(self, model, model_paths=None):
+    return self._unkeyed.update_model_paths(model, model_paths)
+
+  def matrix_predictor(self):
+    return None  # keyed rows do not take the columnar path

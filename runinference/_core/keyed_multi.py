@@ -70,6 +70,12 @@ class MultiModelKeyedHandler(KeyedModelHandler):
             '%r sets %s %s, which are ignored inside a multi-model '
             'KeyedModelHandler; set them on the KeyedModelHandler instead.',
             mh, what, dict(attr))
+    if mh.should_skip_batching():
+      _LOGGER.warning(
+          '%r skips batching (with_no_batching), which is ignored inside a '
+          'multi-model KeyedModelHandler: examples are batched per key. Call '
+          'with_no_batching() on the KeyedModelHandler to pass pre-batched '
+          'lists.', mh)
     self._id_to_mh[keys[0]] = mh
     for key in keys:
       if key in self._key_to_id:

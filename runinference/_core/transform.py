@@ -276,9 +276,8 @@ class RunInference(beam.PTransform):
         run_preprocess=not cross_bundle,
         watch_spec=watch_spec,
         refreshable=metadata is not None,
-        overlap=(not windowed and not skip_batching and (
-            handler.overlap_by_default() if self._overlap is None
-            else self._overlap)))
+        # None: the handler decides on the worker (engine.setup).
+        overlap=(not windowed and not skip_batching and self._overlap))
     side = []
     if side_inputs:
       side = [

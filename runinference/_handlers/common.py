@@ -59,8 +59,9 @@ def require(module: str, who: str, purpose: str = '') -> Any:
       how += f" (or pip install 'runinference[{extra}]')"
     why = f' {purpose}' if purpose else ''
     raise MissingDependencyError(
-        f'{who} needs the {module!r} package{why}, which is not installed '
-        f'in this environment ({e}). Install it on the workers: {how}.') from e
+        f'{module} is required by {who}{why} but is not installed in this '
+        f'environment ({e}). Install it where the pipeline runs (the '
+        f'workers): {how}.') from e
 
 
 # -------------------------------------------------------------- model files
@@ -346,7 +347,8 @@ def parse_device(device: Optional[str], *, optional: bool = False
   if device is None and optional:
     return None
   if not isinstance(device, str) or device.upper() not in ('CPU', 'GPU'):
-    raise ConfigurationError(f"device must be 'CPU' or 'GPU', got {device!r}.")
+    raise ConfigurationError(
+        f"Invalid device value {device!r}: device must be 'CPU' or 'GPU'.")
   return device.upper()
 
 

@@ -149,8 +149,8 @@ class HuggingFacePipelineModelHandler(ModelHandler):
     if self._device and ('device' in self._load_pipeline_args or
                          'device_map' in self._load_pipeline_args):
       raise ConfigurationError(
-          '`device` is set both as an argument and in load_pipeline_args; '
-          'set it in one place only.')
+          '`device` specified in `load_pipeline_args` and as the `device` '
+          'argument; set it in one place only.')
     if not callable(inference_fn):
       raise ConfigurationError(
           f'inference_fn must be callable, got {inference_fn!r}.')

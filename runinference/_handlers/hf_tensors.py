@@ -37,7 +37,8 @@ def _torch():
   return require('torch', 'The Hugging Face handlers')
 
 
-def _is_tf_tensor(x: Any) -> bool:
+def _is_tensorflow_tensor(x: Any) -> bool:
+  # By the value's type alone: TensorFlow is never imported to ask.
   return type(x).__module__.startswith('tensorflow')
 
 
@@ -213,7 +214,7 @@ class _HFModelHandler(ModelHandler):
     if not batch:
       return []
     if not self._framework:  # the tensor handler follows the tensors' type
-      self._framework = 'tf' if _is_tf_tensor(batch[0]) else 'pt'
+      self._framework = 'tf' if _is_tensorflow_tensor(batch[0]) else 'pt'
     fn = self._inference_fn or self._default_fns[self._framework]
     args = inference_args or {}
 

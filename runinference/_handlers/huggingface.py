@@ -23,8 +23,9 @@ from .hf_tensors import (HuggingFaceModelHandlerKeyedTensor,
                          HuggingFaceModelHandlerTensor,
                          _default_inference_fn_tensorflow,
                          _default_inference_fn_torch,
+                         _is_tensorflow_tensor,
                          _run_inference_tensorflow_keyed_tensor,
-                         _run_inference_torch_keyed_tensor)
+                         _run_inference_torch_keyed_tensor, _is_tensorflow_tensor)
 from .hf_tokenize import Tokenize, input_length
 
 __all__ = [

@@ -247,3 +247,87 @@ def test_windowed_input_keeps_each_elements_window_and_timestamp():
 def test_is_a_model_handler():
   assert issubclass(KeyedModelHandler, ModelHandler)
   assert issubclass(MaybeKeyedModelHandler, ModelHandler)
+
+
+class _Unpicklable:
+  def __reduce__(self):
+    raise TypeError("cannot pickle '_Unpicklable' object")
+
+
+class _SharedEcho(ModelHandler):
+  """A model shared across processes: every call goes through a proxy that
+  pickles its arguments."""
+  def load_model(self):
+    return _EchoModel()
+
+  def share_model_across_processes(self):
+    return True
+
+  def run_inference(self, batch, model, inference_args=None):
+    return [model.predict(_Unpicklable() if x < 0 else x) for x in batch]
+
+
+class _EchoModel:
+  def predict(self, x):
+    return x
+
+
+def test_unpicklable_data_to_a_shared_model_names_the_cause():
+  with pytest.raises(Exception, match='Pickling error encountered.*picklable'):
+    with beam.Pipeline() as p:
+      _ = p | beam.Create([-1]) | RunInference(_SharedEcho())
+
+
+def test_unpicklable_data_to_a_shared_model_is_dead_lettered():
+  with beam.Pipeline() as p:
+    main, dlq = (p | beam.Create([1, -1, 2])
+                 | RunInference(_SharedEcho()).with_exception_handling())
+    assert_that(main, equal_to([1, 2]), label='good')
+    assert_that(
+        dlq.failed_inferences | beam.Map(
+            lambda rec: (rec[0], rec[1][0].__name__,
+                         'Pickling error encountered' in rec[1][1])),
+        equal_to([([-1], 'InvalidInputTypeError', True)]), label='bad')
+
+
+@pytest.mark.parametrize('exc,expected', [
+    (__import__('pickle').PicklingError('x'), True),
+    (TypeError("cannot pickle '_thread.lock' object"), True),
+    (AttributeError("Can't pickle local object 'f.<locals>.g'"), True),
+    (TypeError('unsupported type'), False),
+    (ValueError('pickle'), False),
+])
+def test_is_pickling_error(exc, expected):
+  from runinference.base import _is_pickling_error
+  assert _is_pickling_error(exc) is expected
+
+
+def test_wrappers_forward_every_public_hook():
+  """A wrapper that inherits a hook from ModelHandler would silently drop
+  the wrapped handler's behaviour."""
+  import inspect
+
+  from runinference import base
+  own = {'with_preprocess_fn', 'with_postprocess_fn', 'with_no_batching',
+         'set_environment_vars'}
+  hooks = [n for n, _ in inspect.getmembers(ModelHandler, inspect.isfunction)
+           if not n.startswith('_') and n not in own]
+  for cls in (base.MaybeKeyedModelHandler, base._PrebatchedModelHandler,
+              base._PreProcessingModelHandler,
+              base._PostProcessingModelHandler):
+    inherited = [n for n in hooks
+                 if getattr(cls, n) is getattr(ModelHandler, n)]
+    assert not inherited, f'{cls.__name__} does not forward {inherited}'
+
+
+def test_load_model_status_is_one_per_tag():
+  import uuid
+
+  from runinference.base import load_model_status
+  tag = uuid.uuid4().hex
+  status = load_model_status(tag, False)
+  assert status is load_model_status(tag, False)
+  assert status is not load_model_status(tag + '_other', False)
+  assert status.is_valid_tag('model')
+  status.try_mark_current_model_invalid(0)
+  assert not load_model_status(tag, False).is_valid_tag('model')

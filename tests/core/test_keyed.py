@@ -70,3 +70,52 @@ def test_multi_form_validates_its_mappings():
   with pytest.raises(ConfigurationError, match='more than one'):
     KeyedModelHandler([KeyModelMapping(['a'], MultiplierHandler(2)),
                        KeyModelMapping(['a'], MultiplierHandler(3))])
+
+
+def test_keyed_over_a_no_batching_handler_takes_pre_batched_pairs():
+  keyed = KeyedModelHandler(MultiplierHandler(2).with_no_batching())
+  assert keyed.should_skip_batching()
+  assert not KeyedModelHandler(MultiplierHandler(2)).should_skip_batching()
+  with beam.Pipeline() as p:
+    out = (p | beam.Create([[('a', 1), ('b', 2)], [('c', 3)]])
+           | RunInference(keyed) | beam.MapTuple(lambda k, r: (k, r.inference)))
+    assert_that(out, equal_to([('a', 2), ('b', 4), ('c', 6)]))
+
+
+def test_multi_model_keyed_warns_that_inner_no_batching_is_ignored(caplog):
+  with caplog.at_level('WARNING'):
+    keyed = KeyedModelHandler([
+        KeyModelMapping(['a'], MultiplierHandler(2).with_no_batching()),
+        KeyModelMapping(['b'], MultiplierHandler(3))])
+  assert not keyed.should_skip_batching()
+  assert any('skips batching' in r.getMessage() for r in caplog.records)
+
+
+def test_handler_manager_limit_raised_once_per_process():
+  from runinference.base import _ModelHandlerManager
+  manager = _ModelHandlerManager(
+      {k: MultiplierHandler(i) for i, k in enumerate('xyz', 1)})
+  manager.increment_max_models(1, process_id=1)
+  manager.increment_max_models(1, process_id=1)  # a second copy, same process
+  for key in 'xyz':
+    manager.load(key)
+  assert manager.load('z').load_latency is None  # held
+  assert manager.load('y').load_latency is not None  # evicted: limit 1
+
+
+def test_bad_batching_options_fail_when_the_handler_is_built():
+  with pytest.raises(ValueError, match='max_batch_weight requires element_size_fn'):
+    MultiplierHandler(max_batch_weight=10)
+  with pytest.raises(ValueError,
+                     match='batch_bucket_boundaries requires batch_length_fn'):
+    MultiplierHandler(batch_bucket_boundaries=[10, 20])
+
+
+def test_maybe_keyed_sizes_and_lengths_the_example_not_the_pair():
+  inner = MultiplierHandler(max_batch_weight=10, element_size_fn=len,
+                            batch_length_fn=len)
+  kwargs = MaybeKeyedModelHandler(inner).batch_elements_kwargs()
+  for fn in ('element_size_fn', 'length_fn'):
+    assert kwargs[fn](('key', 'abc')) == 3
+    assert kwargs[fn]('abcd') == 4
+  assert inner.batch_elements_kwargs()['element_size_fn'] is len

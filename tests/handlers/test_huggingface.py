@@ -221,7 +221,7 @@ def test_constructor_errors():
     HuggingFaceModelHandlerTensor(MODEL_DIR, transformers.AutoModel, 'TPU')
   with pytest.raises(RuntimeError, match='either task or model'):
     HuggingFacePipelineModelHandler()
-  with pytest.raises(ValueError, match='both as an argument'):
+  with pytest.raises(ValueError, match='and as the .device. argument'):
     HuggingFacePipelineModelHandler(
         'fill-mask', device='CPU', load_pipeline_args={'device': 'cpu'})
 
@@ -265,3 +265,36 @@ def test_module_never_imports_tensorflow():
   proc = subprocess.run([sys.executable, '-c', code],
                         capture_output=True, text=True, timeout=240)
   assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+def test_building_a_pipeline_imports_no_ml_framework(tmp_path):
+  """The submitting machine may lack torch/transformers: whether the model
+  runs on a GPU (and so overlaps calls) is asked on the worker."""
+  import subprocess
+  import sys
+  import textwrap
+  script = textwrap.dedent('''
+      import importlib.abc, sys
+      attempted = []
+      class Block(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path=None, target=None):
+          if name.split('.')[0] in ('torch', 'tensorflow', 'transformers'):
+            attempted.append(name)
+            raise ImportError('blocked: ' + name)
+      sys.meta_path.insert(0, Block())
+      import apache_beam as beam
+      from runinference.base import RunInference
+      from runinference.huggingface_inference import (
+          HuggingFacePipelineModelHandler)
+      for device in (None, 'GPU', 'CPU'):
+        p = beam.Pipeline()
+        _ = (p | beam.Create(['x']) | RunInference(
+            HuggingFacePipelineModelHandler(
+                task='text-classification', model='m', device=device)))
+        beam.Pipeline.from_runner_api(p.to_runner_api(), p.runner, p.options)
+      print('attempted', attempted)
+  ''')
+  out = subprocess.run([sys.executable, '-c', script], capture_output=True,
+                       text=True, timeout=120, cwd=str(tmp_path))
+  assert out.returncode == 0, out.stderr[-2000:]
+  assert 'attempted []' in out.stdout, out.stdout

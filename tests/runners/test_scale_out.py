@@ -215,15 +215,22 @@ def _buffered_count(runner, address, directory) -> int:
 
 def test_finish_bundle_outputs_kept_where_beams_runner_drops_them(
     dask_address, tmp_path):
-  """Beam 2.77's DaskRunner reads a bundle's outputs before finish_bundle;
-  if this starts failing because Beam delivers 1000 too, Beam has fixed it."""
+  """Beam up to 2.77's DaskRunner reads a bundle's outputs before
+  finish_bundle and drops what it emits there; Beam 2.78 fixed that (its
+  apply_dofn_to_bundle reads them after). Ours keeps them on every version."""
+  import apache_beam
   from apache_beam.runners.dask.dask_runner import DaskRunner as BeamDask
 
   from runinference.runners import DaskRunner
   (tmp_path / 'ours').mkdir()
   (tmp_path / 'beam').mkdir()
   assert _buffered_count(DaskRunner(), dask_address, str(tmp_path / 'ours')) == 1000
-  assert _buffered_count(BeamDask(), dask_address, str(tmp_path / 'beam')) < 1000
+  beams = _buffered_count(BeamDask(), dask_address, str(tmp_path / 'beam'))
+  fixed_upstream = tuple(
+      int(x) for x in apache_beam.__version__.split('.')[:2]) >= (2, 78)
+  assert (beams == 1000) if fixed_upstream else (beams < 1000), (
+      f"Beam {apache_beam.__version__}'s DaskRunner delivered {beams} of "
+      '1000: update docs/dask_runner_fixes.md section 1')
 
 
 def test_read_from_text_on_dask_named_by_runner_option(dask_address, tmp_path):
