@@ -67,6 +67,11 @@ _DOFN = ("builds or patches Beam's one DoFn class (base._RunInferenceDoFn: "
          'and test_model_manager*.py cover')
 _PRIVATE = ('reads a private attribute of Beam\'s implementation ({}); ours '
             'keeps that state under other names')
+_WEIGHT_AND_BUCKETS = (
+    'Beam 2.78 refuses max_batch_weight together with length-based batching; '
+    'ours keeps the weight budget within each length bucket '
+    '(tests/core/test_batching.py::'
+    'test_weight_budget_holds_within_each_length_bucket)')
 _BASE_2_78 = {
     'RunInferenceBaseTest::test_new_dofn_instances_reuse_previously_loaded_models': _DOFN,
     'RunInferenceBaseTest::test_run_inference_empty_side_input_loads_model_once': _DOFN,
@@ -85,6 +90,16 @@ _BASE_2_78 = {
         'KeyedModelHandler (its GPU manager holds one model per step); ours '
         'accepts it: the per-key models are held by a KeyedModelCache that '
         'charges each model to the process\'s memory budget (use_budget)',
+    'ModelHandlerBatchingArgsTest::test_max_batch_weight_rejects_length_based_batching':
+        _WEIGHT_AND_BUCKETS,
+    'ModelHandlerBatchingArgsTest::test_max_batch_weight_rejects_bucket_boundaries':
+        _WEIGHT_AND_BUCKETS,
+    'RunInferenceWeightedBatchingTest::test_max_batch_weight_with_max_batch_duration_secs':
+        'with max_batch_duration_secs, ours batches across bundles with '
+        'state and an event-time timer on the in-process runner, which fires '
+        'when each bundle ends (runinference/_core/stream_batching.py): the '
+        'six elements, in two bundles of three, came as batches of 2+1 twice '
+        'where the test expects 2+2+2; every element is inferred once',
     'RunInferenceBaseTest::test_run_inference_only_attaches_model_identifier_to_inference_step':
         'ours has no BeamML_RunInference sub-step: the model_identifier '
         'annotation is on the RunInference composite, whose inner steps '

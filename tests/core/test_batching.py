@@ -159,6 +159,24 @@ def test_batcher_unit_weight_and_drain():
   assert len(b) == 0
 
 
+def test_weight_budget_holds_within_each_length_bucket():
+  """Beam 2.78 refuses max_batch_weight with length buckets; ours keeps a
+  weight budget per bucket."""
+  cfg = BatchConfig.from_kwargs(
+      dict(min_batch_size=100, max_batch_size=100, max_batch_weight=10,
+           element_size_fn=len, batch_length_fn=len,
+           batch_bucket_boundaries=[5]))
+  b = Batcher(cfg)
+  words = ['ab', 'abcdef', 'cd', 'ghijkl', 'ef', 'mn', 'opqrst']
+  full = [batch for w in words if (batch := b.add(w, w))]
+  batches = full + b.drain()
+  assert sorted(w for batch in batches for w in batch) == sorted(words)
+  for batch in batches:
+    assert len({len(w) < 5 for w in batch}) == 1  # one bucket per batch
+    assert sum(map(len, batch)) <= 10
+  assert ['abcdef'] in full  # the second 6-letter word would exceed 10
+
+
 def test_group_by_shape():
   values = [np.zeros(2), np.zeros(3), np.zeros(2), ('k', np.zeros(3))]
   assert group_by_shape(values) == [[0, 2], [1], [3]]
