@@ -21,6 +21,19 @@ _PASSTHROUGH_KEYS = frozenset({
 })
 
 
+def check_required_pairs(max_batch_weight, element_size_fn, length_fn,
+                         bucket_boundaries) -> None:
+  """The options that need another: raised when a handler is built."""
+  if max_batch_weight is not None and element_size_fn is None:
+    raise ConfigurationError(
+        'max_batch_weight requires element_size_fn, the function that gives '
+        'each element its weight (e.g. element_size_fn=len).')
+  if bucket_boundaries is not None and length_fn is None:
+    raise ConfigurationError(
+        'batch_bucket_boundaries requires batch_length_fn, the function '
+        'that gives each element its length (e.g. batch_length_fn=len).')
+
+
 @dataclasses.dataclass
 class BatchConfig:
   """Validated batching settings (from ``ModelHandler.batch_elements_kwargs``)."""
@@ -78,12 +91,10 @@ class BatchConfig:
       raise ConfigurationError(
           'max_batch_duration_secs must be > 0 seconds, got '
           f'{self.max_batch_duration_secs!r}.')
+    check_required_pairs(self.max_batch_weight, self.element_size_fn,
+                         self.length_fn, self.bucket_boundaries)
     if self.max_batch_weight is not None:
       positive_int('max_batch_weight')
-      if self.element_size_fn is None:
-        raise ConfigurationError(
-            'max_batch_weight requires element_size_fn, the function that gives '
-            'each element its weight (e.g. element_size_fn=len).')
     elif self.element_size_fn is not None:
       raise ConfigurationError(
           'element_size_fn is set but max_batch_weight is not, so it would '
@@ -94,10 +105,6 @@ class BatchConfig:
       if fn is not None and not callable(fn):
         raise ConfigurationError(f'{name} must be callable, got {fn!r}.')
     if self.bucket_boundaries is not None:
-      if self.length_fn is None:
-        raise ConfigurationError(
-            'batch_bucket_boundaries requires batch_length_fn, the function '
-            'that gives each element its length (e.g. batch_length_fn=len).')
       b = list(self.bucket_boundaries)
       if not b or any(x <= 0 for x in b) or b != sorted(b):
         raise ConfigurationError(

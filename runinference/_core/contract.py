@@ -10,7 +10,7 @@ from typing import (Any, Callable, ClassVar, Generic, Iterable, Mapping,
                     Optional, Sequence, TypeVar, Union)
 
 from ..exceptions import ConfigurationError, ConfigurationTypeError
-from .batching import BatchConfig
+from .batching import check_required_pairs
 from .integrity import DigestSpec, allowed_digests
 from .options import reject_unknown
 from .types import KeyModelPathMapping
@@ -127,7 +127,8 @@ class ModelHandler(Generic[ExampleT, PredictionT, ModelT]):
         'bucket_boundaries': batch_bucket_boundaries,
     }
     self._batching_kwargs = {k: v for k, v in batching.items() if v is not None}
-    BatchConfig.from_kwargs(self._batching_kwargs)  # bad options fail here
+    check_required_pairs(max_batch_weight, element_size_fn, batch_length_fn,
+                         batch_bucket_boundaries)
     self._large_model = large_model
     self._model_copies = model_copies
     self._share_across_processes = large_model or (model_copies is not None)

@@ -59,14 +59,25 @@ class KeyedModelHandler(Generic[KeyT, ExampleT, PredictionT, ModelT],
   (two subclasses of this class) from its argument.
   """
   def __new__(cls, *args, **kwargs):
-    if cls is KeyedModelHandler:
+    forms = [c for c in KeyedModelHandler.__subclasses__()
+             if c.__dict__.get('_takes')]
+    if not issubclass(cls, tuple(forms)):
       # The form that takes this argument: each form says so itself
       # (``_takes``), so this module needs no import of keyed_multi's.
       unkeyed = args[0] if args else kwargs.get('unkeyed')
-      forms = [c for c in KeyedModelHandler.__subclasses__()
-               if c.__dict__.get('_takes') and c._takes(unkeyed)]  # type: ignore[attr-defined]
-      cls = forms[0] if forms else SingleModelKeyedHandler
+      form = next((c for c in forms if c._takes(unkeyed)),  # type: ignore[attr-defined]
+                  SingleModelKeyedHandler)
+      # A user's subclass of KeyedModelHandler gets the form under its own
+      # overrides.
+      cls = form if cls is KeyedModelHandler else _with_form(cls, form)
     return super().__new__(cls)
+
+  def __reduce_ex__(self, protocol):
+    user = type(self).__dict__.get('_user_class')
+    if user is None:
+      return super().__reduce_ex__(protocol)
+    # The combined class is made at run time: rebuilt from its two parts.
+    return (_rebuild, (user, type(self).__dict__['_form'], self.__dict__))
 
   def run_inference(self, batch, model, inference_args=None):
     keys, values = split_keys(batch, 'KeyedModelHandler')
@@ -75,6 +86,28 @@ class KeyedModelHandler(Generic[KeyT, ExampleT, PredictionT, ModelT],
 
   def _run_values(self, keys, values, model, inference_args) -> list:
     raise NotImplementedError(type(self))
+
+
+_COMBINED: dict = {}
+
+
+def _with_form(user_class: type, form: type) -> type:
+  """``user_class`` (a subclass of KeyedModelHandler) on top of ``form``,
+  one class per pair."""
+  combined = _COMBINED.get((user_class, form))
+  if combined is None:
+    combined = type(user_class.__name__, (user_class, form), {
+        '__module__': user_class.__module__,
+        '__qualname__': user_class.__qualname__,
+        '_user_class': user_class, '_form': form})
+    _COMBINED[(user_class, form)] = combined
+  return combined
+
+
+def _rebuild(user_class: type, form: type, state: dict):
+  obj: Any = object.__new__(_with_form(user_class, form))
+  obj.__dict__.update(state)
+  return obj
 
 
 _FORWARD_UNKEYED = forwarding('_unkeyed', (

@@ -119,3 +119,26 @@ def test_maybe_keyed_sizes_and_lengths_the_example_not_the_pair():
     assert kwargs[fn](('key', 'abc')) == 3
     assert kwargs[fn]('abcd') == 4
   assert inner.batch_elements_kwargs()['element_size_fn'] is len
+
+
+class _OneAtATime(KeyedModelHandler):
+  """A user's subclass of KeyedModelHandler (as Beam's own tests write)."""
+  def batch_elements_kwargs(self):
+    return {'min_batch_size': 1, 'max_batch_size': 1}
+
+
+@pytest.mark.parametrize('multi', [False, True])
+def test_a_subclass_of_keyed_model_handler_takes_both_forms(multi):
+  inner = MultiplierHandler(3)
+  handler = _OneAtATime(
+      [KeyModelMapping(['a', 'b'], inner)] if multi else inner)
+  assert isinstance(handler, _OneAtATime)
+  assert handler.batch_elements_kwargs()['max_batch_size'] == 1
+  again = pickle.loads(pickle.dumps(handler))
+  assert type(again) is type(handler)
+  import cloudpickle
+  assert type(cloudpickle.loads(cloudpickle.dumps(handler))) is type(handler)
+  with beam.Pipeline() as p:
+    out = (p | beam.Create([('a', 1), ('b', 2)]) | RunInference(handler)
+           | beam.MapTuple(lambda k, r: (k, getattr(r, 'inference', r))))
+    assert_that(out, equal_to([('a', 3), ('b', 6)]))
