@@ -95,11 +95,6 @@ class BatchConfig:
                          self.length_fn, self.bucket_boundaries)
     if self.max_batch_weight is not None:
       positive_int('max_batch_weight')
-    elif self.element_size_fn is not None:
-      raise ConfigurationError(
-          'element_size_fn is set but max_batch_weight is not, so it would '
-          'be ignored: set max_batch_weight (the most total weight in one '
-          'batch, e.g. max_batch_weight=4096), or drop element_size_fn.')
     for name in ('element_size_fn', 'length_fn'):
       fn = getattr(self, name)
       if fn is not None and not callable(fn):
@@ -213,15 +208,21 @@ class Batcher:
   def __init__(self, cfg: BatchConfig):
     self.cfg = cfg
     self.sizer = SizeEstimator(cfg)
+    # As Beam's BatchElements: with max_batch_weight, element_size_fn gives
+    # each element's weight; without it, each element's contribution to the
+    # batch size (min/max_batch_size then count those units).
     self._size_fn = cfg.element_size_fn if cfg.max_batch_weight else None
+    self._count_fn = None if cfg.max_batch_weight else cfg.element_size_fn
     self._max_weight = cfg.max_batch_weight
     self._length_fn = cfg.length_fn
     self._bounds = list(cfg.bucket_boundaries or ())
     self._buffers: dict[Hashable, list] = {}
     self._weights: dict[Hashable, int] = {}
+    self._sizes: dict[Hashable, Any] = {}
     # Plain size-only batching: callers may append to ``buffer`` directly and
     # cut a batch when ``len(buffer) >= sizer.size`` (the hot path).
-    self.simple = self._size_fn is None and self._length_fn is None
+    self.simple = (self._size_fn is None and self._count_fn is None and
+                   self._length_fn is None)
     self.buffer: list = []
 
   def __len__(self) -> int:
@@ -256,22 +257,33 @@ class Batcher:
       return None
     key = self._bucket(value)
     weight = 0 if self._size_fn is None else self.weigh(self._size_fn, value)
+    size = 1 if self._count_fn is None else self.weigh(self._count_fn, value)
     buf = self._buffers.get(key)
     if buf is None:
       buf = self._buffers[key] = []
       self._weights[key] = 0
+      self._sizes[key] = 0
     if self._max_weight is not None:
       if buf and self._weights[key] + weight > self._max_weight:
         full = buf
         self._buffers[key] = [item]
         self._weights[key] = weight
+        self._sizes[key] = size
         return full
       self._weights[key] += weight
     buf.append(item)
-    if len(buf) >= self.sizer.size:
+    self._sizes[key] += size
+    if self._sizes[key] >= self.sizer.size:
       del self._buffers[key]
       return buf
     return None
+
+  def measure(self, values: list) -> Any:
+    """The size of a batch of model inputs in the units ``sizer`` counts:
+    its length, or the sum of element_size_fn without max_batch_weight."""
+    if self._count_fn is None:
+      return len(values)
+    return sum(self._count_fn(v) for v in values)
 
   def drain(self) -> list[list]:
     batches = [b for b in self._buffers.values() if b]
@@ -280,6 +292,7 @@ class Batcher:
       self.buffer = []
     self._buffers.clear()
     self._weights.clear()
+    self._sizes.clear()
     return batches
 
 

@@ -84,7 +84,8 @@ class BatchCaller(InferenceStep):
     # Models loaded inside the call (a multi-model KeyedModelHandler's) say
     # nothing of how the batch size costs: sizing leaves that time out.
     self.batcher.sizer.observe(
-        n, max(0, outcome.nanos - outcome.loading_nanos) / 1e9)
+        self.batcher.measure(values),
+        max(0, outcome.nanos - outcome.loading_nanos) / 1e9)
     if self.metrics is not None:
       self.metrics.update(n, handler.get_num_bytes(values),
                           outcome.nanos // 1000)

@@ -91,7 +91,10 @@ class ModelHandler(Generic[ExampleT, PredictionT, ModelT]):
         it, batches span bundles (a streaming pipeline's small bundles).
       max_batch_weight: most total weight in one batch (needs
         ``element_size_fn``), e.g. a token budget.
-      element_size_fn: weight of one element, e.g. its number of tokens.
+      element_size_fn: weight of one element, e.g. its number of tokens;
+        without ``max_batch_weight``, its contribution to the batch size
+        that ``min_batch_size``/``max_batch_size`` bound (as Beam's
+        ``BatchElements``).
       batch_length_fn: length of one element; elements of similar length
         (see ``batch_bucket_boundaries``) are batched together.
       batch_bucket_boundaries: sorted length boundaries of the buckets,

@@ -77,8 +77,10 @@ class TokenBudget:
   then each batch gets the budget whose plan the line predicts fastest
   (``cheapest_budget``), at most twice the largest call measured."""
   def __init__(self, fixed: Optional[int] = None,
-               start: Optional[dict] = None):
+               start: Optional[dict] = None,
+               clock: Callable[[], float] = time.perf_counter):
     self._fixed = check_budget(fixed)
+    self._clock = clock  # seconds; a test's deterministic clock
     self._start = {**DEFAULT_TOKENS_PER_BATCH, **(start or {})}
     self._costs: dict[str, CallCosts] = {}
     self._current: dict[str, int] = {}
@@ -116,9 +118,9 @@ class TokenBudget:
     """``fn()``, the model call of ``group``; its time feeds the budget."""
     if self._fixed is not None:
       return fn()
-    start = time.perf_counter()
+    start = self._clock()
     out = fn()
-    seconds = time.perf_counter() - start
+    seconds = self._clock() - start
     device = self._device(on_gpu)
     costs = self._costs[device]
     costs.observe(len(group) * max(max(lengths[i] for i in group), 1),

@@ -159,6 +159,22 @@ def test_batcher_unit_weight_and_drain():
   assert len(b) == 0
 
 
+def test_element_size_fn_alone_counts_toward_the_batch_size():
+  """As Beam's BatchElements: without max_batch_weight each element adds
+  element_size_fn(element) to the size that min/max_batch_size bound."""
+  handler = EchoBatchHandler(min_batch_size=6, max_batch_size=6,
+                             element_size_fn=len)
+  words = ['aaa', 'bbb', 'cc', 'dddd', 'e', 'ffffff', 'g']
+  with beam.Pipeline() as p:
+    out = (p | beam.Create(words, reshuffle=False) | RunInference(handler)
+           | beam.Map(lambda r: r.inference))
+    assert_that(out | beam.Distinct(),
+                equal_to([('aaa', 'bbb'), ('cc', 'dddd'), ('e', 'ffffff'),
+                          ('g',)]))
+  b = Batcher(BatchConfig.from_kwargs(handler.batch_elements_kwargs()))
+  assert b.measure(['ab', 'cde']) == 5
+
+
 def test_weight_budget_holds_within_each_length_bucket():
   """Beam 2.78 refuses max_batch_weight with length buckets; ours keeps a
   weight budget per bucket."""

@@ -26,13 +26,6 @@ def test_model_copies_must_be_a_positive_int(copies):
     MultiplierHandler(model_copies=copies)
 
 
-def test_element_size_fn_without_max_batch_weight_is_an_error():
-  with pytest.raises(ConfigurationError, match='max_batch_weight'):
-    with beam.Pipeline() as p:
-      _ = p | beam.Create([1]) | RunInference(
-          MultiplierHandler(element_size_fn=len))
-
-
 def test_runinference_option_typo_names_the_intended_one():
   with pytest.raises(TypeError, match="'intervall'.*'interval'"):
     RunInference(MultiplierHandler(), intervall=3)

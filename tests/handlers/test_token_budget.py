@@ -1,7 +1,6 @@
 """The learned token budget of length-aware text: a cost line fitted over
 calls of every size, and per batch the budget whose plan (rows x longest over
 sorted lengths) that line predicts fastest. Model-free, no pipeline."""
-import time
 
 import numpy as np
 import pytest
@@ -78,10 +77,6 @@ def test_call_costs_without_a_positive_slope_say_nothing():
   assert costs.line() is None
 
 
-def _busy(seconds: float) -> None:
-  end = time.perf_counter() + seconds
-  while time.perf_counter() < end:
-    pass
 
 
 def _padded(lengths, budget):
@@ -92,11 +87,18 @@ def _padded(lengths, budget):
 def test_the_budget_follows_the_measured_cost_of_calls(fixed):
   """Calls whose fixed cost dwarfs their tokens grow the budget (at most
   doubling the largest call measured per batch); calls with no fixed cost
-  shrink it to the plans that pad least."""
-  budget = TokenBudget(start={'CPU': 512})
+  shrink it to the plans that pad least. The calls' times come from a clock
+  the fake model advances: measured on the wall clock of a loaded machine
+  they fitted a fixed cost out of scheduling noise (budgets 509 and 1010)."""
+  now = [0.0]
+  budget = TokenBudget(start={'CPU': 512}, clock=lambda: now[0])
   lengths = _ragged(400)
   assert budget.groups(lengths, on_gpu=False) == plan(lengths, 512)
   per_token = 2e-6
+
+  def _busy(seconds):  # the model's time, on the budget's clock
+    now[0] += seconds
+
   for _ in range(6):  # a call's "model" takes fixed + per_token * padded
     out = budget.run(lengths, lengths, False, lambda sub: _busy(
         fixed + per_token * len(sub) * max(sub)) or sub)
