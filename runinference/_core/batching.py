@@ -283,7 +283,7 @@ class Batcher:
     its length, or the sum of element_size_fn without max_batch_weight."""
     if self._count_fn is None:
       return len(values)
-    return sum(self._count_fn(v) for v in values)
+    return sum(self.weigh(self._count_fn, v) for v in values)
 
   def drain(self) -> list[list]:
     batches = [b for b in self._buffers.values() if b]

@@ -25,7 +25,7 @@ from .hf_tensors import (HuggingFaceModelHandlerKeyedTensor,
                          _default_inference_fn_torch,
                          _is_tensorflow_tensor,
                          _run_inference_tensorflow_keyed_tensor,
-                         _run_inference_torch_keyed_tensor, _is_tensorflow_tensor)
+                         _run_inference_torch_keyed_tensor)
 from .hf_tokenize import Tokenize, input_length
 
 __all__ = [
@@ -39,6 +39,6 @@ __all__ = [
 _PRIVATE_NAMES = (  # Beam's module has these; its users' code may read them.
     _default_pipeline_inference_fn, _default_inference_fn_tensorflow,
     _default_inference_fn_torch, _run_inference_tensorflow_keyed_tensor,
-    _run_inference_torch_keyed_tensor)
+    _run_inference_torch_keyed_tensor, _is_tensorflow_tensor)
 
 publish(globals(), 'runinference.huggingface_inference', alias=True)
