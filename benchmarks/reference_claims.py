@@ -10,9 +10,11 @@ a fresh process each, and prints what each did. Rerun it when
 
 Last run (Beam 2.78.0, 2026-12-06): the reference dead-letters a whole batch
 for one bad row, raises on ragged tensors, gives a windowed batch one
-timestamp (the window's end), and fails with ``max_batch_duration_secs`` on
+timestamp (the window's end), fails with ``max_batch_duration_secs`` on
 an unbounded source on the local runner ("... was not replaced as
-expected"); on a bounded source that option runs on 2.77 and 2.78 alike.
+expected"; on a bounded source that option runs on 2.77 and 2.78 alike), and
+a multi-model KeyedModelHandler returns a batch's results grouped by key
+(0 2 5 1 4 6 for input 0 1 2 4 5 6); runinference keeps the input order.
 """
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ import sys
 import tempfile
 import time
 
-CASES = ('bad_row', 'ragged', 'windowed', 'duration_streaming')
+CASES = ('bad_row', 'ragged', 'windowed', 'duration_streaming', 'keyed_order')
 
 
 def _modules(impl: str):
@@ -99,6 +101,20 @@ def case(name: str, impl: str) -> str:
                                      min_batch_size=2, max_batch_size=4))
            | 'show' >> beam.Map(lambda r: print('OUT', r)))
     return 'ran'
+  if name == 'keyed_order':
+    class SixPerBatch(base.KeyedModelHandler):
+      def batch_elements_kwargs(self):
+        return {'min_batch_size': 6, 'max_batch_size': 6}
+    handler = SixPerBatch([
+        base.KeyModelMapping(['a'], _echo(base)),
+        base.KeyModelMapping(['b'], _echo(base))])
+    rows = [('a', 0), ('b', 1), ('a', 2), ('b', 4), ('a', 5), ('b', 6)]
+    with beam.Pipeline() as p:
+      _ = (p | beam.Create([rows], reshuffle=False)
+           | beam.FlatMap(lambda r: r)  # one bundle, in this order
+           | base.RunInference(handler)
+           | beam.Map(lambda kv: print('ORDER', kv[0], kv[1][0])))
+    return 'ran'
   raise SystemExit(f'unknown case {name!r}; cases: {", ".join(CASES)}')
 
 
@@ -117,6 +133,9 @@ def main() -> None:
           [sys.executable, __file__, '--child', name, impl],
           capture_output=True, text=True, timeout=300).stdout.splitlines()
       result = next((l[7:] for l in out if l.startswith('RESULT ')), '?')
+      order = ' '.join(l.split(' ', 2)[2] for l in out if l.startswith('ORDER'))
+      if order:
+        print(f'{name:20s} {impl:13s} output order: {order} (input 0 1 2 4 5 6)')
       lines = [l for l in out if l.startswith(('OUT', 'DEAD'))]
       outs = sorted({l for l in lines if l.startswith('OUT')})
       print(f'{name:20s} {impl:13s} {result}; {sum(l == "DEAD" for l in lines)} '
