@@ -6,6 +6,7 @@ on the DirectRunner, for a tabular and a text workload.
 | `direct` | DirectRunner, in-process FnApiRunner (one worker), built as the other benchmarks build it |
 | `dask1` | `runinference.runners.DaskRunner` on a `LocalCluster` of 1 worker process |
 | `dask2` | the same on 2 worker processes (`threads_per_worker=1`) |
+| `mp1`, `mp2` | the multi-process DirectRunner (`--direct_running_mode=multi_processing --direct_num_workers=1` or `2`): Beam starts its SDK worker processes inside `run()`, so their start-up is inside the clock, as a user pays it |
 
 Workloads (data made inside the pipeline from `Create(range(n))`):
 
@@ -31,6 +32,11 @@ loading included. Each variant runs in a fresh process, alternating, best of
 `--repeat`. The machine has 2 cores: 2 workers can at most double a
 CPU-bound rate.
 
+With two or more `--n-hgb` sizes the report also splits each variant's
+median time into a fixed cost per run and a steady rate (a straight line
+through the smallest and the largest size): where a scale-out path loses,
+this says whether it is start-up or per-row work.
+
     .venv/bin/python benchmarks/bench_scale.py
     .venv/bin/python benchmarks/bench_scale.py --workloads text --n-text 1200
 """
@@ -53,7 +59,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 import _harness  # noqa: E402
 
-VARIANTS = ['direct', 'dask1', 'dask2']
+VARIANTS = ['direct', 'dask1', 'dask2', 'mp1', 'mp2']
 WORKLOADS = ['tabular', 'text', 'hgb']
 FEATURES = 32
 HGB_FEATURES, HGB_ITEMS = 8, 16
@@ -173,6 +179,17 @@ def _direct_runner():
   return fn_runner.FnApiRunner(), PipelineOptions(['--direct_num_workers=1'])
 
 
+def _multiprocess_runner(workers: int):
+  from apache_beam.options.pipeline_options import PipelineOptions
+  # Beam's SDK workers unpickle this module's functions by reference: they
+  # must be able to import it, as a user's workers need the user's modules.
+  os.environ['PYTHONPATH'] = os.pathsep.join(
+      filter(None, [str(HERE), os.environ.get('PYTHONPATH')]))
+  return 'DirectRunner', PipelineOptions([
+      '--direct_running_mode=multi_processing',
+      f'--direct_num_workers={workers}'])
+
+
 def child(variant: str, workload: str, n: int) -> dict:
   import apache_beam as beam
   from apache_beam.options.pipeline_options import PipelineOptions
@@ -182,6 +199,8 @@ def child(variant: str, workload: str, n: int) -> dict:
   cluster = None
   if variant == 'direct':
     runner, options = _direct_runner()
+  elif variant.startswith('mp'):
+    runner, options = _multiprocess_runner(int(variant[-1]))
   else:
     from dask.distributed import Client, LocalCluster
 
@@ -210,6 +229,28 @@ def child(variant: str, workload: str, n: int) -> dict:
       cluster.close()
   return {'variant': variant, 'workload': workload, 'n': n,
           'seconds': seconds, 'rate': n / seconds}
+
+
+def fixed_and_steady(report: dict) -> dict:
+  """Per variant, a line ``seconds = fixed + n / steady`` through the median
+  seconds at the smallest and the largest hgb size."""
+  import statistics
+  sizes = sorted(r['n'] for k, r in report.items() if k.startswith('hgb_'))
+  if len(sizes) < 2:
+    return {}
+  small, large = report[f'hgb_{sizes[0]}'], report[f'hgb_{sizes[-1]}']
+  out = {}
+  for variant in small['runs']:
+    times = [[x['seconds'] for x in r['runs'].get(variant, []) if 'error' not in x]
+             for r in (small, large)]
+    if not all(times):
+      continue
+    t0, t1 = (statistics.median(t) for t in times)
+    if t1 <= t0:
+      continue
+    steady = (sizes[-1] - sizes[0]) / (t1 - t0)
+    out[variant] = {'fixed_s': t0 - sizes[0] / steady, 'steady_rate': steady}
+  return out
 
 
 def main():
@@ -260,7 +301,20 @@ def main():
                         'dask1_over_direct (median of rounds)': _harness.paired(
                             runs, 'dask1', 'direct', 'rate'),
                         'dask1_over_direct': _harness.ratio(
-                            rates.get('dask1'), rates.get('direct'))}
+                            rates.get('dask1'), rates.get('direct')),
+                        'mp2_over_mp1 (median of rounds)': _harness.paired(
+                            runs, 'mp2', 'mp1', 'rate'),
+                        'mp2_over_direct (median of rounds)': _harness.paired(
+                            runs, 'mp2', 'direct', 'rate')}
+    for num, den in (('mp2', 'mp1'), ('mp2', 'direct')):
+      got = report[key][f'{num}_over_{den} (median of rounds)']
+      if got is not None:
+        print(f'  {workload}: {num}/{den} median of rounds {got:.2f}x',
+              flush=True)
+  costs = fixed_and_steady(report)
+  for variant, c in costs.items():
+    print(f'  hgb {variant}: fixed {c["fixed_s"]:.2f} s per run, steady '
+          f'{c["steady_rate"]:,.0f} rows/s', flush=True)
   out = _harness.out_path(args, 'bench_scale.json')
   out.parent.mkdir(parents=True, exist_ok=True)
   out.write_text(json.dumps({
@@ -268,7 +322,9 @@ def main():
       'loadavg_at_end': os.getloadavg(),
       'machine': {'cpus': os.cpu_count(), 'python': platform.python_version()},
       'args': {k: v for k, v in vars(args).items() if not k.startswith('_')},
-      'goal': GOAL, 'results': report}, indent=2, default=str) + '\n')
+      'goal': GOAL, 'results': report,
+      'hgb_fixed_and_steady (median seconds, smallest and largest n)': costs},
+      indent=2, default=str) + '\n')
   print(f'-> {out}')
 
 

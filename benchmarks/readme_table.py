@@ -365,6 +365,38 @@ def row_scale(results):
           "when": when(d, "bench_scale.json")}
 
 
+def row_scale_multiprocess(results):
+  """Beam's multi-process DirectRunner (2 SDK worker processes) against its
+  1-worker form and the in-process DirectRunner, per hgb size, with each
+  variant's fixed cost per run: no goal of ours, shown because users try
+  it first."""
+  d = load("bench_scale.json", results)
+  if d is None:
+    return None
+  items, hows, data = [], set(), []
+  for key, r in (d.get("results") or {}).items():
+    runs, n = r.get("runs") or {}, r.get("n", 0)
+    if not key.startswith("hgb_") or not runs.get("mp2"):
+      continue
+    data.append(f"{n:,}")
+    for den, label in (("mp1", "1 worker"), ("direct", "in-process DirectRunner")):
+      value, how = describe(same_round_ratios(runs.get("mp2"), runs.get(den), "rate"))
+      hows.add(how)
+      items.append((value, f"{label} ({n:,} rows)"))
+  if not items:
+    return None
+  costs = d.get("hgb_fixed_and_steady (median seconds, smallest and largest n)") or {}
+  fixed = "; ".join(f"{v} {c['fixed_s']:.1f} s + n / {c['steady_rate'] / 1000:,.0f}k"
+                    for v, c in costs.items() if v in ("direct", "mp1", "mp2"))
+  return {"workload": "multi-process DirectRunner, 2 workers (Beam's runner)",
+          "data": "HGB 300 trees per element, " + ", ".join(data) + " rows",
+          "against": "the same runner with 1 worker; the in-process DirectRunner",
+          "headline": parts(*items),
+          "how": "; ".join(sorted(hows) + ([f"seconds per run: {fixed}"] if fixed else [])),
+          "goal": "none: its workers start inside every run (docs/scaling.md)",
+          "when": when(d, "bench_scale.json")}
+
+
 def row_evaluation(results):
   """Both sizes from one alternating run: rows/s and peak RSS, each the
   median of same-round ratios, with the run's goals."""
@@ -401,7 +433,8 @@ def rows(results: Path = RESULTS) -> list[dict]:
          row_columnar_hgb(results), row_text(results), row_embeddings(results),
          *rows_mltransform(results, "bench_mltransform.json"),
          *rows_mltransform(results, "bench_mltransform_1m.json"),
-         *rows_remote(results), row_scale(results), row_evaluation(results)]
+         *rows_remote(results), row_scale(results),
+         row_scale_multiprocess(results), row_evaluation(results)]
   return [r for r in out if r]
 
 
