@@ -1,7 +1,7 @@
 """``CombinePerKey`` on Dask, lifted as Beam's own runners lift it: each
 partition folds its elements into one accumulator per (key, window), only
-those accumulators are shuffled, and each (key, window) merges them and
-extracts the output. Unlifted, every element crossed the shuffle (a
+those accumulators are shuffled (or, for a ``CombineGlobally``, gathered
+into one task), and each (key, window) merges them and extracts the output. Unlifted, every element crossed the shuffle (a
 ``Count.Globally`` over 96k rows moved 96k values between workers).
 
 Only what lifts exactly is lifted: no side inputs, a non-merging window
@@ -101,11 +101,32 @@ def group_of(item) -> tuple:
   return item[0]
 
 
+def merge_all(parts: list, spec: CombineSpec) -> list:
+  """Every (key, window) of a global combine merged in one task: its few
+  accumulators (one per partition and window) need no shuffle."""
+  groups: dict = {}
+  for item in parts:
+    groups.setdefault(group_of(item), []).append(item)
+  return [merge_group(group, spec) for group in groups.items()]
+
+
+def is_global(applied: AppliedPTransform) -> bool:
+  """The CombinePerKey inside a CombineGlobally: its one key is None."""
+  parent = applied.parent
+  return parent is not None and isinstance(parent.transform,
+                                           core.CombineGlobally)
+
+
 class CombinePerKeyOp(Op):
   """The lifted CombinePerKey: fold per partition, shuffle accumulators,
   merge and extract per (key, window)."""
   def apply(self, inputs, side_bags):
     spec = spec_for(self.applied, key_coder(self.applied))
     partial = inputs[0].map_partitions(fold_partition, spec)
+    if is_global(self.applied):
+      # A task-based shuffle of a handful of accumulators took ~40 tasks
+      # and 0.05 s of a 1 s run.
+      return self.single(
+          partial.repartition(npartitions=1).map_partitions(merge_all, spec))
     return self.single(
         partial.groupby(group_of, shuffle='tasks').map(merge_group, spec))

@@ -339,6 +339,14 @@ def _combines(p, directory):
   _ = (rows | 'Mean' >> beam.combiners.Mean.PerKey()
        | 'MeanText' >> beam.MapTuple(lambda k, v: f'{k}:{v}')
        | 'MeanSink' >> sink('mean'))
+  # A global combine per window: its accumulators are gathered, not shuffled.
+  _ = (rows | 'TotalValues' >> beam.Values()
+       | 'FixedTotal' >> beam.WindowInto(window.FixedWindows(500))
+       | 'TotalPerWindow' >> beam.CombineGlobally(sum).without_defaults()
+       | 'TotalWithWindow' >> beam.Map(
+           lambda v, w=beam.DoFn.WindowParam, ts=beam.DoFn.TimestampParam:
+           f'{v}:{int(w.start)}:{ts.micros // 1000}')
+       | 'TotalSink' >> sink('total'))
   floor = p | 'Floor' >> beam.Create([5000])
   _ = (rows | 'Values' >> beam.Values()
        | 'SideMax' >> beam.CombineGlobally(
@@ -363,6 +371,9 @@ def test_combines_are_lifted_and_exact_on_dask(dask_address, tmp_path):
   assert outputs['dask']['count'] == collections.Counter([2000])
   assert len(outputs['dask']['sum']) == 7 * 4  # 7 keys x 4 windows
   assert outputs['dask']['side'] == collections.Counter([5000])
+  assert outputs['dask']['total'] == collections.Counter(
+      f'{sum(range(w, w + 500))}:{w}:{(w + 500) * 1000 - 1}'
+      for w in range(0, 2000, 500))
 
 
 def test_only_combines_that_lift_exactly_are_lifted():
@@ -377,7 +388,8 @@ def test_only_combines_that_lift_exactly_are_lifted():
   side = rows | 'Side' >> beam.CombinePerKey(
       lambda xs, k: max([k, *xs]), k=beam.pvalue.AsSingleton(
           p | 'One' >> beam.Create([1])))
-  del lifted, sessions, side
+  total = rows | 'Total' >> beam.CombineGlobally(sum)
+  del lifted, sessions, side, total
   composites = {}
 
   class Composites(beam.pipeline.PipelineVisitor):
@@ -388,6 +400,28 @@ def test_only_combines_that_lift_exactly_are_lifted():
   assert _dask_combine.liftable(composites['Plain'])
   assert not _dask_combine.liftable(composites['Sessions'])  # merging
   assert not _dask_combine.liftable(composites['Side'])  # a side input
+  # Only a CombineGlobally's own CombinePerKey (key None) skips the shuffle.
+  assert _dask_combine.is_global(composites['Total/CombinePerKey'])
+  assert not _dask_combine.is_global(composites['Plain'])
+
+
+def test_a_dask_run_skips_the_runner_api_round_trip(dask_address, monkeypatch):
+  """Beam round-trips a pipeline through its runner-API proto before a run
+  on a runner that is not 'fnapi compatible' (a check that re-pickles every
+  transform); the Dask runner translates the pipeline objects themselves."""
+  from runinference.runners import DaskRunner
+  calls = []
+  original = beam.Pipeline.to_runner_api
+
+  def counted(self, *args, **kwargs):
+    calls.append(1)
+    return original(self, *args, **kwargs)
+
+  monkeypatch.setattr(beam.Pipeline, 'to_runner_api', counted)
+  options = PipelineOptions([f'--dask_client_address={dask_address}'])
+  with beam.Pipeline(runner=DaskRunner(), options=options) as p:
+    _ = p | beam.Create(range(10)) | beam.combiners.Count.Globally()
+  assert not calls
 
 
 def _fails_on_7(x):
