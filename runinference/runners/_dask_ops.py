@@ -45,23 +45,20 @@ MIN_PARTITIONS = 'min_partitions'
 
 # -- bundles --------------------------------------------------------------
 class _ListReceiver(Receiver):
-  """Appends ``(tag, windowed_value)`` to the bundle's output list."""
-  def __init__(self, tag, sink: list):
-    self.tag = tag
-    self.sink = sink
-
-  def receive(self, windowed_value):
-    self.sink.append((self.tag, windowed_value))
+  """Appends each windowed value to its output tag's list."""
+  def __init__(self, sink: list):
+    self.receive = sink.append  # one C call per output element
 
 
 class _BundleReceivers(dict):
-  """One receiver per output tag, all writing into one list (per bundle)."""
-  def __init__(self, sink: list):
+  """One receiver per output tag, each writing into that tag's list of
+  ``outputs`` (per bundle)."""
+  def __init__(self, outputs: dict):
     super().__init__()
-    self.sink = sink
+    self.outputs = outputs
 
   def __missing__(self, tag):
-    receiver = self[tag] = _ListReceiver(tag, self.sink)
+    receiver = self[tag] = _ListReceiver(self.outputs.setdefault(tag, []))
     return receiver
 
 
@@ -130,9 +127,10 @@ def teardown_run(run_id: str) -> int:
   return _POOL.teardown_run(run_id)
 
 
-def run_bundle(elements, spec: ParDoSpec, *side_values) -> list:
-  """Runs one Dask partition as a Beam bundle; returns ``(tag, wv)`` pairs."""
-  outputs: list = []
+def run_bundle(elements, spec: ParDoSpec, *side_values) -> dict:
+  """Runs one Dask partition as a Beam bundle; returns each output tag's
+  windowed values."""
+  outputs: dict = {}
   receivers = _BundleReceivers(outputs)
   finalizer = beam.DoFn.BundleFinalizerParam()
   side_inputs = [
@@ -187,8 +185,8 @@ def run_bundle(elements, spec: ParDoSpec, *side_values) -> list:
   return outputs
 
 
-def _select(pairs, tag) -> list:
-  return [wv for pair_tag, wv in pairs if pair_tag == tag]
+def _select(outputs: dict, tag) -> list:
+  return outputs.get(tag, [])
 
 
 def _concat(*parts) -> list:
@@ -310,10 +308,10 @@ class ParDoOp(Op):
         window_fn=_window_fn(main_input),
         side_views=[(type(si), si._view_options())
                     for si in self.applied.side_inputs])
-    pairs = inputs[0].map_partitions(run_bundle, spec,
-                                     *[materialize(b) for b in side_bags])
+    outputs = inputs[0].map_partitions(run_bundle, spec,
+                                       *[materialize(b) for b in side_bags])
     return {
-        tag: pairs.map_partitions(_select, tag)
+        tag: outputs.map_partitions(_select, tag)
         for tag in self.output_tags()
     }
 
