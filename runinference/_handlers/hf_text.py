@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Optional, Sequence
 
+from ..exceptions import InvalidInputError
 from . import sub_batches
 from .common import require
 from .hf_tokenize import token_lengths
@@ -81,6 +82,37 @@ def _trim(output: Any, n: int) -> Any:
   return output
 
 
+def _token_limit(pipeline: Any) -> Optional[int]:
+  """The most tokens the model takes, as its tokenizer (or else its config)
+  says; None when neither says (e.g. relative positions)."""
+  limit = getattr(pipeline.tokenizer, 'model_max_length', None)
+  if isinstance(limit, int) and 0 < limit < 1_000_000:  # else "no limit"
+    return limit
+  config = getattr(getattr(pipeline, 'model', None), 'config', None)
+  limit = getattr(config, 'max_position_embeddings', None)
+  return limit if isinstance(limit, int) and limit > 0 else None
+
+
+def check_lengths(pipeline: Any, lengths: list[int], tokenize: dict) -> None:
+  """A text longer than the model takes, not truncated, is an error naming
+  it and the fix (the model itself fails with a tensor-size mismatch)."""
+  limit = _token_limit(pipeline)
+  if limit is None or tokenize.get('truncation'):
+    return
+  too_long = [(i, n) for i, n in enumerate(lengths) if n > limit]
+  if not too_long:
+    return
+  i, n = too_long[0]
+  fix = ("inference_args={'tokenize_kwargs': {'truncation': True}}"
+         if type(pipeline).__name__ == 'FeatureExtractionPipeline' else
+         "inference_args={'truncation': True}")
+  raise InvalidInputError(
+      f'Text {i} of the batch has {n} tokens; the model takes at most '
+      f'{limit} ({len(too_long)} of the batch\'s {len(lengths)} texts are '
+      f'longer). Truncate them with RunInference(..., {fix}), or split '
+      'them before RunInference.')
+
+
 def run_text_batch(pipeline: Any, texts: Sequence[str], call_args: dict,
                    budget: sub_batches.TokenBudget) -> Optional[list]:
   """The pipeline's outputs for ``texts`` (strings), length-aware under
@@ -97,9 +129,13 @@ def run_text_batch(pipeline: Any, texts: Sequence[str], call_args: dict,
     run = lambda sub: _feature_extraction(pipeline, sub, tokenize, as_tensors)
   else:
     run = lambda sub: pipeline(sub, **{**call_args, 'batch_size': len(sub)})
-  if len(texts) == 1:
+  limited = _token_limit(pipeline) is not None and not tokenize.get('truncation')
+  if len(texts) == 1 and not limited:
     return sub_batches.run_planned(list(texts), [[0]], run)
   lengths = token_lengths(pipeline.tokenizer, texts, tokenize)
+  check_lengths(pipeline, lengths, tokenize)
+  if len(texts) == 1:
+    return sub_batches.run_planned(list(texts), [[0]], run)
   device = getattr(getattr(pipeline, 'device', None), 'type', 'cpu')
   outputs = budget.run(list(texts), lengths, device != 'cpu', run)
   if not fast and type(pipeline).__name__ == 'FeatureExtractionPipeline':

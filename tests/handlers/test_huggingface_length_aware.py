@@ -92,6 +92,44 @@ def test_pipeline_return_tensors_and_tokenize_kwargs(pipe):
     torch.testing.assert_close(r.inference, want, rtol=1e-4, atol=1e-4)
 
 
+def test_a_text_longer_than_the_model_takes_is_a_clear_error(pipe):
+  """The model alone fails with 'The size of tensor a (600) must match the
+  size of tensor b (512)'; the handler names the text, its length and the
+  fix, alone or in a batch, and truncation makes it run."""
+  from runinference.exceptions import InvalidInputError
+  long_text = ' '.join(['kubernetes'] * 600)
+  handler = HuggingFacePipelineModelHandler(
+      'feature-extraction', MODEL_DIR, device='CPU')
+  for batch, index in (([long_text], 0), (_texts(3) + [long_text], 3)):
+    with pytest.raises(InvalidInputError, match=(
+        rf'Text {index} of the batch has \d+ tokens; the model takes at most '
+        r'512 .*truncation')):
+      handler.run_inference(batch, pipe)
+  args = {'tokenize_kwargs': {'truncation': True}}
+  result, = handler.run_inference([long_text], pipe, args)
+  assert np.asarray(result.inference).shape == (1, 512, 384)
+
+
+def test_only_the_too_long_text_is_dead_lettered_in_a_pipeline():
+  import apache_beam as beam
+  from apache_beam.testing.util import assert_that, equal_to
+
+  from runinference.base import RunInference
+  texts = _texts(5)
+  long_text = ' '.join(['kubernetes'] * 600)
+  handler = HuggingFacePipelineModelHandler(
+      'feature-extraction', MODEL_DIR, device='CPU')
+  with beam.Pipeline() as p:
+    main, other = (p | beam.Create(texts + [long_text])
+                   | RunInference(handler).with_exception_handling())
+    assert_that(main | beam.Map(lambda r: r.example), equal_to(texts),
+                label='Good')
+    bad = other.failed_inferences | beam.Map(  # ([examples], exception)
+        lambda e: ([x == long_text for x in e[0]], 'tokens; the model takes '
+                   'at most 512' in str(e[1])))
+    assert_that(bad, equal_to([([True], True)]), label='OneDeadLetter')
+
+
 def test_pipeline_other_text_task_runs_sub_batches_through_the_pipeline():
   handler = HuggingFacePipelineModelHandler(
       'text-classification', MODEL_DIR, device='CPU', max_tokens_per_batch=64)
