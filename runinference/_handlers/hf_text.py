@@ -93,11 +93,15 @@ def _token_limit(pipeline: Any) -> Optional[int]:
   return limit if isinstance(limit, int) and limit > 0 else None
 
 
+def _truncates(tokenize: dict) -> bool:
+  return tokenize.get('truncation') not in (None, False, 'do_not_truncate')
+
+
 def check_lengths(pipeline: Any, lengths: list[int], tokenize: dict) -> None:
   """A text longer than the model takes, not truncated, is an error naming
   it and the fix (the model itself fails with a tensor-size mismatch)."""
   limit = _token_limit(pipeline)
-  if limit is None or tokenize.get('truncation'):
+  if limit is None or _truncates(tokenize):
     return
   too_long = [(i, n) for i, n in enumerate(lengths) if n > limit]
   if not too_long:
@@ -129,8 +133,8 @@ def run_text_batch(pipeline: Any, texts: Sequence[str], call_args: dict,
     run = lambda sub: _feature_extraction(pipeline, sub, tokenize, as_tensors)
   else:
     run = lambda sub: pipeline(sub, **{**call_args, 'batch_size': len(sub)})
-  limited = _token_limit(pipeline) is not None and not tokenize.get('truncation')
-  if len(texts) == 1 and not limited:
+  checked = _token_limit(pipeline) is not None and not _truncates(tokenize)
+  if len(texts) == 1 and not checked:
     return sub_batches.run_planned(list(texts), [[0]], run)
   lengths = token_lengths(pipeline.tokenizer, texts, tokenize)
   check_lengths(pipeline, lengths, tokenize)

@@ -1,8 +1,9 @@
 """``CombinePerKey`` on Dask, lifted as Beam's own runners lift it: each
 partition folds its elements into one accumulator per (key, window), only
 those accumulators are shuffled (or, for a ``CombineGlobally``, gathered
-into one task), and each (key, window) merges them and extracts the output. Unlifted, every element crossed the shuffle (a
-``Count.Globally`` over 96k rows moved 96k values between workers).
+into one task), and each (key, window) merges them and extracts the output.
+Unlifted, every element crossed the shuffle (a ``Count.Globally`` over 96k
+rows moved 96k values between workers).
 
 Only what lifts exactly is lifted: no side inputs, a non-merging window
 function; anything else keeps the primitive GroupByKey path."""

@@ -2,8 +2,8 @@
 
 Every bag holds ``WindowedValue``s, so timestamps and windows survive from one
 step to the next. A ParDo runs each Dask partition as one bundle and returns
-``(tag, WindowedValue)`` pairs collected *after* ``finish_bundle``; each output
-PCollection is the bag of its own tag. Side inputs are computed once, as a
+its windowed values per output tag, collected *after* ``finish_bundle``; each
+output PCollection is the bag of its own tag. Side inputs are computed once, as a
 dependency of the tasks that read them. See docs/dask_runner_fixes.md.
 """
 from __future__ import annotations
