@@ -97,11 +97,12 @@ def _truncates(tokenize: dict) -> bool:
   return tokenize.get('truncation') not in (None, False, 'do_not_truncate')
 
 
-def check_lengths(pipeline: Any, lengths: list[int], tokenize: dict) -> None:
-  """A text longer than the model takes, not truncated, is an error naming
-  it and the fix (the model itself fails with a tensor-size mismatch)."""
-  limit = _token_limit(pipeline)
-  if limit is None or _truncates(tokenize):
+def check_lengths(pipeline: Any, lengths: list[int],
+                  limit: Optional[int]) -> None:
+  """A text longer than ``limit`` (the model's, when the call does not
+  truncate) is an error naming it and the fix: the model itself fails with
+  a tensor-size mismatch."""
+  if limit is None:
     return
   too_long = [(i, n) for i, n in enumerate(lengths) if n > limit]
   if not too_long:
@@ -133,11 +134,11 @@ def run_text_batch(pipeline: Any, texts: Sequence[str], call_args: dict,
     run = lambda sub: _feature_extraction(pipeline, sub, tokenize, as_tensors)
   else:
     run = lambda sub: pipeline(sub, **{**call_args, 'batch_size': len(sub)})
-  checked = _token_limit(pipeline) is not None and not _truncates(tokenize)
-  if len(texts) == 1 and not checked:
+  limit = None if _truncates(tokenize) else _token_limit(pipeline)
+  if len(texts) == 1 and limit is None:
     return sub_batches.run_planned(list(texts), [[0]], run)
   lengths = token_lengths(pipeline.tokenizer, texts, tokenize)
-  check_lengths(pipeline, lengths, tokenize)
+  check_lengths(pipeline, lengths, limit)
   if len(texts) == 1:
     return sub_batches.run_planned(list(texts), [[0]], run)
   device = getattr(getattr(pipeline, 'device', None), 'type', 'cpu')

@@ -105,6 +105,9 @@ def test_a_text_longer_than_the_model_takes_is_a_clear_error(pipe):
         rf'Text {index} of the batch has \d+ tokens; the model takes at most '
         r'512 .*truncation')):
       handler.run_inference(batch, pipe)
+  with pytest.raises(InvalidInputError, match='at most 512'):
+    handler.run_inference([long_text], pipe, {
+        'tokenize_kwargs': {'truncation': 'do_not_truncate'}})
   args = {'tokenize_kwargs': {'truncation': True}}
   result, = handler.run_inference([long_text], pipe, args)
   assert np.asarray(result.inference).shape == (1, 512, 384)
