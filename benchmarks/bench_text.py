@@ -187,7 +187,8 @@ def main():
                   '(bench_text_technical.json with --words technical)')
   ap.add_argument('--_child', default=None, help=argparse.SUPPRESS)
   args = ap.parse_args()
-  os.environ['BENCH_TEXT_WORDS'] = args.words  # the children inherit it
+  # make_sentence reads it; each child sets it from the --words it is given
+  os.environ['BENCH_TEXT_WORDS'] = args.words
   if args._child:
     print(json.dumps(child(args._child, args.n)))
     return
