@@ -21,6 +21,7 @@ import dask
 import dask.bag as db
 
 from .._core.gc_pause import gc_paused
+from . import _dask_batches
 from .._core.windowing import in_global_window
 from ..exceptions import ConfigurationError
 from apache_beam import coders, typehints
@@ -145,8 +146,10 @@ def run_bundle(elements, spec: ParDoSpec, *side_values) -> dict:
       per_element_output_counter=None,
       output_batch_converter=None,
       process_yields_batches=False,
-      process_batch_yields_elements=False)
+      # check_supported refused DoFns that output batches.
+      process_batch_yields_elements=True)
   fn, needs_setup = _POOL.take(spec)
+  batched = _dask_batches.takes_batches(fn)
   invoker = DoFnInvoker.create_invoker(
       DoFnSignature(fn),
       handler,
@@ -165,8 +168,12 @@ def run_bundle(elements, spec: ParDoSpec, *side_values) -> dict:
     # partition). Reference counting still frees everything.
     with gc_paused():
       invoker.invoke_start_bundle()
-      for windowed_value in elements:
-        invoker.invoke_process(windowed_value)
+      if batched:
+        for batch in _dask_batches.as_batches(elements, fn):
+          invoker.invoke_process_batch(batch)
+      else:
+        for windowed_value in elements:
+          invoker.invoke_process(windowed_value)
       # Outputs are read only after finish_bundle: what it emits is kept.
       invoker.invoke_finish_bundle()
   except BaseException:
@@ -298,6 +305,7 @@ class ParDoOp(Op):
           '(e.g. RunInference with max_batch_duration_secs, GroupIntoBatches);'
           ' the Dask runner runs stateless DoFns only. Drop that option or '
           'run this pipeline on the DirectRunner, Flink or Dataflow.')
+    _dask_batches.check_supported(transform.fn, self.applied.full_label)
     main_input = next(iter(self.applied.main_inputs.values()))
     spec = ParDoSpec(
         run_id=self.run_id,

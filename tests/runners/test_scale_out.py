@@ -18,10 +18,12 @@ import socket
 import subprocess
 import sys
 import time
+import typing
 
 import apache_beam as beam
 import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.testing.util import assert_that, equal_to
 
 from tests.runners import scale_out_fixtures as fx
 
@@ -445,3 +447,42 @@ def test_workers_collect_garbage_again_after_every_bundle(dask_address):
   with distributed.Client(dask_address, timeout=BOUND_S) as client:
     import gc
     assert set(client.run(gc.isenabled).values()) == {True}
+
+
+class _SeesBatches(beam.DoFn):
+  """Yields (element, its batch's timestamp, the batch's size)."""
+  @beam.DoFn.yields_elements
+  def process_batch(self, batch: typing.List[int],
+                    timestamp=beam.DoFn.TimestampParam):
+    for x in batch:
+      yield x, int(timestamp), len(batch)
+
+
+class _YieldsBatches(beam.DoFn):
+  def infer_output_type(self, input_type):
+    return int
+
+  def process_batch(self, batch: typing.List[int]) -> typing.Iterator[typing.List[int]]:
+    yield batch
+
+
+def test_batched_dofns_get_batches_of_one_timestamp_on_dask(dask_address):
+  """A DoFn with only process_batch gets its elements in batches (not one
+  call per element), each batch of one timestamp, every element once."""
+  from runinference.runners import DaskRunner
+  options = PipelineOptions([f'--dask_client_address={dask_address}'])
+  with beam.Pipeline(runner=DaskRunner(), options=options) as p:
+    out = (p | beam.Create(range(10_000))
+           | beam.Map(lambda x: beam.window.TimestampedValue(x, x % 3))
+           .with_output_types(int)
+           | beam.ParDo(_SeesBatches())
+           | beam.Map(lambda t: t[:2] + (t[2] > 1, )))
+    assert_that(out, equal_to([(x, x % 3, True) for x in range(10_000)]))
+
+
+def test_dofns_that_output_batches_are_refused_on_dask(dask_address):
+  from runinference.runners import DaskRunner, UnsupportedOnDaskError
+  options = PipelineOptions([f'--dask_client_address={dask_address}'])
+  with pytest.raises(UnsupportedOnDaskError, match='outputs batches'):
+    with beam.Pipeline(runner=DaskRunner(), options=options) as p:
+      _ = p | beam.Create(range(10)) | beam.ParDo(_YieldsBatches())
