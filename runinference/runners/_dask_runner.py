@@ -109,6 +109,8 @@ class DaskRunner(beam_dask.DaskRunner):
   ``beam.Pipeline(runner=DaskRunner(), options=...)``. Without an address a
   ``LocalCluster`` is started (and closed when the run ends).
   """
+  #: Batched DoFns get their input in batches (see ``_dask_batches``).
+  HANDS_OVER_BATCHES = True
 
   @staticmethod
   def is_fnapi_compatible() -> bool:

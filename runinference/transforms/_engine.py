@@ -20,6 +20,7 @@ import numpy as np
 from apache_beam import typehints
 from apache_beam.utils.windowed_value import WindowedValue
 
+from .._core.batched_dofns import runner_hands_over_batches
 from .._core.gc_pause import GcPause
 from .._core.windowing import in_global_window
 from . import _block_coder
@@ -186,7 +187,9 @@ class ToBlocks(beam.DoFn):
   @beam.DoFn.yields_elements
   def process_batch(self, batch, timestamp=beam.DoFn.TimestampParam,
                     window=beam.DoFn.WindowParam):
-    windows = (window,)
+    return self._add(batch, timestamp, (window, ))
+
+  def _add(self, batch: list, timestamp, windows: tuple):
     rows = batch
     if not all(type(r) is dict for r in batch):  # pylint: disable=unidiomatic-typecheck
       rows = []
@@ -197,7 +200,11 @@ class ToBlocks(beam.DoFn):
         else:
           yield from self._emit(_columnar_block(element, form, timestamp, windows))
     if rows:
-      self._parts.append(_Part(rows, timestamp, windows))
+      last = self._parts[-1] if self._parts else None
+      if last is not None and last.timestamp == timestamp and last.windows == windows:
+        last.rows.extend(rows)
+      else:
+        self._parts.append(_Part(list(rows), timestamp, windows))
       self._buffered += len(rows)
       while self._buffered >= self._block_rows:
         yield from self._flush(self._block_rows)
@@ -258,6 +265,19 @@ class ToBlocks(beam.DoFn):
     block.strip(self._strip)
     if len(block):
       yield in_global_window(block)
+
+
+class ToBlocksPerRow(ToBlocks):
+  """``ToBlocks`` for runners that call ``process`` per element (see
+  ``_core.batched_dofns``): the same blocks, one Python call per row."""
+  def process(self, element, wv=beam.DoFn.WindowedValueParam):
+    return self._add([element], wv.timestamp, wv.windows)
+
+
+def to_blocks(pipeline: beam.Pipeline, *args, **kwargs) -> ToBlocks:
+  """The ``ToBlocks`` for ``pipeline``'s runner."""
+  per_row = not runner_hands_over_batches(pipeline)
+  return (ToBlocksPerRow if per_row else ToBlocks)(*args, **kwargs)
 
 
 class ApplyStage(beam.DoFn):

@@ -21,7 +21,7 @@ from apache_beam.typehints.row_type import RowTypeConstraint
 
 from . import _artifacts
 from ._emit import RowOutput, kind_of
-from ._engine import ApplyStage, ToBlocks
+from ._engine import ApplyStage, to_blocks
 from ._plan import (check_vocabularies, later_raw_reads, plan_stages,
                     stage_analyzers)
 from ._stats import StageStatsFn
@@ -180,7 +180,8 @@ class TFTProcessHandler(ProcessHandler):
       # dicts without the rewritten columns would only cost time.
       written = frozenset()
     first = raw_data | 'ToBlocks' >> beam.ParDo(
-        ToBlocks(stages[0], self._catch, later, written)).with_outputs(
+        to_blocks(raw_data.pipeline, stages[0], self._catch, later,
+                  written)).with_outputs(
             'bad', main='blocks')
     blocks, bad = first.blocks, [first.bad]
     impulse = None

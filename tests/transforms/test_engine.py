@@ -40,7 +40,8 @@ from hypothesis import strategies as st
 
 from runinference.transforms import _artifacts, tft
 from runinference.transforms._emit import RowOutput
-from runinference.transforms._engine import BAD, ApplyStage, ToBlocks
+from runinference.transforms._engine import (BAD, ApplyStage, ToBlocks,
+                                             ToBlocksPerRow)
 from runinference.transforms._hashing import fingerprint64, hash_buckets
 from runinference.transforms._stats import StageStatsFn
 from runinference.transforms._plan import (later_raw_reads, plan_stages,
@@ -54,7 +55,8 @@ PROPS = settings(
     database=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
-# (rows per block, seed of the accumulators' split and merge order)
+# (rows per block, seed of the accumulators' split and merge order; odd: the
+# per-row ToBlocks)
 RUNS = ((1, 0), (3, 1), (7, 2), (3, 3))
 _WINDOWS = (GlobalWindow(), )
 
@@ -62,8 +64,13 @@ _WINDOWS = (GlobalWindow(), )
 def feed(to_blocks: ToBlocks, wvs: list) -> list:
   """``to_blocks``' outputs for ``wvs``, batched as Beam's runners batch a
   batched DoFn's input: up to 4,096 values at a time, grouped by timestamp
-  and windows (one call per window)."""
+  and windows (one call per window); one call per value for
+  ``ToBlocksPerRow``."""
   out = []
+  if isinstance(to_blocks, ToBlocksPerRow):
+    for wv in wvs:
+      out.extend(to_blocks.process(wv.value, wv))
+    return out
   for start in range(0, len(wvs), 4096):
     for batch in WindowedBatch.from_windowed_values(wvs[start:start + 4096],
                                                     produce_fn=list):
@@ -143,7 +150,9 @@ def drive(rows: list, transforms: list, artifacts: str, *, block_rows: int = 409
   later, written = later_raw_reads(stages)
   if read or not any(stage_analyzers(s) for s in stages):
     written = frozenset()  # as TFTProcessHandler.expand: rows kept whole
-  to_blocks = ToBlocks(stages[0], catch, later, written, block_rows)
+  # Odd seeds: the per-row DoFn (runners that call process per element).
+  to_blocks = (ToBlocksPerRow if seed % 2 else ToBlocks)(
+      stages[0], catch, later, written, block_rows)
   to_blocks.setup()
   to_blocks.start_bundle()
   out = feed(to_blocks, [WindowedValue(row, Timestamp(i), _WINDOWS)

@@ -264,3 +264,36 @@ def test_write_mode_expands_to_few_steps(tmp_path):
   # step that makes blocks, one Impulse for the statistics of an empty input
   # and two for the usage counters.
   assert len(leaves) == 16, sorted(leaves)
+
+
+def test_read_mode_streams_on_the_bundle_based_direct_runner(tmp_path):
+  """A TestStream sends the DirectRunner to its bundle-based runner, which
+  calls process per element: MLTransform gathers rows there one by one
+  (every row out, at its own timestamp), and in batches elsewhere."""
+  from apache_beam.options.pipeline_options import (PipelineOptions,
+                                                    StandardOptions)
+  from apache_beam.testing.test_stream import TestStream
+  from apache_beam.testing.util import assert_that, equal_to
+  from apache_beam.transforms.window import TimestampedValue
+  loc = str(tmp_path / 'art')
+  run([{'x': float(i)} for i in range(10)],
+      MLTransform(write_artifact_location=loc,
+                  transforms=[tft.ScaleToZScore(columns=['x'])]))
+  mean, std = 4.5, float(np.std(np.arange(10.0)))
+  options = PipelineOptions()
+  options.view_as(StandardOptions).streaming = True
+  with beam.Pipeline(options=options) as p:
+    stream = (TestStream()
+              .add_elements([TimestampedValue({'x': 1.0}, 10)])
+              .advance_watermark_to(20)
+              .add_elements([TimestampedValue({'x': 7.0}, 30),
+                             TimestampedValue({'x': 3.0}, 40)])
+              .advance_watermark_to_infinity())
+    out = (p | stream | MLTransform(read_artifact_location=loc)
+           | beam.ParDo(_with_timestamp))
+    assert_that(out, equal_to([(round((x - mean) / std, 5), t)
+                               for x, t in ((1.0, 10), (7.0, 30), (3.0, 40))]))
+
+
+def _with_timestamp(row, t=beam.DoFn.TimestampParam):
+  yield round(float(row.x[0]), 5), int(t)
