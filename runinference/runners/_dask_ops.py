@@ -21,9 +21,9 @@ import dask
 import dask.bag as db
 
 from .._core.gc_pause import gc_paused
-from . import _dask_batches
 from .._core.windowing import in_global_window
 from ..exceptions import ConfigurationError
+from . import _dask_batches
 from apache_beam import coders, typehints
 from apache_beam.internal import pickler
 from apache_beam.pipeline import AppliedPTransform
