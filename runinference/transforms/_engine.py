@@ -128,7 +128,8 @@ def read_stage_inputs(block: Block, plan: Optional[StagePlan]) -> list[Failure]:
 
 @dataclass
 class _Part:
-  """Rows that came in one batch: they share a timestamp and a window."""
+  """Rows (dicts) that came in one batch: they share a timestamp and a
+  window."""
   rows: list
   timestamp: Any
   windows: tuple
@@ -192,13 +193,19 @@ class ToBlocks(beam.DoFn):
   def _add(self, batch: list, timestamp, windows: tuple):
     rows = batch
     if not all(type(r) is dict for r in batch):  # pylint: disable=unidiomatic-typecheck
-      rows = []
+      # Buffered rows are all dicts: columnar elements become blocks of
+      # their own, and the rest is made dicts or dead-lettered here.
+      rows, failures = [], []
       for element in batch:
         form = None if type(element) is dict else _columnar_form(element)  # pylint: disable=unidiomatic-typecheck
-        if form is None:
-          rows.append(element)
-        else:
+        if form is not None:
           yield from self._emit(_columnar_block(element, form, timestamp, windows))
+          continue
+        try:
+          rows.append(_to_dict(element))
+        except Exception as e:  # pylint: disable=broad-except
+          failures.append(Failure(element, timestamp, windows, e, self._first))
+      yield from self._failures.route(failures)
     if rows:
       last = self._parts[-1] if self._parts else None
       if last is not None and last.timestamp == timestamp and last.windows == windows:
@@ -239,23 +246,7 @@ class ToBlocks(beam.DoFn):
   def _flush(self, n: int):
     parts = self._take(n)
     rows = parts[0].rows if len(parts) == 1 else [r for p in parts for r in p.rows]
-    if not all(type(r) is dict for r in rows):  # pylint: disable=unidiomatic-typecheck
-      good, failures = [], []
-      for part in parts:
-        kept = []
-        for element in part.rows:
-          try:
-            kept.append(_to_dict(element))
-          except Exception as e:  # pylint: disable=broad-except
-            failures.append(Failure(element, part.timestamp, part.windows, e,
-                                    self._first))
-        if kept:
-          good.append(_Part(kept, part.timestamp, part.windows))
-      yield from self._failures.route(failures)
-      parts = good
-      rows = [r for p in parts for r in p.rows]
-    if rows:
-      yield from self._emit(Block.of_rows(rows, *_stamps_and_windows(parts)))
+    yield from self._emit(Block.of_rows(rows, *_stamps_and_windows(parts)))
 
   def _emit(self, block: Block):
     failures = read_stage_inputs(block, self._plan)
