@@ -22,7 +22,6 @@ from apache_beam.utils.windowed_value import WindowedValue
 
 from .._core.batched_dofns import runner_hands_over_batches
 from .._core.gc_pause import GcPause
-from .._core.windowing import in_global_window
 from . import _block_coder
 from ._blocks import ARROW_BATCH, ARROW_TABLE, PANDAS, Block, Failure
 from ._errors import ColumnTypeError
@@ -124,6 +123,20 @@ def read_stage_inputs(block: Block, plan: Optional[StagePlan]) -> list[Failure]:
   for column, reader, name in plan.reads():
     failures.extend(block.read(column, reader, name))
   return failures
+
+
+def as_element(block: Block) -> WindowedValue:
+  """A block as an element, in its first row's window and at its timestamp.
+
+  Nothing reads a block's own window or timestamp (each row keeps its own),
+  but a runner samples and encodes it with its PCollection's window coder,
+  which is the input's (an interval-window coder refuses a global window);
+  one window only, as Beam would otherwise repeat each output row's windows
+  once per window of the block."""
+  stamps, wins = block.timestamps, block.windows
+  stamp = stamps[0] if isinstance(stamps, list) else stamps
+  windows = wins[0] if isinstance(wins, list) else wins
+  return WindowedValue(block, stamp, windows[:1])
 
 
 @dataclass
@@ -255,14 +268,16 @@ class ToBlocks(beam.DoFn):
     yield from self._failures.route(failures)
     block.strip(self._strip)
     if len(block):
-      yield in_global_window(block)
+      yield as_element(block)
 
 
 class ToBlocksPerRow(ToBlocks):
   """``ToBlocks`` for runners that call ``process`` per element (see
-  ``_core.batched_dofns``): the same blocks, one Python call per row."""
-  def process(self, element, wv=beam.DoFn.WindowedValueParam):
-    return self._add([element], wv.timestamp, wv.windows)
+  ``_core.batched_dofns``): the same blocks, one Python call per row (and
+  per window of a row in several)."""
+  def process(self, element, timestamp=beam.DoFn.TimestampParam,
+              window=beam.DoFn.WindowParam):
+    return self._add([element], timestamp, (window, ))
 
 
 def to_blocks(pipeline: beam.Pipeline, *args, **kwargs) -> ToBlocks:
@@ -315,7 +330,7 @@ class ApplyStage(beam.DoFn):
       if self._output is None:
         out.extend(self._failures.route(read_stage_inputs(part, self._next)))
         if len(part):
-          out.append(in_global_window(part))
+          out.append(as_element(part))
       else:
         out.extend(self._output.emit(part))
     return out

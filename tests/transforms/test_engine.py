@@ -69,7 +69,8 @@ def feed(to_blocks: ToBlocks, wvs: list) -> list:
   out = []
   if isinstance(to_blocks, ToBlocksPerRow):
     for wv in wvs:
-      out.extend(to_blocks.process(wv.value, wv))
+      for window in wv.windows:
+        out.extend(to_blocks.process(wv.value, wv.timestamp, window))
     return out
   for start in range(0, len(wvs), 4096):
     for batch in WindowedBatch.from_windowed_values(wvs[start:start + 4096],

@@ -297,3 +297,39 @@ def test_read_mode_streams_on_the_bundle_based_direct_runner(tmp_path):
 
 def _with_timestamp(row, t=beam.DoFn.TimestampParam):
   yield round(float(row.x[0]), 5), int(t)
+
+
+class _RowWindowTimestamp(beam.DoFn):
+  def process(self, row, w=beam.DoFn.WindowParam, t=beam.DoFn.TimestampParam):
+    yield round(float(row.x[0]), 5), float(w.start), int(t)
+
+
+@pytest.mark.parametrize('streaming', [False, True])
+def test_read_mode_in_sliding_windows_keeps_each_rows_windows(tmp_path, streaming):
+  """Rows in two sliding windows each come out once per window, at their
+  own timestamps -- in batches (FnApiRunner) and one by one (a TestStream
+  sends the DirectRunner bundle-based). Blocks used to travel in the global
+  window, which an interval-window PCollection cannot even sample."""
+  from apache_beam.testing.test_stream import TestStream
+  from apache_beam.testing.util import assert_that, equal_to
+  from apache_beam.transforms.window import SlidingWindows, TimestampedValue
+  loc = str(tmp_path / 'art')
+  run([{'x': float(i)} for i in range(10)],
+      MLTransform(write_artifact_location=loc,
+                  transforms=[tft.ScaleToZScore(columns=['x'])]))
+  mean, std = 4.5, float(np.std(np.arange(10.0)))
+  rows = [(1.0, 5), (2.0, 12), (7.0, 13)]
+  with beam.Pipeline() as p:
+    if streaming:
+      src = p | (TestStream()
+                 .add_elements([TimestampedValue({'x': x}, t) for x, t in rows])
+                 .advance_watermark_to_infinity())
+    else:
+      src = (p | beam.Create(rows)
+             | beam.Map(lambda e: TimestampedValue({'x': e[0]}, e[1])))
+    out = (src | beam.WindowInto(SlidingWindows(10, 5))
+           | MLTransform(read_artifact_location=loc)
+           | beam.ParDo(_RowWindowTimestamp()))
+    assert_that(out, equal_to([
+        (round((x - mean) / std, 5), float(start), t)
+        for x, t in rows for start in (t // 5 * 5 - 5, t // 5 * 5)]))
