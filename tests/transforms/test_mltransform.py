@@ -4,6 +4,8 @@ import json
 import apache_beam as beam
 import numpy as np
 import pytest
+from apache_beam.transforms import userstate
+from apache_beam.transforms.timeutil import TimeDomain
 
 from runinference.transforms import tft
 from runinference.transforms._errors import (ArtifactExistsError,
@@ -333,3 +335,30 @@ def test_read_mode_in_sliding_windows_keeps_each_rows_windows(tmp_path, streamin
     assert_that(out, equal_to([
         (round((x - mean) / std, 5), float(start), t)
         for x, t in rows for start in (t // 5 * 5 - 5, t // 5 * 5)]))
+
+
+class _RealTimeTimer(beam.DoFn):
+  TIMER = userstate.TimerSpec('t', TimeDomain.REAL_TIME)
+
+  def process(self, kv, timer=beam.DoFn.TimerParam(TIMER)):
+    yield kv
+
+  @userstate.on_timer(TIMER)
+  def fired(self):
+    return []
+
+
+def test_known_gap_a_real_time_timer_applied_after_read_mode(tmp_path):
+  """Declared known gap (docs/troubleshooting.md): a processing-time timer
+  applied after MLTransform sends the DirectRunner bundle-based, which the
+  batched ToBlocks chosen earlier cannot run on. This test fails once that
+  is fixed; then move the claim out of the docs."""
+  loc = str(tmp_path / 'art')
+  run([{'x': float(i)} for i in range(10)],
+      MLTransform(write_artifact_location=loc,
+                  transforms=[tft.ScaleToZScore(columns=['x'])]))
+  with pytest.raises(Exception, match='NotImplementedError.*ToBlocks'):
+    with beam.Pipeline() as p:
+      _ = (p | beam.Create([{'x': 1.0}]) | MLTransform(read_artifact_location=loc)
+           | beam.Map(lambda r: ('k', float(r.x[0])))
+           | beam.ParDo(_RealTimeTimer()))
