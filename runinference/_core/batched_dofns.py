@@ -4,9 +4,10 @@
 Runners built on Beam's SDK harness do (the DirectRunner's FnApiRunner and
 Prism, the portable runners: Flink, Spark; Dataflow), as does our Dask runner
 (its ``HANDS_OVER_BATCHES``). Beam's bundle-based DirectRunner calls
-``process`` per element, and so fails on such a DoFn: the DirectRunner
-switches to it when a pipeline holds a ``TestStream``, a Pub/Sub read or
-write, or a processing-time timer. Anything unknown counts as not batching.
+``process`` per element, and so fails on such a DoFn, unless
+``bundle_based_fix`` is installed: the DirectRunner switches to it when a
+pipeline holds a ``TestStream``, a Pub/Sub read or write, or a
+processing-time timer. Anything unknown counts as not batching.
 """
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ import apache_beam as beam
 from apache_beam.transforms import userstate
 from apache_beam.transforms.timeutil import TimeDomain
 
+from . import bundle_based_fix
+
 # (module, class) of Beam's runners on the SDK harness; looked up only in
 # modules already imported (a runner object's module always is).
 _HARNESS_RUNNERS = (
@@ -24,6 +27,7 @@ _HARNESS_RUNNERS = (
     ('apache_beam.runners.dataflow.dataflow_runner', 'DataflowRunner'),
 )
 _SWITCHING = ('apache_beam.runners.direct.direct_runner', 'SwitchingDirectRunner')
+_BUNDLE_BASED = ('apache_beam.runners.direct.direct_runner', 'BundleBasedDirectRunner')
 # Transforms that send the DirectRunner to its bundle-based runner.
 _STREAMING_ONLY = (
     ('apache_beam.testing.test_stream', 'TestStream'),
@@ -67,6 +71,9 @@ def runner_hands_over_batches(pipeline: beam.Pipeline) -> bool:
   if getattr(type(runner), 'HANDS_OVER_BATCHES', False):
     return True
   if any(_is(runner, where) for where in _HARNESS_RUNNERS):
+    return True
+  local = _is(runner, _SWITCHING) or _is(runner, _BUNDLE_BASED)
+  if local and bundle_based_fix.installed():
     return True
   if _is(runner, _SWITCHING):
     return not any(_needs_bundle_based(t) for t in _applied_so_far(pipeline)

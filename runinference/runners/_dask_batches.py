@@ -14,20 +14,11 @@ import apache_beam as beam
 from apache_beam.runners.common import DoFnSignature
 from apache_beam.utils.windowed_value import WindowedBatch
 
+from .._core.dofn_kinds import overrides, takes_batches
 from ..exceptions import UnsupportedOnDaskError
 
 #: Values per batch: as Beam's SDK harness (operations.py) batches them.
 MAX_BATCH_SIZE = 4096
-
-
-def _overrides(fn: beam.DoFn, name: str) -> bool:
-  method = getattr(fn, name)
-  return getattr(method, '__func__', method) is not getattr(beam.DoFn, name)
-
-
-def takes_batches(fn: beam.DoFn) -> bool:
-  """Whether ``fn`` takes batches only (``process_batch``, no ``process``)."""
-  return _overrides(fn, 'process_batch') and not _overrides(fn, 'process')
 
 
 def check_supported(fn: beam.DoFn, label: str) -> None:
@@ -38,7 +29,7 @@ def check_supported(fn: beam.DoFn, label: str) -> None:
       (takes_batches(fn) and not getattr(
           signature.process_batch_method.method_value,
           '_beam_yields_elements', False)) or
-      (_overrides(fn, 'process') and getattr(
+      (overrides(fn, 'process') and getattr(
           signature.process_method.method_value, '_beam_yields_batches',
           False)))
   if batches_out:

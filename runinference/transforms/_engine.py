@@ -20,6 +20,7 @@ import numpy as np
 from apache_beam import typehints
 from apache_beam.utils.windowed_value import WindowedValue
 
+from .._core import bundle_based_fix
 from .._core.batched_dofns import runner_hands_over_batches
 from .._core.gc_pause import GcPause
 from . import _block_coder
@@ -28,6 +29,8 @@ from ._errors import ColumnTypeError
 
 BAD = 'bad'
 _block_coder.register()
+# ToBlocks takes batches on the bundle-based DirectRunner too (TestStream).
+bundle_based_fix.install()
 BLOCK_ROWS = 4096
 # With the GC paused for a bundle, a young collection runs after a block once
 # this many tracked objects have been allocated and not freed since the last
