@@ -3,6 +3,10 @@ under test is RunInference, not a framework)."""
 import threading
 import time
 
+import apache_beam as beam
+from apache_beam.transforms import userstate
+from apache_beam.transforms.timeutil import TimeDomain
+
 from runinference.base import ModelHandler, PredictionResult
 
 
@@ -152,3 +156,16 @@ def refreshable_engine(handler, **options):
       load_eagerly=True, refreshable=True, **options)
   engine.setup()
   return engine
+
+
+class RealTimeTimerDoFn(beam.DoFn):
+  """A stateful DoFn with a processing-time timer (never set): on the
+  DirectRunner it sends the whole pipeline to the bundle-based runner."""
+  TIMER = userstate.TimerSpec('t', TimeDomain.REAL_TIME)
+
+  def process(self, kv, timer=beam.DoFn.TimerParam(TIMER)):
+    yield kv
+
+  @userstate.on_timer(TIMER)
+  def fired(self):
+    return []

@@ -3,22 +3,10 @@ import apache_beam as beam
 from apache_beam.runners.direct.direct_runner import BundleBasedDirectRunner
 from apache_beam.runners.runner import PipelineRunner
 from apache_beam.testing import test_stream
-from apache_beam.transforms import userstate
-from apache_beam.transforms.timeutil import TimeDomain
 
 from runinference._core import bundle_based_fix
 from runinference._core.batched_dofns import runner_hands_over_batches
-
-
-class _RealTimeTimer(beam.DoFn):
-  TIMER = userstate.TimerSpec('t', TimeDomain.REAL_TIME)
-
-  def process(self, kv, timer=beam.DoFn.TimerParam(TIMER)):
-    yield kv
-
-  @userstate.on_timer(TIMER)
-  def fired(self):
-    return []
+from tests.helpers import RealTimeTimerDoFn
 
 
 class _SomeRunner(PipelineRunner):
@@ -31,14 +19,14 @@ from apache_beam.runners.direct.direct_runner import BundleBasedDirectRunner
 from apache_beam.testing import test_stream
 from runinference._core import bundle_based_fix
 from runinference._core.batched_dofns import runner_hands_over_batches
-from tests.core.test_batched_dofns import _RealTimeTimer
+from tests.helpers import RealTimeTimerDoFn
 assert not bundle_based_fix.installed()
 p = beam.Pipeline()
 _ = p | beam.Create([1]) | beam.Map(str)
 streaming = beam.Pipeline()
 _ = streaming | test_stream.TestStream().add_elements([1]) | beam.Map(str)
 timers = beam.Pipeline()
-_ = timers | beam.Create([('k', 1)]) | beam.ParDo(_RealTimeTimer())
+_ = timers | beam.Create([('k', 1)]) | beam.ParDo(RealTimeTimerDoFn())
 bundle_based = beam.Pipeline(runner=BundleBasedDirectRunner())
 print(*map(runner_hands_over_batches, (p, streaming, timers, bundle_based)))
 """

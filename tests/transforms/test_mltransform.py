@@ -4,13 +4,12 @@ import json
 import apache_beam as beam
 import numpy as np
 import pytest
-from apache_beam.transforms import userstate
-from apache_beam.transforms.timeutil import TimeDomain
 
 from runinference.transforms import tft
 from runinference.transforms._errors import (ArtifactExistsError,
                                               ArtifactNotFoundError)
 from runinference.transforms.base import MLTransform
+from tests.helpers import RealTimeTimerDoFn
 
 from .mltransform_helpers import run
 
@@ -337,17 +336,6 @@ def test_read_mode_in_sliding_windows_keeps_each_rows_windows(tmp_path, streamin
         for x, t in rows for start in (t // 5 * 5 - 5, t // 5 * 5)]))
 
 
-class _RealTimeTimer(beam.DoFn):
-  TIMER = userstate.TimerSpec('t', TimeDomain.REAL_TIME)
-
-  def process(self, kv, timer=beam.DoFn.TimerParam(TIMER)):
-    yield kv
-
-  @userstate.on_timer(TIMER)
-  def fired(self):
-    return []
-
-
 def test_read_mode_before_a_real_time_timer_on_the_direct_runner(tmp_path):
   """A processing-time timer applied *after* MLTransform sends the
   DirectRunner bundle-based, unseen when MLTransform chose its batched
@@ -364,5 +352,5 @@ def test_read_mode_before_a_real_time_timer_on_the_direct_runner(tmp_path):
     out = (p | beam.Create([{'x': 1.0}, {'x': 7.0}])
            | MLTransform(read_artifact_location=loc)
            | beam.Map(lambda r: ('k', round(float(r.x[0]), 5)))
-           | beam.ParDo(_RealTimeTimer()))
+           | beam.ParDo(RealTimeTimerDoFn()))
     assert_that(out, equal_to([('k', round((x - mean) / std, 5)) for x in (1.0, 7.0)]))
