@@ -14,12 +14,9 @@ from __future__ import annotations
 
 import logging
 
-from apache_beam.utils.windowed_value import WindowedBatch
-
-from .dofn_kinds import takes_batches
+from .dofn_kinds import MAX_BATCH_SIZE, input_batches, takes_batches
 
 _LOGGER = logging.getLogger(__name__)
-MAX_BATCH_SIZE = 4096
 _BUFFER = '_runinference_batch'
 _installed = False
 
@@ -29,9 +26,7 @@ def _flush(evaluator) -> None:
   if not buffered:
     return
   dofn = evaluator._applied_ptransform.transform.dofn  # pylint: disable=protected-access
-  converter = getattr(dofn, 'input_batch_converter', None)  # set by ParDo
-  produce = converter.produce_batch if converter is not None else list
-  for batch in WindowedBatch.from_windowed_values(buffered, produce_fn=produce):
+  for batch in input_batches(buffered, dofn):
     evaluator.runner.process_batch(batch)
 
 

@@ -8,17 +8,15 @@ with ``@yields_batches``) are not supported: the bags hold elements.
 """
 from __future__ import annotations
 
-from typing import Callable, Iterable
+from typing import Iterable
 
 import apache_beam as beam
 from apache_beam.runners.common import DoFnSignature
 from apache_beam.utils.windowed_value import WindowedBatch
 
-from .._core.dofn_kinds import overrides, takes_batches
+from .._core.dofn_kinds import (MAX_BATCH_SIZE, input_batches, overrides,
+                                takes_batches)
 from ..exceptions import UnsupportedOnDaskError
-
-#: Values per batch: as Beam's SDK harness (operations.py) batches them.
-MAX_BATCH_SIZE = 4096
 
 
 def check_supported(fn: beam.DoFn, label: str) -> None:
@@ -43,13 +41,11 @@ def check_supported(fn: beam.DoFn, label: str) -> None:
 def as_batches(elements: Iterable, fn: beam.DoFn) -> Iterable[WindowedBatch]:
   """``elements`` (windowed values) as the batches ``fn.process_batch``
   takes, each of one timestamp, windows and pane."""
-  converter = getattr(fn, 'input_batch_converter', None)  # set by ParDo
-  produce: Callable = converter.produce_batch if converter is not None else list
   chunk: list = []
   for wv in elements:
     chunk.append(wv)
     if len(chunk) >= MAX_BATCH_SIZE:
-      yield from WindowedBatch.from_windowed_values(chunk, produce_fn=produce)
+      yield from input_batches(chunk, fn)
       chunk = []
   if chunk:
-    yield from WindowedBatch.from_windowed_values(chunk, produce_fn=produce)
+    yield from input_batches(chunk, fn)
